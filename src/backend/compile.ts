@@ -1,0 +1,108 @@
+/**
+ * compile(f, specs) traces a function of tensor pytrees once and returns an executable that runs
+ * it on host values; evaluate(f, ...args) does both in one call.
+ */
+import {
+  ArgumentError, dtypeOfData, flatten, spec, trace, unflatten, type MapLeaves, type Tensor, type TensorSpec,
+  type Tree, type TreeDef,
+} from "../dsl/index.js";
+import { CpuProgram } from "./cpu/executable.js";
+import { HostTensor, isHostInput, toHostData, type HostInput } from "./host.js";
+
+/** Backends that compile graphs. (The WebGPU backend joins this list.) */
+export type BackendName = "cpu";
+
+export interface CompileOptions {
+  /** Where to run; "cpu" is the float32/float64 reference interpreter. */
+  readonly backend?: BackendName;
+}
+
+/** The run-time arguments for argument specs `S`: each spec leaf becomes a host value. */
+export type HostArgs<S extends readonly unknown[]> = { -readonly [K in keyof S]: MapLeaves<S[K], TensorSpec, HostInput> };
+/** The results for outputs `R`: each tensor leaf becomes a HostTensor. */
+export type HostResult<R> = MapLeaves<R, Tensor, HostTensor>;
+
+/** A compiled function: call `run` with host values shaped like the specs it was compiled for. */
+export interface Executable<S extends readonly unknown[], R> {
+  run(...args: HostArgs<S>): HostResult<R>;
+  /** The traced graph (inputs, outputs and their tree structures). */
+  readonly graph: ReturnType<typeof trace>;
+  /** Primitive evaluations per run. */
+  readonly nodeCount: number;
+}
+
+/** The function shape compile and evaluate accept: pytrees of tensors in, a pytree of tensors out. */
+export type Traceable<S extends readonly unknown[], R> = (...args: { -readonly [K in keyof S]: MapLeaves<S[K], TensorSpec, Tensor> }) => R;
+
+/**
+ * Traces `f` on placeholders shaped by `specs` (one pytree of `spec(shape, dtype)` per argument)
+ * and compiles the graph for a backend.
+ */
+export function compile<const S extends readonly Tree<TensorSpec>[], R extends Tree<Tensor>>(
+  f: Traceable<S, R>,
+  specs: S,
+  opts: CompileOptions = {},
+): Executable<S, R> {
+  return compileUntyped(f as unknown as (...a: never[]) => Tree<Tensor>, specs, opts) as unknown as Executable<S, R>;
+}
+
+function compileUntyped(f: (...a: never[]) => Tree<Tensor>, specs: readonly Tree<TensorSpec>[], opts: CompileOptions) {
+  const backend = opts.backend ?? "cpu";
+  if (backend !== "cpu") throw new ArgumentError("compile", `unknown backend "${String(backend)}"; available: "cpu"`);
+  const graph = trace(f, specs);
+  const program = new CpuProgram(graph);
+  const run = (...args: unknown[]): Tree<HostTensor> => {
+    const flat = flattenArgs(args, graph.inputDefs, graph.inputs);
+    const out = program.run(flat).map((d, i) => new HostTensor(d, graph.outputs[i].shape, graph.outputs[i].dtype));
+    return unflatten(graph.outputDef, out);
+  };
+  return { graph, nodeCount: program.nodeCount, run };
+}
+
+/** Flattens run-time arguments, checking structure, shapes and dtypes, and naming the culprit. */
+function flattenArgs(args: readonly unknown[], defs: readonly TreeDef[], inputs: readonly Tensor[]) {
+  if (args.length !== defs.length) throw new ArgumentError("run", `expected ${defs.length} arguments, got ${args.length}`);
+  const flat = [];
+  let k = 0;
+  for (let a = 0; a < args.length; a++) {
+    const { leaves, def } = flatten(args[a], isHostInput, "host array");
+    if (!sameStructure(def, defs[a])) throw new ArgumentError("run", `argument ${a} does not have the structure it was compiled with`);
+    const paths = leafPaths(defs[a], `argument ${a}`);
+    for (let i = 0; i < leaves.length; i++, k++) flat.push(toHostData(leaves[i], inputs[k].shape, inputs[k].dtype, paths[i]));
+  }
+  return flat;
+}
+
+function sameStructure(a: TreeDef, b: TreeDef): boolean {
+  if (a.kind !== b.kind) return false;
+  if (a.kind === "leaf" || b.kind === "leaf") return true;
+  if (a.children.length !== b.children.length) return false;
+  if (a.kind === "object" && b.kind === "object" && a.keys.some((k, i) => k !== b.keys[i])) return false;
+  return a.children.every((c, i) => sameStructure(c, b.children[i]));
+}
+
+function leafPaths(def: TreeDef, prefix: string): string[] {
+  if (def.kind === "leaf") return [prefix];
+  return def.children.flatMap((c, i) => leafPaths(c, def.kind === "object" ? `${prefix}.${def.keys[i]}` : `${prefix}[${i}]`));
+}
+
+/** The spec a host value stands for (plain number arrays are taken as f32 vectors). */
+function specOfHost(x: HostInput) {
+  if (x instanceof HostTensor) return spec(x.shape, x.dtype);
+  if (typeof x === "number") return spec([], "f32");
+  if (ArrayBuffer.isView(x)) return spec([x.length], dtypeOfData(x));
+  return spec([x.length], "f32");
+}
+
+/**
+ * Evaluates `f` on host values in one call (traces, compiles for the CPU, runs). Specs come from
+ * the values: give HostTensors for anything that is not a vector.
+ */
+export function evaluate<R extends Tree<Tensor>>(f: (...args: never[]) => R, ...args: readonly Tree<HostInput>[]): HostResult<R> {
+  const specs = args.map((a) => {
+    const { leaves, def } = flatten(a, isHostInput, "host array");
+    return unflatten(def, leaves.map(specOfHost));
+  });
+  return compileUntyped(f, specs, {}).run(...args) as HostResult<R>;
+}
+

@@ -1,0 +1,75 @@
+import { allocate, coerce, dtypeOfData, formatShape, sizeOf, ArgumentError, type DType, type HostData, type Shape } from "../dsl/index.js";
+
+/** A tensor's values on the host: a typed array with its shape and dtype (row-major). */
+export class HostTensor {
+  constructor(
+    readonly data: HostData,
+    readonly shape: Shape,
+    readonly dtype: DType = dtypeOfData(data),
+  ) {
+    if (data.length !== sizeOf(shape))
+      throw new ArgumentError("HostTensor", `${data.length} values do not fill shape ${formatShape(shape)} (${sizeOf(shape)} elements)`);
+  }
+
+  get size(): number {
+    return this.data.length;
+  }
+
+  /** The value of a scalar (or one-element) tensor. */
+  item(): number {
+    if (this.data.length !== 1) throw new ArgumentError("item", `needs one element, the tensor has ${this.data.length}`);
+    return this.data[0];
+  }
+
+  /** The values as a nested JS array. */
+  toNested(): unknown {
+    const go = (axis: number, offset: number): unknown => {
+      if (axis === this.shape.length) return this.data[offset];
+      const stride = sizeOf(this.shape.slice(axis + 1));
+      return Array.from({ length: this.shape[axis] }, (_, i) => go(axis + 1, offset + i * stride));
+    };
+    return go(0, 0);
+  }
+
+  toString(): string {
+    return `HostTensor<${this.dtype}${formatShape(this.shape)}>`;
+  }
+}
+
+/** What a run accepts for one argument: a HostTensor, a typed array of the right dtype, or plain numbers. */
+export type HostInput = HostTensor | HostData | readonly number[] | number;
+
+export const isHostInput = (x: unknown): x is HostInput =>
+  x instanceof HostTensor || ArrayBuffer.isView(x) || typeof x === "number" || (Array.isArray(x) && x.every((v) => typeof v === "number"));
+
+/** Builds a HostTensor from values and a shape, rounding plain numbers to `dtype`. */
+export function hostTensor(values: HostData | ArrayLike<number>, shape: Shape, dtype?: DType): HostTensor {
+  const d = dtype ?? (ArrayBuffer.isView(values) ? dtypeOfData(values as HostData) : "f32");
+  if (ArrayBuffer.isView(values) && dtypeOfData(values as HostData) === d) return new HostTensor(values as HostData, shape, d);
+  const data = allocate(d, values.length);
+  for (let i = 0; i < values.length; i++) data[i] = coerce(d, values[i]);
+  return new HostTensor(data, shape, d);
+}
+
+/**
+ * Checks one run-time argument against what the graph expects and converts plain numbers.
+ * `where` names the argument in errors ("argument 0.w").
+ */
+export function toHostData(x: HostInput, shape: Shape, dtype: DType, where: string): HostData {
+  const expect = `${dtype}${formatShape(shape)}`;
+  const n = sizeOf(shape);
+  if (x instanceof HostTensor) {
+    if (x.dtype !== dtype || x.shape.length !== shape.length || x.shape.some((d, i) => d !== shape[i]))
+      throw new ArgumentError("run", `${where} expects ${expect}, got ${x.dtype}${formatShape(x.shape)}`);
+    return x.data;
+  }
+  if (typeof x === "number") x = [x];
+  if (ArrayBuffer.isView(x)) {
+    const got = dtypeOfData(x);
+    if (got !== dtype) throw new ArgumentError("run", `${where} expects ${expect}, got a ${x.constructor.name} (${got}); pass a ${allocate(dtype, 0).constructor.name}`);
+    if (x.length !== n) throw new ArgumentError("run", `${where} expects ${expect} (${n} values), got ${x.length} values`);
+    return x;
+  }
+  if (x.length !== n) throw new ArgumentError("run", `${where} expects ${expect} (${n} values), got ${x.length} values`);
+  return hostTensor(x, shape, dtype).data;
+}

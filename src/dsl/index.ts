@@ -1,0 +1,12 @@
+export * from "./dtype.js";
+export * from "./errors.js";
+export * from "./shape.js";
+export * from "./prims.js";
+export { Tensor, dispatch, isTensor, type Node, type RuleTable } from "./tensor.js";
+export { make, inferRules } from "./infer.js";
+export * from "./ops.js";
+export * from "./nn.js";
+export * from "./random.js";
+export * from "./pytree.js";
+export * from "./graph.js";
+export * from "./hostmath.js";

@@ -1,0 +1,78 @@
+/**
+ * Pytrees: nested arrays and plain objects whose leaves are values of one kind (tensors, host
+ * arrays, specs). Transformations flatten a tree to its leaves, work on them, and rebuild it.
+ */
+
+/** A nested structure of arrays and plain objects with leaves of type L. */
+export type Tree<L> = L | readonly Tree<L>[] | { readonly [key: string]: Tree<L> };
+
+/** The structure of a tree without its leaves. */
+export type TreeDef =
+  | { readonly kind: "leaf" }
+  | { readonly kind: "array"; readonly children: readonly TreeDef[] }
+  | { readonly kind: "object"; readonly keys: readonly string[]; readonly children: readonly TreeDef[] };
+
+/** Replaces every leaf type L in T by M, keeping the structure. */
+export type MapLeaves<T, L, M> = T extends L
+  ? M
+  : T extends readonly unknown[]
+    ? { -readonly [K in keyof T]: MapLeaves<T[K], L, M> }
+    : T extends object
+      ? { -readonly [K in keyof T]: MapLeaves<T[K], L, M> }
+      : never;
+
+const isPlainObject = (x: unknown): x is Record<string, unknown> =>
+  typeof x === "object" && x !== null && (Object.getPrototypeOf(x) === Object.prototype || Object.getPrototypeOf(x) === null);
+
+/**
+ * Flattens `tree` into its leaves (depth first; object keys in insertion order). Anything that is
+ * neither a leaf, an array nor a plain object is an error naming its path.
+ */
+export function flatten<L>(tree: unknown, isLeaf: (x: unknown) => x is L, what = "leaf"): { leaves: L[]; def: TreeDef } {
+  const leaves: L[] = [];
+  const go = (t: unknown, path: string): TreeDef => {
+    if (isLeaf(t)) {
+      leaves.push(t);
+      return { kind: "leaf" };
+    }
+    if (Array.isArray(t)) return { kind: "array", children: t.map((c, i) => go(c, `${path}[${i}]`)) };
+    if (isPlainObject(t)) {
+      const keys = Object.keys(t);
+      return { kind: "object", keys, children: keys.map((k) => go(t[k], `${path}.${k}`)) };
+    }
+    throw new TypeError(`pytree: expected a ${what}, an array or a plain object at ${path || "the root"}, got ${describe(t)}`);
+  };
+  const def = go(tree, "");
+  return { leaves, def };
+}
+
+const describe = (x: unknown): string =>
+  x === null ? "null" : typeof x === "object" ? (Object.getPrototypeOf(x)?.constructor?.name ?? "object") : `${typeof x} ${String(x)}`;
+
+/** Rebuilds a tree of structure `def` from leaves, in flatten's order. */
+export function unflatten<L>(def: TreeDef, leaves: readonly L[]): Tree<L> {
+  let i = 0;
+  const go = (d: TreeDef): Tree<L> => {
+    switch (d.kind) {
+      case "leaf":
+        return leaves[i++];
+      case "array":
+        return d.children.map(go);
+      case "object":
+        return Object.fromEntries(d.keys.map((k, j) => [k, go(d.children[j])]));
+      default:
+        return d satisfies never;
+    }
+  };
+  const out = go(def);
+  if (i !== leaves.length) throw new Error(`pytree: ${leaves.length} leaves for a structure with ${i}`);
+  return out;
+}
+
+export const leafCount = (def: TreeDef): number => (def.kind === "leaf" ? 1 : def.children.reduce((a, c) => a + leafCount(c), 0));
+
+/** Applies `f` to every leaf. */
+export function mapTree<L, M>(tree: Tree<L>, isLeaf: (x: unknown) => x is L, f: (leaf: L, index: number) => M): Tree<M> {
+  const { leaves, def } = flatten(tree, isLeaf);
+  return unflatten(def, leaves.map(f));
+}

@@ -1,0 +1,48 @@
+import type { DType } from "./dtype.js";
+import { formatShape } from "./errors.js";
+import type { Prim, PrimParams } from "./prims.js";
+import { sizeOf, type Shape } from "./shape.js";
+
+/**
+ * An immutable node of a tensor graph: the primitive that computes it, its parameters, its input
+ * nodes, and its static shape and dtype. Building a tensor runs nothing; backends evaluate graphs.
+ * Node identity is object identity.
+ */
+export class Tensor {
+  /** @internal Use the op functions; they check shapes and dtypes. */
+  constructor(
+    readonly prim: Prim,
+    readonly params: PrimParams[Prim],
+    readonly inputs: readonly Tensor[],
+    readonly shape: Shape,
+    readonly dtype: DType,
+  ) {
+    Object.freeze(this);
+  }
+
+  get rank(): number {
+    return this.shape.length;
+  }
+
+  get size(): number {
+    return sizeOf(this.shape);
+  }
+
+  toString(): string {
+    return `Tensor<${this.dtype}${formatShape(this.shape)}>(${this.prim})`;
+  }
+}
+
+/** A tensor whose primitive is known to be `P`, with its parameters typed accordingly. */
+export type Node<P extends Prim> = Tensor & { readonly prim: P; readonly params: PrimParams[P] };
+
+/** A rule table: one function per primitive, so a missing rule is a type error. */
+export type RuleTable<R, Args extends unknown[] = []> = { readonly [P in Prim]: (node: Node<P>, ...args: Args) => R };
+
+/** Applies the rule for `node`'s primitive. */
+export function dispatch<R, Args extends unknown[]>(table: RuleTable<R, Args>, node: Tensor, ...args: Args): R {
+  const rule = table[node.prim] as (node: Node<Prim>, ...args: Args) => R;
+  return rule(node as Node<Prim>, ...args);
+}
+
+export const isTensor = (x: unknown): x is Tensor => x instanceof Tensor;
