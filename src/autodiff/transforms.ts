@@ -72,7 +72,7 @@ function valueAndGradImpl(op: string, f: (...a: unknown[]) => unknown, argnums: 
  * The gradient of a scalar-valued function. `grad(f)(x)` has x's tree structure; with
  * `{ argnums: [0, 2] }` it is a tuple of gradients.
  */
-export function grad<A extends readonly unknown[], N extends number | readonly number[] = 0>(
+export function grad<A extends readonly unknown[], const N extends number | readonly number[] = 0>(
   f: Fn<A, Tensor>,
   opts: GradOptions<N> = {},
 ): (...args: A) => GradOf<A, N> {
@@ -81,11 +81,11 @@ export function grad<A extends readonly unknown[], N extends number | readonly n
 }
 
 /** Like grad, returning [value, gradient]; with `hasAux`, f returns [loss, aux] and so does the value. */
-export function valueAndGrad<A extends readonly unknown[], N extends number | readonly number[] = 0>(
+export function valueAndGrad<A extends readonly unknown[], const N extends number | readonly number[] = 0>(
   f: Fn<A, Tensor>,
   opts?: GradOptions<N>,
 ): (...args: A) => [Tensor, GradOf<A, N>];
-export function valueAndGrad<A extends readonly unknown[], X, N extends number | readonly number[] = 0>(
+export function valueAndGrad<A extends readonly unknown[], X, const N extends number | readonly number[] = 0>(
   f: Fn<A, readonly [Tensor, X]>,
   opts: GradOptions<N> & AuxOptions,
 ): (...args: A) => [readonly [Tensor, X], GradOf<A, N>];

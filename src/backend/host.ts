@@ -15,6 +15,10 @@ export class HostTensor {
     return this.data.length;
   }
 
+  get rank(): number {
+    return this.shape.length;
+  }
+
   /** The value of a scalar (or one-element) tensor. */
   item(): number {
     if (this.data.length !== 1) throw new ArgumentError("item", `needs one element, the tensor has ${this.data.length}`);

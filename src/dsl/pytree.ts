@@ -13,7 +13,9 @@ export type TreeDef =
   | { readonly kind: "object"; readonly keys: readonly string[]; readonly children: readonly TreeDef[] };
 
 /** Replaces every leaf type L in T by M, keeping the structure. */
-export type MapLeaves<T, L, M> = T extends L
+export type MapLeaves<T, L, M> = [Tree<L>] extends [T]
+  ? Tree<M> // the unrefined tree type maps to the unrefined tree type
+  : T extends L
   ? M
   : T extends readonly unknown[]
     ? { -readonly [K in keyof T]: MapLeaves<T[K], L, M> }
