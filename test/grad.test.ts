@@ -10,7 +10,7 @@ import * as w from "../src/index.js";
 import { arbBroadcastShapes, arbShape, arbShapedTensor, arbTensor, checkGrads, type TensorOptions } from "../src/testing/index.js";
 import type { Tensor } from "../src/index.js";
 
-const RUNS = { numRuns: 12 };
+const RUNS = { numRuns: 25 };
 const shapeOpts = { maxRank: 3, maxDim: 4 };
 
 /** min |a − b| over the broadcast pairs, via the library itself. */

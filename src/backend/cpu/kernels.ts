@@ -56,6 +56,17 @@ export function mapUnary(x: HostData, dtype: DType, f: (v: number) => number): H
 export function mapBinary(a: HostData, aShape: Shape, b: HostData, bShape: Shape, outShape: Shape, dtype: DType, f: (x: number, y: number) => number): HostData {
   const n = sizeOf(outShape);
   const out = allocate(dtype, n);
+  // A one-element operand needs no index map: read it once.
+  if (b.length === 1 && same(aShape, outShape)) {
+    const bv = b[0];
+    for (let i = 0; i < n; i++) out[i] = f(a[i], bv);
+    return out;
+  }
+  if (a.length === 1 && same(bShape, outShape)) {
+    const av = a[0];
+    for (let i = 0; i < n; i++) out[i] = f(av, b[i]);
+    return out;
+  }
   const ia = broadcastIndex(aShape, outShape);
   const ib = broadcastIndex(bShape, outShape);
   if (!ia && !ib) for (let i = 0; i < n; i++) out[i] = f(a[i], b[i]);
@@ -160,31 +171,41 @@ export function scatterAddAxis(u: HostData, uShape: Shape, indices: Int32Array, 
   return out;
 }
 
-/** Block sizes of the CPU matmul: a panel of B (KB rows × NB columns) stays in cache while rows of A stream. */
-const KB = 128;
-const NB = 256;
-
 /**
- * C[m,n] = A[m,k]·B[k,n] for contiguous operands at the given offsets, accumulating each output
- * row panel in float64.
+ * C[m,n] = A[m,k]·B[k,n] for contiguous operands at the given offsets. B is transposed once into
+ * float64 so that every output is a dot product of two contiguous rows; a 2×2 block of outputs
+ * shares each pair of loads (four multiply-adds per four loads). Accumulation is in float64.
  */
 export function matmulInto(a: HostData, aOff: number, b: HostData, bOff: number, c: HostData, cOff: number, m: number, k: number, n: number): void {
-  const acc = new Float64Array(Math.min(NB, n));
-  for (let j0 = 0; j0 < n; j0 += NB) {
-    const nb = Math.min(NB, n - j0);
-    for (let i = 0; i < m; i++) {
-      acc.fill(0, 0, nb);
-      const aRow = aOff + i * k;
-      for (let p0 = 0; p0 < k; p0 += KB) {
-        const pEnd = Math.min(k, p0 + KB);
-        for (let p = p0; p < pEnd; p++) {
-          const aip = a[aRow + p];
-          const bRow = bOff + p * n + j0;
-          for (let j = 0; j < nb; j++) acc[j] += aip * b[bRow + j];
-        }
+  const bt = new Float64Array(k * n);
+  for (let p = 0; p < k; p++) for (let j = 0; j < n; j++) bt[j * k + p] = b[bOff + p * n + j];
+  const at = new Float64Array(m * k);
+  for (let i = 0; i < m * k; i++) at[i] = a[aOff + i];
+  for (let i = 0; i < m; i += 2) {
+    const i1 = Math.min(i + 1, m - 1);
+    const [r0, r1] = [i * k, i1 * k];
+    for (let j = 0; j < n; j += 2) {
+      const j1 = Math.min(j + 1, n - 1);
+      const [q0, q1] = [j * k, j1 * k];
+      let s00 = 0;
+      let s01 = 0;
+      let s10 = 0;
+      let s11 = 0;
+      for (let p = 0; p < k; p++) {
+        const a0 = at[r0 + p];
+        const a1 = at[r1 + p];
+        const b0 = bt[q0 + p];
+        const b1 = bt[q1 + p];
+        s00 += a0 * b0;
+        s01 += a0 * b1;
+        s10 += a1 * b0;
+        s11 += a1 * b1;
       }
-      const cRow = cOff + i * n + j0;
-      for (let j = 0; j < nb; j++) c[cRow + j] = acc[j];
+      // At an odd edge, i1 = i or j1 = j: the duplicate writes store the same value.
+      c[cOff + i1 * n + j1] = s11;
+      c[cOff + i1 * n + j] = s10;
+      c[cOff + i * n + j1] = s01;
+      c[cOff + i * n + j] = s00;
     }
   }
 }

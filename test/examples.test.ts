@@ -1,0 +1,17 @@
+/** The examples the README points to run as written, against the built package ("wgrad" imports). */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+
+const run = (file: string) => execFileSync(process.execPath, ["--import", "tsx", file], { encoding: "utf8", timeout: 120_000 });
+
+test("examples/quickstart.ts trains and prints a falling loss and a Hessian-vector product", () => {
+  const out = run("examples/quickstart.ts");
+  const losses = [...out.matchAll(/loss (\d+\.\d+)/g)].map((m) => Number(m[1]));
+  assert.ok(losses.length >= 2 && losses[losses.length - 1] < losses[0] / 4, out);
+  assert.match(out, /H·1 of Σx³ at \[1,2,3\]: \[ 6, 12, 18 \]/);
+});
+
+test("examples/gradient-property.ts passes its property", () => {
+  assert.match(run("examples/gradient-property.ts"), /50 random shapes passed checkGrads to order 2/);
+});
