@@ -7,15 +7,33 @@ import {
   type Tree, type TreeDef,
 } from "../dsl/index.js";
 import { CpuProgram } from "./cpu/executable.js";
+import type { GpuArray } from "./webgpu/array.js";
+import { GpuContext } from "./webgpu/device.js";
+import { compileWebGpu, type GpuExecutable, type WebGpuCompileOptions } from "./webgpu/compiler.js";
 import { HostTensor, isHostInput, toHostData, type HostInput } from "./host.js";
 
-/** Backends that compile graphs. (The WebGPU backend joins this list.) */
+/** Backends that compile graphs by name. A WebGPU backend is a device: `backend: await webgpu()`. */
 export type BackendName = "cpu";
 
 export interface CompileOptions {
   /** Where to run; "cpu" is the float32/float64 reference interpreter. */
   readonly backend?: BackendName;
 }
+
+/** Compiling for a WebGPU device (from `webgpu()` or `acquireDevice()`). */
+export interface GpuCompileOptions extends WebGpuCompileOptions {
+  readonly backend: GpuContext;
+}
+
+/** The run-time arguments of a GPU executable: host values or GpuArrays already on the device. */
+export type GpuArgs<S extends readonly unknown[]> = { -readonly [K in keyof S]: MapLeaves<S[K], TensorSpec, HostInput | GpuArray> };
+/** A GPU run's results: GpuArrays that stay on the device until read. */
+export type GpuResult<R> = MapLeaves<R, Tensor, GpuArray>;
+
+/** A compiled function on a WebGPU device; see GpuExecutable for inspection (wgsl, stats). */
+export type TypedGpuExecutable<S extends readonly unknown[], R> = Omit<GpuExecutable, "run"> & {
+  run(...args: GpuArgs<S>): GpuResult<R>;
+};
 
 /** The run-time arguments for argument specs `S`: each spec leaf becomes a host value. */
 export type HostArgs<S extends readonly unknown[]> = { -readonly [K in keyof S]: MapLeaves<S[K], TensorSpec, HostInput> };
@@ -38,17 +56,16 @@ export type Traceable<S extends readonly unknown[], R> = (...args: { -readonly [
  * Traces `f` on placeholders shaped by `specs` (one pytree of `spec(shape, dtype)` per argument)
  * and compiles the graph for a backend.
  */
-export function compile<const S extends readonly Tree<TensorSpec>[], R extends Tree<Tensor>>(
-  f: Traceable<S, R>,
-  specs: S,
-  opts: CompileOptions = {},
-): Executable<S, R> {
-  return compileUntyped(f as unknown as (...a: never[]) => Tree<Tensor>, specs, opts) as unknown as Executable<S, R>;
+export function compile<const S extends readonly Tree<TensorSpec>[], R extends Tree<Tensor>>(f: Traceable<S, R>, specs: S, opts?: CompileOptions): Executable<S, R>;
+export function compile<const S extends readonly Tree<TensorSpec>[], R extends Tree<Tensor>>(f: Traceable<S, R>, specs: S, opts: GpuCompileOptions): TypedGpuExecutable<S, R>;
+export function compile(f: (...a: never[]) => Tree<Tensor>, specs: readonly Tree<TensorSpec>[], opts: CompileOptions | GpuCompileOptions = {}): unknown {
+  if (opts.backend instanceof GpuContext) return compileWebGpu(trace(f, specs), opts.backend, opts as GpuCompileOptions);
+  return compileUntyped(f, specs, opts as CompileOptions);
 }
 
 function compileUntyped(f: (...a: never[]) => Tree<Tensor>, specs: readonly Tree<TensorSpec>[], opts: CompileOptions) {
   const backend = opts.backend ?? "cpu";
-  if (backend !== "cpu") throw new ArgumentError("compile", `unknown backend "${String(backend)}"; available: "cpu"`);
+  if (backend !== "cpu") throw new ArgumentError("compile", `unknown backend "${String(backend)}"; use "cpu" or a WebGPU device from webgpu()`);
   const graph = trace(f, specs);
   const program = new CpuProgram(graph);
   const run = (...args: unknown[]): Tree<HostTensor> => {

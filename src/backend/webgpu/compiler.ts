@@ -1,0 +1,340 @@
+/**
+ * graph -> simplify -> schedule (fusion) -> WGSL kernels -> memory plan -> executable. A run
+ * encodes every dispatch into one command encoder and submits once; nothing is read back unless
+ * the caller asks (`await out.toArray()`).
+ */
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { ArgumentError, flatten, Tensor, unflatten, type Graph, type Tree, type TreeDef } from "../../dsl/index.js";
+import { isHostInput, toHostData, type HostInput } from "../host.js";
+import { GpuArray, toGpuLayout } from "./array.js";
+import type { GpuContext } from "./device.js";
+import { KernelGen } from "./gen.js";
+import { inlineRule, needsKernel } from "./lower.js";
+import { bytesOf, planMemory, type MemoryPlan } from "./memory.js";
+import { inlinedTree, leavesOf, schedule, type Schedule } from "./schedule.js";
+import { simplify } from "./simplify.js";
+import { DEFAULT_MATMUL, elementwiseKernel, matmulKernel, reduceKernel, scatterKernel, threadPerOutput, type KernelSource, type MatmulParams } from "./templates.js";
+
+export interface WebGpuCompileOptions {
+  /** Arguments whose GpuArrays this executable may consume: an output of the same size reuses the buffer (in-place updates). */
+  readonly donate?: readonly number[];
+  /** Matmul tile parameters (by default chosen per shape). */
+  readonly matmul?: MatmulParams;
+}
+
+/** What an executable costs: kernels per run and planned memory. */
+export interface ExecutableStats {
+  readonly kernels: number;
+  /** Bytes of the intermediate pool, allocated once and reused by every run. */
+  readonly plannedBytes: number;
+  /** Most bytes of intermediates alive at one point of a run. */
+  readonly peakBytes: number;
+  /** Bytes of constants uploaded at compile time. */
+  readonly constantBytes: number;
+  /** Bytes of outputs a run allocates (less what donation saves). */
+  readonly outputBytes: number;
+}
+
+interface Kernel {
+  readonly src: KernelSource;
+  readonly pipeline: GPUComputePipeline;
+}
+
+const pipelineCaches = new WeakMap<GpuContext, Map<string, GPUComputePipeline>>();
+
+function pipelineFor(ctx: GpuContext, wgsl: string, name: string): GPUComputePipeline {
+  let cache = pipelineCaches.get(ctx);
+  if (!cache) pipelineCaches.set(ctx, (cache = new Map()));
+  let p = cache.get(wgsl);
+  if (!p) {
+    const module = ctx.device.createShaderModule({ code: wgsl, label: name });
+    p = ctx.device.createComputePipeline({ layout: "auto", compute: { module, entryPoint: "main" }, label: name });
+    cache.set(wgsl, p);
+  }
+  return p;
+}
+
+/** Outputs that are inputs, constants or repeated get an identity node, so each output has a kernel writing it. */
+function ownOutputs(outputs: readonly Tensor[]): Tensor[] {
+  const seen = new Set<Tensor>();
+  return outputs.map((o) => {
+    const copy = o.prim === "input" || o.prim === "constant" || seen.has(o);
+    seen.add(o);
+    return copy ? new Tensor("reshape", { shape: o.shape }, [o], o.shape, o.dtype) : o;
+  });
+}
+
+interface Generated {
+  sched: Schedule;
+  kernels: KernelSource[];
+}
+
+/**
+ * Generates every kernel, materialising more nodes when a kernel would exceed the binding limit,
+ * and giving up an epilogue fusion when the epilogue reads its core at another element.
+ */
+function generate(inputs: readonly Tensor[], outputs: readonly Tensor[], maxBindings: number, mm: MatmulParams | undefined): Generated {
+  const extra = new Set<Tensor>();
+  const noFuse = new Set<Tensor>();
+  const outSet = new Set(outputs);
+  attempt: for (;;) {
+    const sched = schedule(inputs, outputs, extra);
+    const ids = new Map(sched.order.map((n, i) => [n, i]));
+    // Epilogue fusion: an elementwise root absorbs the reduction or matmul it is the only consumer of.
+    const coreOf = new Map<Tensor, Tensor>();
+    const fusedAway = new Set<Tensor>();
+    for (const r of sched.roots) {
+      if (needsKernel(r)) continue;
+      const tree = inlinedTree(r, sched.materialized);
+      for (const c of leavesOf(r, sched.materialized)) {
+        const kind = c.prim === "matmul" || ((c.prim === "sum" || c.prim === "max") && threadPerOutput(c));
+        if (kind && !outSet.has(c) && !noFuse.has(c) && !fusedAway.has(c) && c.size === r.size && (sched.consumers.get(c) ?? []).every((u) => tree.has(u))) {
+          coreOf.set(r, c);
+          fusedAway.add(c);
+          break;
+        }
+      }
+    }
+    const kernels: KernelSource[] = [];
+    for (const r of sched.roots) {
+      if (fusedAway.has(r)) continue;
+      const core = coreOf.get(r);
+      const k = core ?? r;
+      const g = new KernelGen(ids, (n) => sched.materialized.has(n) && n !== core && n !== r, inlineRule);
+      let src: KernelSource;
+      try {
+        if (k.prim === "matmul") src = matmulKernel(g, k, r, "__NAME__", mm ?? chooseMatmul(k));
+        else if (k.prim === "scatterAdd") src = scatterKernel(g, k, "__NAME__");
+        else if (needsKernel(k)) src = reduceKernel(g, k, r, "__NAME__");
+        else src = elementwiseKernel(g, r, "__NAME__");
+      } catch (e) {
+        if (!core) throw e;
+        noFuse.add(core); // the epilogue reads its core at another element: two kernels then
+        continue attempt;
+      }
+      if (src.reads.length + 1 > maxBindings) {
+        extra.add(widestInlined(r, sched));
+        continue attempt;
+      }
+      // Named after what it fuses, e.g. k12_matmul_add_erf_mul.
+      const name = `k${kernels.length}_${[k.prim, ...g.fused.filter((p) => p !== k.prim)].join("_")}`;
+      kernels.push({ ...src, name, wgsl: src.wgsl.replace("__NAME__", name) });
+    }
+    return { sched, kernels };
+  }
+}
+
+/** The inlined node whose materialisation removes the most bindings from a kernel. */
+function widestInlined(root: Tensor, sched: Schedule): Tensor {
+  let best: Tensor | null = null;
+  let most = 0;
+  for (const n of inlinedTree(root, sched.materialized)) {
+    if (n === root) continue;
+    const k = leavesOf(n, sched.materialized).size;
+    if (k > most) [best, most] = [n, k];
+  }
+  if (!best) throw new ArgumentError("compile", `a kernel for ${root.prim} needs more storage bindings than the device allows`);
+  return best;
+}
+
+/** Tile parameters by shape: a 4×4 register block where the output is large enough, smaller otherwise. */
+function chooseMatmul(n: Tensor): MatmulParams {
+  const [M, N] = n.shape.slice(-2);
+  if (M >= 32 && N >= 32) return DEFAULT_MATMUL;
+  return { tm: Math.min(4, M), tn: Math.min(4, N), wx: 8, wy: 8 };
+}
+
+/** A compiled graph on a WebGPU device. */
+export class GpuExecutable {
+  private readonly kernels: Kernel[];
+  private readonly plan: MemoryPlan;
+  private readonly pool: GPUBuffer[];
+  private readonly constants = new Map<Tensor, GPUBuffer>();
+  private readonly uploads = new Map<number, GPUBuffer>();
+  private readonly donation = new Map<number, number>(); // output index -> input index
+  private disposedFlag = false;
+
+  constructor(
+    readonly ctx: GpuContext,
+    readonly graph: Graph,
+    private readonly inputs: readonly Tensor[],
+    private readonly outputs: readonly Tensor[],
+    gen: Generated,
+    donate: readonly number[],
+  ) {
+    this.kernels = gen.kernels.map((src) => ({ src, pipeline: pipelineFor(ctx, src.wgsl, src.name) }));
+    const dump = process.env.WGRAD_DUMP_WGSL;
+    if (dump) {
+      mkdirSync(dump, { recursive: true });
+      for (const k of this.kernels) writeFileSync(join(dump, `${k.src.name}.wgsl`), k.src.wgsl);
+    }
+    // Liveness: who writes each value and who reads it last.
+    const writer = new Map<Tensor, number>();
+    const lastRead = new Map<Tensor, number>();
+    this.kernels.forEach((k, i) => {
+      writer.set(k.src.output, i);
+      for (const r of k.src.reads) lastRead.set(r, i);
+    });
+    const outSet = new Set(outputs);
+    const intermediates = [...writer.keys()].filter((n) => !outSet.has(n));
+    this.plan = planMemory(intermediates, writer, lastRead);
+    this.pool = this.plan.slots.map((s, i) => ctx.createBuffer(s, GPUBufferUsage.STORAGE, `pool${i}`));
+    for (const k of this.kernels)
+      for (const r of k.src.reads)
+        if (r.prim === "constant" && !this.constants.has(r)) {
+          const b = ctx.createBuffer(bytesOf(r), GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST, "constant");
+          ctx.device.queue.writeBuffer(b, 0, toGpuLayout((r.params as { data: Float32Array }).data, r.dtype));
+          this.constants.set(r, b);
+        }
+    // Donation: an output takes a donated input's buffer when nothing reads the input after the
+    // output's kernel starts writing (or that kernel reads it only at the element it writes).
+    const donatedLeaves = new Set<number>();
+    const argOfLeaf = leafArguments(graph.inputDefs);
+    outputs.forEach((o, oi) => {
+      const w = writer.get(o)!;
+      const k = this.kernels[w].src;
+      const candidate = inputs.findIndex(
+        (inp, li) =>
+          donate.includes(argOfLeaf[li]) &&
+          !donatedLeaves.has(li) &&
+          bytesOf(inp) === bytesOf(o) &&
+          ((lastRead.get(inp) ?? -1) < w || ((lastRead.get(inp) ?? -1) === w && k.ownKey !== null && [...(k.readKeys.get(inp) ?? [])].every((key) => key === k.ownKey))),
+      );
+      if (candidate >= 0) {
+        donatedLeaves.add(candidate);
+        this.donation.set(oi, candidate);
+      }
+    });
+    ctx.checkErrors();
+  }
+
+  /** Runs on GpuArrays or host values shaped like the specs; returns GpuArrays in the output's structure. */
+  run(...args: unknown[]): Tree<GpuArray> {
+    if (this.disposedFlag) throw new ArgumentError("run", "this executable was disposed");
+    const { ctx } = this;
+    const leaves = flattenRunArgs(args, this.graph.inputDefs);
+    const bufOf = new Map<Tensor, GPUBuffer>();
+    const gpuArgs: (GpuArray | null)[] = leaves.map((l, i) => {
+      const inp = this.inputs[i];
+      const where = leafPath(this.graph.inputDefs, i);
+      if (l instanceof GpuArray) {
+        l.check(where);
+        if (l.ctx !== ctx) throw new ArgumentError("run", `${where} lives on another device`);
+        if (l.dtype !== inp.dtype || l.shape.length !== inp.shape.length || l.shape.some((d, k) => d !== inp.shape[k]))
+          throw new ArgumentError("run", `${where} expects ${inp.dtype}[${inp.shape}], got a GpuArray ${l.dtype}[${l.shape}]`);
+        bufOf.set(inp, l.buffer);
+        return l;
+      }
+      const data = toHostData(l, inp.shape, inp.dtype, where);
+      let up = this.uploads.get(i);
+      if (!up) this.uploads.set(i, (up = ctx.createBuffer(bytesOf(inp), GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST, `upload${i}`)));
+      ctx.device.queue.writeBuffer(up, 0, toGpuLayout(data, inp.dtype));
+      bufOf.set(inp, up);
+      return null;
+    });
+    const donated = new Set<GpuArray>();
+    for (const [oi, li] of this.donation) {
+      const a = gpuArgs[li];
+      if (a && gpuArgs.filter((x) => x === a).length > 1) throw new ArgumentError("run", `the donated ${leafPath(this.graph.inputDefs, li)} is also passed as another argument`);
+      if (a) donated.add(a), bufOf.set(this.outputs[oi], a.buffer);
+    }
+    const results = this.outputs.map((o) => {
+      let b = bufOf.get(o);
+      if (!b || this.inputs.includes(o)) {
+        b = ctx.createBuffer(bytesOf(o), GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST, "output");
+        bufOf.set(o, b);
+      }
+      return b;
+    });
+    for (const [n, p] of this.plan.placements) bufOf.set(n, this.pool[p.slot]);
+    for (const [n, b] of this.constants) bufOf.set(n, b);
+    const enc = ctx.device.createCommandEncoder();
+    const pass = enc.beginComputePass();
+    for (const k of this.kernels) {
+      if (k.src.output.size === 0) continue;
+      const entries = [...k.src.reads, k.src.output].map((n, i) => {
+        const buffer = bufOf.get(n);
+        if (!buffer) throw new Error(`webgpu: internal error: kernel ${k.src.name} reads ${n} which has no buffer`);
+        return { binding: i, resource: { buffer } };
+      });
+      pass.setPipeline(k.pipeline);
+      pass.setBindGroup(0, ctx.device.createBindGroup({ layout: k.pipeline.getBindGroupLayout(0), entries }));
+      pass.dispatchWorkgroups(...k.src.dispatch);
+    }
+    pass.end();
+    ctx.device.queue.submit([enc.finish()]);
+    for (const a of donated) a.surrender();
+    const outs = this.outputs.map((o, i) => new GpuArray(ctx, results[i], o.shape, o.dtype));
+    return unflatten(this.graph.outputDef, outs);
+  }
+
+  /** Every kernel's WGSL, named after the ops it fuses. */
+  wgsl(): string {
+    return this.kernels.map((k) => k.src.wgsl).join("\n\n");
+  }
+
+  /** Kernel names in execution order. */
+  kernelNames(): string[] {
+    return this.kernels.map((k) => k.src.name);
+  }
+
+  stats(): ExecutableStats {
+    const donatedOut = new Set(this.donation.keys());
+    return {
+      kernels: this.kernels.filter((k) => k.src.output.size > 0).length,
+      plannedBytes: this.plan.slots.reduce((a, b) => a + b, 0),
+      peakBytes: this.plan.peakBytes,
+      constantBytes: [...this.constants.keys()].reduce((a, n) => a + bytesOf(n), 0),
+      outputBytes: this.outputs.reduce((a, o, i) => a + (donatedOut.has(i) ? 0 : bytesOf(o)), 0),
+    };
+  }
+
+  /** @internal The memory plan, for tests. */
+  memoryPlan(): MemoryPlan {
+    return this.plan;
+  }
+
+  /** Frees the executable's own buffers (pool, constants, upload buffers). */
+  dispose(): void {
+    if (this.disposedFlag) return;
+    this.disposedFlag = true;
+    for (const b of [...this.pool, ...this.constants.values(), ...this.uploads.values()]) this.ctx.destroyBuffer(b);
+  }
+}
+
+const isRunLeaf = (x: unknown): x is HostInput | GpuArray => x instanceof GpuArray || isHostInput(x);
+
+function flattenRunArgs(args: readonly unknown[], defs: readonly TreeDef[]): (HostInput | GpuArray)[] {
+  if (args.length !== defs.length) throw new ArgumentError("run", `expected ${defs.length} arguments, got ${args.length}`);
+  return args.flatMap((a, i) => {
+    const { leaves, def } = flatten(a, isRunLeaf, "host array or GpuArray");
+    if (JSON.stringify(def) !== JSON.stringify(defs[i])) throw new ArgumentError("run", `argument ${i} does not have the structure it was compiled with`);
+    return leaves;
+  });
+}
+
+/** For each flat input leaf, the argument it belongs to. */
+function leafArguments(defs: readonly TreeDef[]): number[] {
+  const count = (d: TreeDef): number => (d.kind === "leaf" ? 1 : d.children.reduce((a, c) => a + count(c), 0));
+  return defs.flatMap((d, i) => Array(count(d)).fill(i));
+}
+
+function leafPath(defs: readonly TreeDef[], leaf: number): string {
+  const paths: string[] = [];
+  const go = (d: TreeDef, p: string) => (d.kind === "leaf" ? paths.push(p) : d.children.forEach((c, i) => go(c, d.kind === "object" ? `${p}.${d.keys[i]}` : `${p}[${i}]`)));
+  defs.forEach((d, i) => go(d, `argument ${i}`));
+  return paths[leaf];
+}
+
+/** Compiles a traced graph for a WebGPU device. */
+export function compileWebGpu(graph: Graph, ctx: GpuContext, opts: WebGpuCompileOptions = {}): GpuExecutable {
+  for (const n of [...graph.inputs, ...graph.outputs])
+    if (n.dtype === "f64") throw new ArgumentError("compile", `webgpu: ${n} is f64; the GPU runs f32 (f64 exists for CPU gradient checks). Cast or use f32 specs`);
+  const s = simplify(graph.inputs, graph.outputs);
+  const outputs = ownOutputs(s.outputs);
+  for (const n of schedule(s.inputs, outputs, new Set()).order)
+    if (n.dtype === "f64") throw new ArgumentError("compile", `webgpu: ${n.prim} computes f64; the GPU runs f32`);
+  const gen = generate(s.inputs, outputs, ctx.limits.maxStorageBuffersPerShaderStage, opts.matmul);
+  return new GpuExecutable(ctx, graph, s.inputs, outputs, gen, opts.donate ?? []);
+}

@@ -1,0 +1,127 @@
+/**
+ * Acquiring a WebGPU device through Dawn's Node bindings (npm `webgpu`). The device is injected
+ * everywhere (no global navigator); a missing adapter is an error that says how to get one.
+ */
+import * as TE from "fp-ts/lib/TaskEither.js";
+import { pipe } from "fp-ts/lib/function.js";
+import { WgradError } from "../../dsl/index.js";
+
+/** No usable GPU adapter or device. */
+export class DeviceError extends WgradError {
+  override readonly name = "DeviceError";
+}
+
+export const NO_ADAPTER_HELP =
+  "webgpu: no GPU adapter found. On a machine with a GPU, install its Vulkan driver (NVIDIA's driver ships a Vulkan ICD; " +
+  "AMD and Intel use Mesa's mesa-vulkan-drivers). On a CPU-only machine install Mesa's lavapipe, a Vulkan driver that runs on the CPU: " +
+  "on Debian bookworm `apt-get install -t bookworm-backports mesa-vulkan-drivers libvulkan1` (bookworm's own Mesa 22 is too old for Dawn; " +
+  "scripts/install-lavapipe.sh does this). `vulkaninfo --summary` (package vulkan-tools) lists what Vulkan sees.";
+
+export interface WebGpuOptions {
+  /** Flags for Dawn's `create`, e.g. ["backend=vulkan", "adapter=llvmpipe"] or toggles ("enable-dawn-features=..."). */
+  readonly dawnFlags?: readonly string[];
+  readonly powerPreference?: GPUPowerPreference;
+  /** An existing device to use instead of creating one (its adapter info is then unknown). */
+  readonly device?: GPUDevice;
+}
+
+/** A device with the facts the compiler needs, and a count of the buffers it holds (for leak checks). */
+export class GpuContext {
+  private live = 0;
+  private readonly errors: string[] = [];
+
+  constructor(
+    readonly device: GPUDevice,
+    /** The adapter's description, e.g. "llvmpipe (LLVM 15.0.6, 256 bits)". */
+    readonly adapterName: string,
+    /**
+     * Dawn's instance. It must stay reachable as long as the device is used: if it is garbage
+     * collected, Dawn frees it while its event loop still runs, and the process crashes.
+     */
+    private readonly instance?: GPU,
+  ) {
+    device.addEventListener("uncapturederror", (e) => this.errors.push((e as GPUUncapturedErrorEvent).error.message));
+  }
+
+  get limits(): GPUSupportedLimits {
+    return this.device.limits;
+  }
+
+  /** Buffers created through this context and not yet destroyed. */
+  get liveBuffers(): number {
+    return this.live;
+  }
+
+  createBuffer(size: number, usage: number, label?: string): GPUBuffer {
+    this.live++;
+    return this.device.createBuffer({ size: Math.max(16, Math.ceil(size / 4) * 4), usage, label });
+  }
+
+  destroyBuffer(b: GPUBuffer): void {
+    this.live--;
+    b.destroy();
+  }
+
+  /** Throws the first validation error the device reported since the last call, if any. */
+  checkErrors(): void {
+    const e = this.errors.splice(0);
+    if (e.length) throw new DeviceError(`webgpu: the device reported: ${e[0]}`);
+  }
+
+  destroy(): void {
+    this.device.destroy();
+  }
+}
+
+/** Finds an adapter and creates a device with the limits the compiler uses, as a TaskEither. */
+export function acquireDevice(opts: WebGpuOptions = {}): TE.TaskEither<DeviceError, GpuContext> {
+  if (opts.device) return TE.right(new GpuContext(opts.device, "injected device"));
+  return pipe(
+    TE.tryCatch(
+      async () => {
+        const { create, globals } = await import("webgpu");
+        // The GPUBufferUsage/GPUMapMode constants live on Dawn's globals.
+        for (const [k, v] of Object.entries(globals)) if (!(k in globalThis)) (globalThis as Record<string, unknown>)[k] = v;
+        return create([...(opts.dawnFlags ?? [])]);
+      },
+      (e) => new DeviceError(`webgpu: could not load Dawn's Node bindings (npm "webgpu"): ${String(e)}`),
+    ),
+    TE.chain((gpu) =>
+      TE.tryCatch(
+        async () => ({ gpu, adapter: await gpu.requestAdapter(opts.powerPreference ? { powerPreference: opts.powerPreference } : undefined) }),
+        (e) => new DeviceError(`${NO_ADAPTER_HELP} (requestAdapter failed: ${String(e)})`),
+      ),
+    ),
+    TE.chain(({ gpu, adapter }) => (adapter ? TE.right({ gpu, adapter }) : TE.left(new DeviceError(NO_ADAPTER_HELP)))),
+    TE.chain(({ gpu, adapter }) =>
+      TE.tryCatch(
+        async () => {
+          const l = adapter.limits;
+          const want = [
+            "maxStorageBuffersPerShaderStage",
+            "maxStorageBufferBindingSize",
+            "maxBufferSize",
+            "maxComputeWorkgroupStorageSize",
+            "maxComputeInvocationsPerWorkgroup",
+            "maxComputeWorkgroupSizeX",
+            "maxComputeWorkgroupSizeY",
+            "maxComputeWorkgroupsPerDimension",
+          ] as const;
+          const requiredLimits = Object.fromEntries(want.map((k) => [k, l[k]]));
+          const requiredFeatures = (["timestamp-query"] as const).filter((f) => adapter.features.has(f));
+          const device = await adapter.requestDevice({ requiredLimits, requiredFeatures });
+          const info = adapter.info;
+          return new GpuContext(device, [info.description || info.device, info.vendor].filter((s) => s).join(" / ") || "unknown adapter", gpu);
+        },
+        (e) => new DeviceError(`webgpu: the adapter refused a device: ${String(e)}`),
+      ),
+    ),
+  );
+}
+
+/** Like acquireDevice, as a promise that rejects with a DeviceError. */
+export async function webgpu(opts: WebGpuOptions = {}): Promise<GpuContext> {
+  const r = await acquireDevice(opts)();
+  if (r._tag === "Left") throw r.left;
+  return r.right;
+}

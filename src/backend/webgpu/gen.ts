@@ -1,0 +1,203 @@
+/**
+ * The WGSL expression generator shared by every kernel template. A kernel computes values of graph
+ * nodes at symbolic indices; nodes that are not materialised in a buffer are inlined as
+ * expressions, so elementwise chains and movement ops (reshape, permute, broadcast, slice, pad,
+ * concat, gather) cost index arithmetic, not memory traffic.
+ */
+import { sizeOf, stridesOf, type DType, type Shape, type Tensor } from "../../dsl/index.js";
+import { literal, WGSL_HELPERS, type WgslHelper } from "./wgslLib.js";
+
+/** WGSL scalar type of a dtype in registers. */
+export const regType = (d: DType): string => (d === "f32" ? "f32" : d === "i32" ? "i32" : d === "bool" ? "bool" : unsupported(d));
+/** WGSL element type of a dtype in storage (bool is stored as u32 0/1). */
+export const storeType = (d: DType): string => (d === "bool" ? "u32" : regType(d));
+
+function unsupported(d: DType): never {
+  throw new Error(`webgpu: dtype ${d} is not supported on the GPU; use f32 (f64 exists for CPU gradient checks)`);
+}
+
+/**
+ * A symbolic index into a tensor of `shape`: a flat row-major offset, per-axis coordinates, or
+ * both. The other form is derived on demand (and emitted once as `let`s).
+ */
+export class Idx {
+  constructor(
+    readonly shape: Shape,
+    public flatExpr: string | null,
+    public coordExprs: readonly string[] | null,
+    /** The scope depth it was made in: derived forms are cached on it only at that depth. */
+    readonly depth = 0,
+  ) {}
+
+  get key(): string {
+    return this.flatExpr !== null ? `f:${this.flatExpr}` : `c:${this.coordExprs!.join(",")}`;
+  }
+}
+
+interface Scope {
+  lines: string[];
+  cache: Map<string, string>;
+}
+
+/** Bindings a kernel reads: materialised nodes with their binding number. */
+export interface Binding {
+  readonly node: Tensor;
+  readonly binding: number;
+}
+
+export type InlineRule = (node: Tensor, idx: Idx, g: KernelGen) => string;
+
+/**
+ * Builds one kernel's body. `val(node, idx)` returns the name of a WGSL value holding `node` at
+ * `idx`, reading materialised nodes from their bindings and inlining the rest through `rules`.
+ */
+export class KernelGen {
+  private scopes: Scope[] = [{ lines: [], cache: new Map() }];
+  private counter = 0;
+  readonly reads = new Map<Tensor, number>();
+  readonly readKeys = new Map<Tensor, Set<string>>();
+  readonly helpers = new Set<WgslHelper>();
+  /** Values supplied by the template (e.g. a matmul accumulator for its own node at its own index). */
+  readonly overrides = new Map<string, string>();
+  readonly fused: string[] = [];
+
+  constructor(
+    private readonly ids: Map<Tensor, number>,
+    private readonly materialized: (n: Tensor) => boolean,
+    private readonly rules: (n: Tensor) => InlineRule,
+  ) {}
+
+  fresh(prefix = "v"): string {
+    return `${prefix}${this.counter++}`;
+  }
+
+  /** Emits a statement into the current scope. */
+  line(s: string): void {
+    this.scopes[this.scopes.length - 1].lines.push(s);
+  }
+
+  /** Emits `let name = expr;` and returns name. */
+  let(expr: string, prefix = "v"): string {
+    const name = this.fresh(prefix);
+    this.line(`let ${name} = ${expr};`);
+    return name;
+  }
+
+  /** Runs `body` in a nested scope (a loop body) and returns its lines. Values made inside stay inside. */
+  nested(body: () => void): string[] {
+    this.scopes.push({ lines: [], cache: new Map() });
+    body();
+    return this.scopes.pop()!.lines;
+  }
+
+  body(): string[] {
+    return this.scopes[0].lines;
+  }
+
+  private lookup(key: string): string | undefined {
+    for (let s = this.scopes.length - 1; s >= 0; s--) {
+      const v = this.scopes[s].cache.get(key);
+      if (v !== undefined) return v;
+    }
+    return undefined;
+  }
+
+  id(n: Tensor): number {
+    return this.ids.get(n)!;
+  }
+
+  /** The binding number of a materialised node this kernel reads (assigned on first read). */
+  bindingOf(n: Tensor): number {
+    let b = this.reads.get(n);
+    if (b === undefined) {
+      b = this.reads.size;
+      this.reads.set(n, b);
+    }
+    return b;
+  }
+
+  /** The value of `node` at `idx`. */
+  val(node: Tensor, idx: Idx): string {
+    const key = `${this.id(node)}|${idx.key}`;
+    const o = this.overrides.get(key);
+    if (o !== undefined) return o;
+    if (node.prim === "constant" && node.size === 1) return literal((node.params as { data: ArrayLike<number> }).data[0], node.dtype as "f32");
+    const hit = this.lookup(key);
+    if (hit !== undefined) return hit;
+    let expr: string;
+    if (this.materialized(node)) {
+      const b = this.bindingOf(node);
+      if (!this.readKeys.has(node)) this.readKeys.set(node, new Set());
+      this.readKeys.get(node)!.add(idx.key);
+      const load = `in${b}[${this.flat(idx)}]`;
+      expr = node.dtype === "bool" ? `(${load} != 0u)` : load;
+    } else {
+      if (!this.fused.includes(node.prim)) this.fused.push(node.prim);
+      expr = this.rules(node)(node, idx, this);
+    }
+    const name = this.fresh();
+    this.line(`let ${name}: ${regType(node.dtype)} = ${expr};`);
+    this.scopes[this.scopes.length - 1].cache.set(key, name);
+    return name;
+  }
+
+  useHelper(h: WgslHelper): void {
+    this.helpers.add(h);
+  }
+
+  helperSource(): string {
+    return [...this.helpers].map((h) => WGSL_HELPERS[h]).join("\n");
+  }
+
+  // ---------------------------------------------------------------- index arithmetic
+
+  get depth(): number {
+    return this.scopes.length - 1;
+  }
+
+  /** An index made in the current scope. */
+  idx(shape: Shape, flat: string | null, coords: readonly string[] | null): Idx {
+    return new Idx(shape, flat, coords, this.depth);
+  }
+
+  /** Flat offset of an index (row-major over its shape). */
+  flat(idx: Idx): string {
+    if (idx.flatExpr !== null) return idx.flatExpr;
+    const s = stridesOf(idx.shape);
+    const terms = idx.coordExprs!.flatMap((c, k) => (idx.shape[k] === 1 || c === "0u" ? [] : [s[k] === 1 ? c : `${c} * ${s[k]}u`]));
+    const f = terms.length === 0 ? "0u" : terms.length === 1 && /^[\w]+$/.test(terms[0]) ? terms[0] : this.let(terms.join(" + "), "f");
+    if (idx.depth === this.depth) idx.flatExpr = f;
+    return f;
+  }
+
+  /** Per-axis coordinates of an index. */
+  coords(idx: Idx): readonly string[] {
+    if (idx.coordExprs !== null) return idx.coordExprs;
+    const s = stridesOf(idx.shape);
+    const f = idx.flatExpr!;
+    const c = idx.shape.map((d, k) => {
+      if (d === 1) return "0u";
+      const q = s[k] === 1 ? f : `(${f} / ${s[k]}u)`;
+      return this.let(k === 0 ? q : `${q} % ${d}u`, "c");
+    });
+    if (idx.depth === this.depth) idx.coordExprs = c;
+    return c;
+  }
+
+  /** The index into an operand of shape `from` that `idx` (over the broadcast shape) reads. */
+  broadcastIdx(idx: Idx, from: Shape): Idx {
+    const to = idx.shape;
+    if (from.length === to.length && from.every((d, i) => d === to[i])) return idx;
+    if (sizeOf(from) === 1) return this.idx(from, "0u", from.map(() => "0u"));
+    const c = this.coords(idx);
+    const lead = to.length - from.length;
+    return this.idx(from, null, from.map((d, i) => (d === 1 ? "0u" : c[lead + i])));
+  }
+}
+
+/** The WGSL declaration of a storage binding. */
+export const bindingDecl = (binding: number, name: string, dtype: DType, access: "read" | "read_write") =>
+  `@group(0) @binding(${binding}) var<storage, ${access}> ${name}: array<${storeType(dtype)}>;`;
+
+/** Converts a register value to its storage representation. */
+export const toStore = (v: string, d: DType): string => (d === "bool" ? `select(0u, 1u, ${v})` : v);

@@ -1,0 +1,64 @@
+/**
+ * Scheduling: which nodes get a buffer of their own (materialised), and so which kernels run.
+ * Everything else is inlined into its consumers' kernels as index arithmetic and expressions.
+ */
+import { topoSort, type Tensor } from "../../dsl/index.js";
+import { needsKernel } from "./lower.js";
+
+const VIEWS = new Set(["reshape", "permute", "broadcastTo", "slice"]);
+const TRANSCENDENTAL = new Set(["exp", "log", "sqrt", "tanh", "erf", "pow", "reciprocal", "div"]);
+
+export interface Schedule {
+  readonly order: readonly Tensor[];
+  readonly materialized: ReadonlySet<Tensor>;
+  readonly consumers: ReadonlyMap<Tensor, readonly Tensor[]>;
+  /** Kernel roots in execution order. */
+  readonly roots: readonly Tensor[];
+}
+
+/**
+ * Decides materialisation: graph inputs, non-scalar constants, outputs and reductions/matmuls
+ * always; a value that feeds several consumers when recomputing it would cost more than storing
+ * it; a matmul operand that is not a plain view of stored data (it is read many times); and
+ * anything in `extra` (the compiler adds nodes there when a kernel would need too many bindings).
+ */
+export function schedule(inputs: readonly Tensor[], outputs: readonly Tensor[], extra: ReadonlySet<Tensor>): Schedule {
+  const order = topoSort(outputs);
+  const consumers = new Map<Tensor, Tensor[]>();
+  for (const n of order) for (const i of n.inputs) if (!consumers.get(i)?.includes(n)) consumers.set(i, [...(consumers.get(i) ?? []), n]);
+  const mat = new Set<Tensor>([...inputs, ...outputs, ...extra]);
+  const cost = new Map<Tensor, number>();
+  for (const n of order) {
+    if (n.prim === "input" || (n.prim === "constant" && n.size > 1) || needsKernel(n)) mat.add(n);
+    const own = n.prim.startsWith("random") ? 30 : TRANSCENDENTAL.has(n.prim) ? 4 : VIEWS.has(n.prim) ? 0 : 1;
+    const c = mat.has(n) ? 0 : own + n.inputs.reduce((a, i) => a + (mat.has(i) ? 0 : (cost.get(i) ?? 0)), 0);
+    const fan = consumers.get(n)?.length ?? 0;
+    if (!mat.has(n) && ((fan >= 2 && c >= 6) || (fan >= 4 && c >= 3) || c > 150)) mat.add(n);
+    cost.set(n, mat.has(n) ? 0 : c);
+  }
+  // Matmul operands must be cheap to re-read: stored data seen through views only.
+  const pureView = (n: Tensor): boolean => mat.has(n) || (VIEWS.has(n.prim) && pureView(n.inputs[0]));
+  for (const n of order) if (n.prim === "matmul") for (const i of n.inputs) if (!pureView(i)) mat.add(i);
+  const roots = order.filter((n) => mat.has(n) && n.prim !== "input" && !(n.prim === "constant"));
+  return { order, materialized: mat, consumers, roots };
+}
+
+/** The non-materialised nodes a root's kernel inlines (the root included). */
+export function inlinedTree(root: Tensor, mat: ReadonlySet<Tensor>): Set<Tensor> {
+  const seen = new Set<Tensor>([root]);
+  const stack = [...root.inputs];
+  while (stack.length) {
+    const n = stack.pop()!;
+    if (seen.has(n) || mat.has(n)) continue;
+    seen.add(n);
+    stack.push(...n.inputs);
+  }
+  return seen;
+}
+
+/** Materialised nodes a root's kernel reads directly. */
+export function leavesOf(root: Tensor, mat: ReadonlySet<Tensor>): Set<Tensor> {
+  const out = new Set<Tensor>();
+  for (const n of inlinedTree(root, mat)) for (const i of n.inputs) if (mat.has(i)) out.add(i);
+  return out;
+}

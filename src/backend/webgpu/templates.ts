@@ -1,0 +1,272 @@
+/**
+ * Kernel templates: elementwise, reduction (a thread or a workgroup per output), scatterAdd and
+ * register-blocked batched matmul. Each takes the kernel's root node and, for reductions and
+ * matmul, an optional elementwise epilogue evaluated on the result before it is stored (bias +
+ * GELU after a linear layer is one kernel).
+ */
+import { sizeOf, type Shape, type Tensor } from "../../dsl/index.js";
+import { bindingDecl, KernelGen, regType, toStore, type Idx } from "./gen.js";
+import { literal } from "./wgslLib.js";
+
+/** A generated kernel, before buffers are bound. */
+export interface KernelSource {
+  readonly name: string;
+  readonly wgsl: string;
+  /** Materialised nodes read, in binding order (the output binds after them). */
+  readonly reads: readonly Tensor[];
+  /** For each read, the index keys it was read at (to prove in-place updates safe). */
+  readonly readKeys: ReadonlyMap<Tensor, ReadonlySet<string>>;
+  /** The index key of the kernel's own output element, when the kernel is elementwise. */
+  readonly ownKey: string | null;
+  readonly output: Tensor;
+  readonly dispatch: readonly [number, number, number];
+}
+
+export const WG = 64;
+
+/** Splits `groups` workgroups over x and y (each at most 65535). */
+function grid(groups: number): [number, number] {
+  const x = Math.max(1, Math.min(groups, 65535));
+  return [x, Math.max(1, Math.ceil(groups / x))];
+}
+
+function assemble(g: KernelGen, name: string, output: Tensor, main: string, dispatch: readonly [number, number, number], ownKey: string | null, extraDecls = ""): KernelSource {
+  const reads = [...g.reads.keys()];
+  const decls = reads.map((n, i) => bindingDecl(i, `in${i}`, n.dtype, "read"));
+  decls.push(bindingDecl(reads.length, "out", output.dtype, "read_write"));
+  const wgsl = [`// ${name}`, ...decls, extraDecls, g.helperSource(), main].filter((s) => s).join("\n");
+  return { name, wgsl, reads, readKeys: g.readKeys, ownKey, output, dispatch };
+}
+
+const indent = (lines: readonly string[], n = 1) => lines.map((l) => "  ".repeat(n) + l).join("\n");
+
+/** out[i] = root at i, one thread per element. */
+export function elementwiseKernel(g: KernelGen, root: Tensor, name: string): KernelSource {
+  const n = root.size;
+  const [x, y] = grid(Math.ceil(n / WG));
+  const idx = g.idx(root.shape, "i", null);
+  const v = g.val(root, idx);
+  g.line(`out[i] = ${toStore(v, root.dtype)};`);
+  const main = `@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3u) {
+  let i = gid.x + gid.y * ${x * WG}u;
+  if (i >= ${n}u) { return; }
+${indent(g.body())}
+}`;
+  return assemble(g, name, root, main, [x, y, 1], idx.key);
+}
+
+/** Writes the (possibly epilogue-transformed) value of `core` at flat output index `o`. */
+function storeWithEpilogue(g: KernelGen, core: Tensor, epilogue: Tensor, o: string, value: string): void {
+  const idx = g.idx(epilogue.shape, o, null);
+  g.overrides.set(`${g.id(core)}|f:${o}`, value);
+  const v = g.val(epilogue, idx);
+  g.line(`out[${o}] = ${toStore(v, epilogue.dtype)};`);
+}
+
+type ReduceKind = "sum" | "max" | "argmax" | "argmin";
+
+interface Reducer {
+  readonly init: string[];
+  /** Statements folding value `v` at reduction position `pos` into the accumulator. */
+  readonly step: (v: string, pos: string) => string[];
+  readonly result: string;
+}
+
+function reducer(kind: ReduceKind, t: string): Reducer {
+  const lowest = t === "f32" ? literal(-Infinity, "f32") : "i32(-2147483647 - 1)";
+  const highest = t === "f32" ? literal(Infinity, "f32") : "2147483647i";
+  switch (kind) {
+    case "sum":
+      // Kahan-compensated for floats.
+      return t === "f32"
+        ? { init: ["var acc = 0.0;", "var comp = 0.0;"], step: (v) => [`let y_ = ${v} - comp;`, "let t_ = acc + y_;", "comp = (t_ - acc) - y_;", "acc = t_;"], result: "acc" }
+        : { init: ["var acc = 0i;"], step: (v) => [`acc += ${v};`], result: "acc" };
+    case "max":
+      return { init: [`var acc = ${lowest};`], step: (v) => [`acc = max(acc, ${v});`], result: "acc" };
+    case "argmax":
+      return { init: [`var best = ${lowest};`, "var acc = 0i;"], step: (v, p) => [`if (${v} > best || (acc == 0i && ${p} == 0u)) { best = ${v}; acc = i32(${p}); }`], result: "acc" };
+    case "argmin":
+      return { init: [`var best = ${highest};`, "var acc = 0i;"], step: (v, p) => [`if (${v} < best || (acc == 0i && ${p} == 0u)) { best = ${v}; acc = i32(${p}); }`], result: "acc" };
+    default:
+      return kind satisfies never;
+  }
+}
+
+/** Reduced axes, and the input index built from output coordinates and reduction coordinates. */
+function reductionGeometry(root: Tensor): { x: Tensor; axes: number[]; rShape: number[] } {
+  const x = root.inputs[0];
+  const axes = root.prim === "argmax" || root.prim === "argmin" ? [(root.params as { axis: number }).axis] : [...(root.params as { axes: readonly number[] }).axes];
+  return { x, axes, rShape: axes.map((a) => x.shape[a]) };
+}
+
+function inputIdx(g: KernelGen, x: Tensor, axes: readonly number[], oCoords: readonly string[], rCoords: readonly string[]): Idx {
+  let ko = 0;
+  let kr = 0;
+  return g.idx(x.shape, null, x.shape.map((_, i) => (axes.includes(i) ? rCoords[kr++] : oCoords[ko++])));
+}
+
+function reductionCoords(g: KernelGen, r: string, rShape: Shape): string[] {
+  return g.coords(g.idx(rShape, r, null)) as string[];
+}
+
+/** Whether a reduction runs a thread per output (many outputs or short rows) or a workgroup per output. */
+export const threadPerOutput = (root: Tensor): boolean => {
+  const { rShape } = reductionGeometry(root);
+  const r = sizeOf(rShape);
+  return r <= 256 || root.size >= 2048;
+};
+
+export function reduceKernel(g: KernelGen, root: Tensor, epilogue: Tensor, name: string): KernelSource {
+  const kind = root.prim as ReduceKind;
+  const { x, axes, rShape } = reductionGeometry(root);
+  const t = regType(x.dtype);
+  const R = sizeOf(rShape);
+  const nOut = root.size;
+  const red = reducer(kind, t);
+  if (threadPerOutput(root)) {
+    const [gx, gy] = grid(Math.ceil(nOut / WG));
+    const oIdx = g.idx(root.shape, "o", null);
+    const oCoords = g.coords(oIdx);
+    const loop = g.nested(() => {
+      const rC = reductionCoords(g, "r", rShape);
+      const v = g.val(x, inputIdx(g, x, axes, oCoords, rC));
+      for (const s of red.step(v, "r")) g.line(s);
+    });
+    for (const s of red.init) g.line(s);
+    g.line(`for (var r = 0u; r < ${R}u; r++) {\n${indent(loop, 2)}\n  }`);
+    storeWithEpilogue(g, root, epilogue, "o", red.result);
+    const main = `@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3u) {
+  let o = gid.x + gid.y * ${gx * WG}u;
+  if (o >= ${nOut}u) { return; }
+${indent(g.body())}
+}`;
+    return assemble(g, name, epilogue, main, [gx, gy, 1], null);
+  }
+  // A workgroup per output: strided partial results, then a tree in workgroup memory.
+  const [gx, gy] = grid(nOut);
+  const oIdx = g.idx(root.shape, "o", null);
+  const oCoords = g.coords(oIdx);
+  const loop = g.nested(() => {
+    const rC = reductionCoords(g, "r", rShape);
+    const v = g.val(x, inputIdx(g, x, axes, oCoords, rC));
+    for (const s of red.step(v, "r")) g.line(s);
+  });
+  const isArg = kind === "argmax" || kind === "argmin";
+  const better = kind === "argmin" ? "<" : ">";
+  const combine =
+    kind === "sum"
+      ? "shv[lid] = shv[lid] + shv[lid + s];"
+      : kind === "max"
+        ? "shv[lid] = max(shv[lid], shv[lid + s]);"
+        : `if (shv[lid + s] ${better} shv[lid] || (shv[lid + s] == shv[lid] && shi[lid + s] < shi[lid])) { shv[lid] = shv[lid + s]; shi[lid] = shi[lid + s]; }`;
+  const body = g.body();
+  const main = `@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let o = wid.x + wid.y * ${gx}u;
+  if (o >= ${nOut}u) { return; }
+${indent(body)}
+${indent(red.init)}
+  for (var r = lid; r < ${R}u; r += ${WG}u) {
+${indent(loop, 2)}
+  }
+  shv[lid] = ${isArg ? "best" : "acc"};
+${isArg ? "  shi[lid] = acc;\n" : ""}  workgroupBarrier();
+  for (var s = ${WG / 2}u; s > 0u; s >>= 1u) {
+    if (lid < s) { ${combine} }
+    workgroupBarrier();
+  }
+  if (lid == 0u) {
+    let res = ${isArg ? "shi[0]" : "shv[0]"};
+EPILOGUE
+  }
+}`;
+  // The epilogue is generated after the loop, in its own scope.
+  const epi = g.nested(() => storeWithEpilogue(g, root, epilogue, "o", "res"));
+  const shared = `var<workgroup> shv: array<${t}, ${WG}>;${isArg ? `\nvar<workgroup> shi: array<i32, ${WG}>;` : ""}`;
+  return assemble(g, name, epilogue, main.replace("EPILOGUE", indent(epi, 2)), [gx, gy, 1], null, shared);
+}
+
+/** scatterAdd as a gather-side reduction: each output sums the updates whose (clamped) index hits it. */
+export function scatterKernel(g: KernelGen, root: Tensor, name: string): KernelSource {
+  const [u, ind] = root.inputs;
+  const { axis, size } = root.params as { axis: number; size: number };
+  const m = ind.size;
+  const nOut = root.size;
+  const [gx, gy] = grid(Math.ceil(nOut / WG));
+  const oC = g.coords(g.idx(root.shape, "o", null));
+  const t = regType(root.dtype);
+  const loop = g.nested(() => {
+    const iC = g.coords(g.idx(ind.shape, "j", null));
+    const target = g.val(ind, g.idx(ind.shape, "j", iC));
+    const uC = [...oC.slice(0, axis), ...iC, ...oC.slice(axis + 1)];
+    g.line(`if (u32(clamp(${target}, 0i, ${size - 1}i)) == ${oC[axis]}) {`);
+    const v = g.val(u, g.idx(u.shape, null, uC));
+    g.line(`  acc += ${v};`);
+    g.line("}");
+  });
+  g.line(`var acc = ${t}(0);`);
+  g.line(`for (var j = 0u; j < ${m}u; j++) {\n${indent(loop, 2)}\n  }`);
+  g.line(`out[o] = acc;`);
+  const main = `@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3u) {
+  let o = gid.x + gid.y * ${gx * WG}u;
+  if (o >= ${nOut}u) { return; }
+${indent(g.body())}
+}`;
+  return assemble(g, name, root, main, [gx, gy, 1], null);
+}
+
+/** Tile parameters of the register-blocked matmul: each thread computes tm×tn outputs. */
+export interface MatmulParams {
+  readonly tm: number;
+  readonly tn: number;
+  readonly wx: number;
+  readonly wy: number;
+}
+
+export const DEFAULT_MATMUL: MatmulParams = { tm: 4, tn: 4, wx: 8, wy: 8 };
+
+export function matmulKernel(g: KernelGen, root: Tensor, epilogue: Tensor, name: string, p: MatmulParams): KernelSource {
+  const [a, b] = root.inputs;
+  const batch = root.shape.slice(0, -2);
+  const [M, N] = root.shape.slice(-2);
+  const K = a.shape[a.rank - 1];
+  const nb = sizeOf(batch);
+  const bC = g.coords(g.idx(batch, "bz", null));
+  const aBatch = g.broadcastIdx(g.idx(batch, null, bC), a.shape.slice(0, -2));
+  const bBatch = g.broadcastIdx(g.idx(batch, null, bC), b.shape.slice(0, -2));
+  const aBC = batch.length ? g.coords(aBatch) : [];
+  const bBC = batch.length ? g.coords(bBatch) : [];
+  const rows = Array.from({ length: p.tm }, (_, t) => g.let(`min(row0 + ${t}u, ${M - 1}u)`, "r"));
+  const cols = Array.from({ length: p.tn }, (_, u) => g.let(`min(col0 + ${u}u, ${N - 1}u)`, "c"));
+  const acc = (t: number, u: number) => `acc${t}_${u}`;
+  const T = regType(root.dtype);
+  for (let t = 0; t < p.tm; t++) for (let u = 0; u < p.tn; u++) g.line(`var ${acc(t, u)} = ${T}(0);`);
+  const loop = g.nested(() => {
+    const av = rows.map((r) => g.val(a, g.idx(a.shape, null, [...aBC, r, "k"])));
+    const bv = cols.map((c) => g.val(b, g.idx(b.shape, null, [...bBC, "k", c])));
+    for (let t = 0; t < p.tm; t++) for (let u = 0; u < p.tn; u++) g.line(`${acc(t, u)} += ${av[t]} * ${bv[u]};`);
+  });
+  g.line(`for (var k = 0u; k < ${K}u; k++) {\n${indent(loop, 2)}\n  }`);
+  for (let t = 0; t < p.tm; t++)
+    for (let u = 0; u < p.tn; u++) {
+      const store = g.nested(() => {
+        const o = g.let(`bz * ${M * N}u + (row0 + ${t}u) * ${N}u + col0 + ${u}u`, "o");
+        storeWithEpilogue(g, root, epilogue, o, acc(t, u));
+      });
+      g.line(`if (row0 + ${t}u < ${M}u && col0 + ${u}u < ${N}u) {\n${indent(store, 2)}\n  }`);
+    }
+  const gx = Math.ceil(N / (p.tn * p.wx));
+  const gy = Math.ceil(M / (p.tm * p.wy));
+  const main = `@compute @workgroup_size(${p.wx}, ${p.wy}, 1)
+fn main(@builtin(global_invocation_id) gid: vec3u) {
+  let col0 = gid.x * ${p.tn}u;
+  let row0 = gid.y * ${p.tm}u;
+  let bz = gid.z;
+  if (row0 >= ${M}u || col0 >= ${N}u) { return; }
+${indent(g.body())}
+}`;
+  return assemble(g, name, epilogue, main, [gx, gy, nb], null);
+}

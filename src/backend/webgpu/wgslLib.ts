@@ -1,0 +1,79 @@
+/**
+ * WGSL helper functions that kernels include on demand: the ones WGSL lacks (erf, a pow with
+ * NumPy's sign rules, i32 division without UB) and threefry2x32 for counter-based random bits,
+ * bit-identical to the CPU backend's.
+ */
+export const WGSL_HELPERS = {
+  erf: /* wgsl */ `
+fn erf_(x: f32) -> f32 {
+  let z = abs(x);
+  if (z < 0.5) {
+    // Maclaurin series; relative error below 1e-9 on |x| < 0.5.
+    let x2 = x * x;
+    var t = x;
+    var s = x;
+    for (var n = 1; n < 7; n++) {
+      t = -t * x2 / f32(n);
+      s += t / f32(2 * n + 1);
+    }
+    return s * 1.1283791670955126;
+  }
+  // Numerical Recipes' erfcc (fractional error < 1.2e-7).
+  let t = 1.0 / (1.0 + 0.5 * z);
+  let r = t * exp(-z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806 +
+          t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))));
+  return sign(x) * (1.0 - r);
+}`,
+  pow: /* wgsl */ `
+fn pow_(x: f32, y: f32) -> f32 {
+  if (x > 0.0) { return pow(x, y); }
+  if (y == 0.0) { return 1.0; }
+  if (x == 0.0) { return select(bitcast<f32>(0x7f800000u), 0.0, y > 0.0); }
+  if (y != floor(y)) { return bitcast<f32>(0x7fc00000u); }
+  let m = pow(-x, y);
+  return select(m, -m, (i32(abs(y)) & 1) == 1);
+}`,
+  idiv: /* wgsl */ `
+fn idiv_(a: i32, b: i32) -> i32 {
+  if (b == 0) { return 0; }
+  if (b == -1) { return 0 - a; }
+  return a / b;
+}`,
+  tanh: /* wgsl */ `
+fn tanh_(x: f32) -> f32 {
+  return tanh(clamp(x, -15.0, 15.0));
+}`,
+  threefry: /* wgsl */ `
+fn rotl_(x: u32, r: u32) -> u32 { return (x << r) | (x >> (32u - r)); }
+fn threefry_(k0: u32, k1: u32, c0: u32, c1: u32) -> u32 {
+  let ks = array<u32, 3>(k0, k1, k0 ^ k1 ^ 0x1bd11bdau);
+  var x0 = c0 + ks[0];
+  var x1 = c1 + ks[1];
+  let r0 = array<u32, 4>(13u, 15u, 26u, 6u);
+  let r1 = array<u32, 4>(17u, 29u, 16u, 24u);
+  for (var b = 0u; b < 5u; b++) {
+    for (var i = 0u; i < 4u; i++) {
+      let r = select(r1[i], r0[i], (b & 1u) == 0u);
+      x0 = x0 + x1;
+      x1 = rotl_(x1, r) ^ x0;
+    }
+    x0 = x0 + ks[(b + 1u) % 3u];
+    x1 = x1 + ks[(b + 2u) % 3u] + b + 1u;
+  }
+  return x0;
+}`,
+} as const;
+
+export type WgslHelper = keyof typeof WGSL_HELPERS;
+
+/** A WGSL literal for a value of `dtype`, exact for f32. */
+export function literal(v: number, dtype: "f32" | "i32" | "bool"): string {
+  if (dtype === "bool") return v ? "true" : "false";
+  if (dtype === "i32") return v === -2147483648 ? "i32(-2147483647 - 1)" : `${v | 0}i`;
+  const f = Math.fround(v);
+  if (Number.isNaN(f)) return "bitcast<f32>(0x7fc00000u)";
+  if (f === Infinity) return "bitcast<f32>(0x7f800000u)";
+  if (f === -Infinity) return "bitcast<f32>(0xff800000u)";
+  if (f !== 0 && Math.abs(f) < 1.1754943508222875e-38) return `bitcast<f32>(${new Uint32Array(new Float32Array([f]).buffer)[0]}u)`;
+  return `${f.toPrecision(9)}f`;
+}
