@@ -237,11 +237,13 @@ export class GpuExecutable {
     for (const [oi, li] of this.donation) {
       const a = gpuArgs[li];
       if (a && gpuArgs.filter((x) => x === a).length > 1) throw new ArgumentError("run", `the donated ${leafPath(this.graph.inputDefs, li)} is also passed as another argument`);
-      if (a) donated.add(a), bufOf.set(this.outputs[oi], a.buffer);
+      if (!a) continue; // host data was uploaded into our own buffer: nothing to take over
+      donated.add(a);
+      bufOf.set(this.outputs[oi], a.buffer);
     }
     const results = this.outputs.map((o) => {
       let b = bufOf.get(o);
-      if (!b || this.inputs.includes(o)) {
+      if (!b) {
         b = ctx.createBuffer(bytesOf(o), GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST, "output");
         bufOf.set(o, b);
       }
