@@ -124,7 +124,7 @@ export function arbGraph(opts: GraphOptions = {}): fc.Arbitrary<RandomGraph> {
   const { maxInputs = 3, maxOps = 8, maxDim = 4, dtype = "f64" } = opts;
   const names = opts.ops ?? Object.keys(RANDOM_OPS);
   const shape = opts.dims
-    ? fc.array(fc.constantFrom(...opts.dims), { minLength: 0, maxLength: 3 })
+    ? fc.array(fc.constantFrom(...opts.dims), { minLength: 0, maxLength: 2 })
     : arbShape({ maxRank: 3, maxDim });
   return fc
     .tuple(

@@ -20,7 +20,7 @@ export const unaryFns: { readonly [P in UnaryPrim]: (x: number) => number } = {
   tanh: Math.tanh,
   erf: hostErf,
   abs: Math.abs,
-  sign: (x) => (x > 0 ? 1 : x < 0 ? -1 : x),
+  sign: (x) => (x > 0 ? 1 : x < 0 ? -1 : x === 0 ? 0 : x), // sign(-0) is +0, as in WGSL
   reciprocal: (x) => 1 / x,
 };
 

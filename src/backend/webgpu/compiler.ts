@@ -84,12 +84,14 @@ function generate(inputs: readonly Tensor[], outputs: readonly Tensor[], maxBind
     // Epilogue fusion: an elementwise root absorbs the reduction or matmul it is the only consumer of.
     const coreOf = new Map<Tensor, Tensor>();
     const fusedAway = new Set<Tensor>();
+    const readers = new Map<Tensor, Tensor[]>();
+    const leaves = new Map(sched.roots.map((r) => [r, leavesOf(r, sched.materialized)]));
+    for (const [r, ls] of leaves) for (const l of ls) readers.set(l, [...(readers.get(l) ?? []), r]);
     for (const r of sched.roots) {
       if (needsKernel(r)) continue;
-      const tree = inlinedTree(r, sched.materialized);
-      for (const c of leavesOf(r, sched.materialized)) {
+      for (const c of leaves.get(r)!) {
         const kind = c.prim === "matmul" || ((c.prim === "sum" || c.prim === "max") && threadPerOutput(c));
-        if (kind && !outSet.has(c) && !noFuse.has(c) && !fusedAway.has(c) && c.size === r.size && (sched.consumers.get(c) ?? []).every((u) => tree.has(u))) {
+        if (kind && !outSet.has(c) && !noFuse.has(c) && !fusedAway.has(c) && c.size === r.size && readers.get(c)!.length === 1) {
           coreOf.set(r, c);
           fusedAway.add(c);
           break;
@@ -163,49 +165,60 @@ export class GpuExecutable {
     gen: Generated,
     donate: readonly number[],
   ) {
-    this.kernels = gen.kernels.map((src) => ({ src, pipeline: pipelineFor(ctx, src.wgsl, src.name) }));
+    const sources = [...gen.kernels];
+    // Liveness: who writes each value and who reads it last.
+    const writer = new Map<Tensor, number>();
+    const lastRead = new Map<Tensor, number>();
+    sources.forEach((k, i) => {
+      writer.set(k.output, i);
+      for (const r of k.reads) lastRead.set(r, i);
+    });
+    const outSet = new Set(outputs);
+    const intermediates = [...writer.keys()].filter((n) => !outSet.has(n));
+    this.plan = planMemory(intermediates, writer, lastRead);
+    // Donation: an output takes a donated input's buffer when nothing reads the input after the
+    // output's kernel starts, or that kernel's threads read it only at the elements they write
+    // (then the kernel reads it through its output binding: one buffer, bound once).
+    const donatedLeaves = new Set<number>();
+    const argOfLeaf = leafArguments(graph.inputDefs);
+    outputs.forEach((o, oi) => {
+      const w = writer.get(o)!;
+      const k = sources[w];
+      const li = inputs.findIndex(
+        (inp, l) =>
+          donate.includes(argOfLeaf[l]) &&
+          !donatedLeaves.has(l) &&
+          inp.dtype === o.dtype &&
+          inp.size === o.size &&
+          ((lastRead.get(inp) ?? -1) < w || ((lastRead.get(inp) ?? -1) === w && [...(k.readKeys.get(inp) ?? [])].every((key) => k.storeKeys.has(key)))),
+      );
+      if (li < 0) return;
+      donatedLeaves.add(li);
+      this.donation.set(oi, li);
+      const b = k.reads.indexOf(inputs[li]);
+      if (b >= 0 && lastRead.get(inputs[li]) === w) {
+        const wgsl = k.wgsl
+          .split("\n")
+          .filter((l) => !l.startsWith(`@group(0) @binding(${b}) `))
+          .join("\n")
+          .replaceAll(`in${b}[`, "out[");
+        sources[w] = { ...k, wgsl, aliased: b };
+      }
+    });
+    this.kernels = sources.map((src) => ({ src, pipeline: pipelineFor(ctx, src.wgsl, src.name) }));
     const dump = process.env.WGRAD_DUMP_WGSL;
     if (dump) {
       mkdirSync(dump, { recursive: true });
       for (const k of this.kernels) writeFileSync(join(dump, `${k.src.name}.wgsl`), k.src.wgsl);
     }
-    // Liveness: who writes each value and who reads it last.
-    const writer = new Map<Tensor, number>();
-    const lastRead = new Map<Tensor, number>();
-    this.kernels.forEach((k, i) => {
-      writer.set(k.src.output, i);
-      for (const r of k.src.reads) lastRead.set(r, i);
-    });
-    const outSet = new Set(outputs);
-    const intermediates = [...writer.keys()].filter((n) => !outSet.has(n));
-    this.plan = planMemory(intermediates, writer, lastRead);
-    this.pool = this.plan.slots.map((s, i) => ctx.createBuffer(s, GPUBufferUsage.STORAGE, `pool${i}`));
+    this.pool = this.plan.slots.map((sz, i) => ctx.createBuffer(sz, GPUBufferUsage.STORAGE, `pool${i}`));
     for (const k of this.kernels)
       for (const r of k.src.reads)
         if (r.prim === "constant" && !this.constants.has(r)) {
-          const b = ctx.createBuffer(bytesOf(r), GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST, "constant");
-          ctx.device.queue.writeBuffer(b, 0, toGpuLayout((r.params as { data: Float32Array }).data, r.dtype));
-          this.constants.set(r, b);
+          const buf = ctx.createBuffer(bytesOf(r), GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST, "constant");
+          ctx.device.queue.writeBuffer(buf, 0, toGpuLayout((r.params as { data: Float32Array }).data, r.dtype));
+          this.constants.set(r, buf);
         }
-    // Donation: an output takes a donated input's buffer when nothing reads the input after the
-    // output's kernel starts writing (or that kernel reads it only at the element it writes).
-    const donatedLeaves = new Set<number>();
-    const argOfLeaf = leafArguments(graph.inputDefs);
-    outputs.forEach((o, oi) => {
-      const w = writer.get(o)!;
-      const k = this.kernels[w].src;
-      const candidate = inputs.findIndex(
-        (inp, li) =>
-          donate.includes(argOfLeaf[li]) &&
-          !donatedLeaves.has(li) &&
-          bytesOf(inp) === bytesOf(o) &&
-          ((lastRead.get(inp) ?? -1) < w || ((lastRead.get(inp) ?? -1) === w && k.ownKey !== null && [...(k.readKeys.get(inp) ?? [])].every((key) => key === k.ownKey))),
-      );
-      if (candidate >= 0) {
-        donatedLeaves.add(candidate);
-        this.donation.set(oi, candidate);
-      }
-    });
     ctx.checkErrors();
   }
 
@@ -227,8 +240,13 @@ export class GpuExecutable {
         return l;
       }
       const data = toHostData(l, inp.shape, inp.dtype, where);
-      let up = this.uploads.get(i);
-      if (!up) this.uploads.set(i, (up = ctx.createBuffer(bytesOf(inp), GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST, `upload${i}`)));
+      // A donated argument given as host data is uploaded into a fresh buffer that its output then owns.
+      const donatedHere = [...this.donation.values()].includes(i);
+      let up = donatedHere ? undefined : this.uploads.get(i);
+      if (!up) {
+        up = ctx.createBuffer(bytesOf(inp), GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST, donatedHere ? "output" : `upload${i}`);
+        if (!donatedHere) this.uploads.set(i, up);
+      }
       ctx.device.queue.writeBuffer(up, 0, toGpuLayout(data, inp.dtype));
       bufOf.set(inp, up);
       return null;
@@ -237,9 +255,8 @@ export class GpuExecutable {
     for (const [oi, li] of this.donation) {
       const a = gpuArgs[li];
       if (a && gpuArgs.filter((x) => x === a).length > 1) throw new ArgumentError("run", `the donated ${leafPath(this.graph.inputDefs, li)} is also passed as another argument`);
-      if (!a) continue; // host data was uploaded into our own buffer: nothing to take over
-      donated.add(a);
-      bufOf.set(this.outputs[oi], a.buffer);
+      if (a) donated.add(a);
+      bufOf.set(this.outputs[oi], bufOf.get(this.inputs[li])!);
     }
     const results = this.outputs.map((o) => {
       let b = bufOf.get(o);
@@ -255,10 +272,11 @@ export class GpuExecutable {
     const pass = enc.beginComputePass();
     for (const k of this.kernels) {
       if (k.src.output.size === 0) continue;
-      const entries = [...k.src.reads, k.src.output].map((n, i) => {
+      const entries = [...k.src.reads, k.src.output].flatMap((n, i) => {
+        if (i === k.src.aliased) return []; // read through the output binding
         const buffer = bufOf.get(n);
         if (!buffer) throw new Error(`webgpu: internal error: kernel ${k.src.name} reads ${n} which has no buffer`);
-        return { binding: i, resource: { buffer } };
+        return [{ binding: i, resource: { buffer } }];
       });
       pass.setPipeline(k.pipeline);
       pass.setBindGroup(0, ctx.device.createBindGroup({ layout: k.pipeline.getBindGroupLayout(0), entries }));

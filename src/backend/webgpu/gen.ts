@@ -60,6 +60,8 @@ export class KernelGen {
   /** Values supplied by the template (e.g. a matmul accumulator for its own node at its own index). */
   readonly overrides = new Map<string, string>();
   readonly fused: string[] = [];
+  /** Index keys of the elements this kernel's threads store (each thread reads-before-writes only these). */
+  readonly storeKeys = new Set<string>();
 
   constructor(
     private readonly ids: Map<Tensor, number>,
@@ -165,7 +167,7 @@ export class KernelGen {
     if (idx.flatExpr !== null) return idx.flatExpr;
     const s = stridesOf(idx.shape);
     const terms = idx.coordExprs!.flatMap((c, k) => (idx.shape[k] === 1 || c === "0u" ? [] : [s[k] === 1 ? c : `${c} * ${s[k]}u`]));
-    const f = terms.length === 0 ? "0u" : terms.length === 1 && /^[\w]+$/.test(terms[0]) ? terms[0] : this.let(terms.join(" + "), "f");
+    const f = terms.length === 0 ? "0u" : terms.length === 1 && /^[\w]+$/.test(terms[0]) ? terms[0] : this.let(terms.join(" + "), "ix");
     if (idx.depth === this.depth) idx.flatExpr = f;
     return f;
   }

@@ -6,7 +6,7 @@
  */
 import { sizeOf, type Shape, type Tensor } from "../../dsl/index.js";
 import { bindingDecl, KernelGen, regType, toStore, type Idx } from "./gen.js";
-import { literal } from "./wgslLib.js";
+import { F32_BITS, F32_BITS_SOURCE, literal } from "./wgslLib.js";
 
 /** A generated kernel, before buffers are bound. */
 export interface KernelSource {
@@ -16,10 +16,12 @@ export interface KernelSource {
   readonly reads: readonly Tensor[];
   /** For each read, the index keys it was read at (to prove in-place updates safe). */
   readonly readKeys: ReadonlyMap<Tensor, ReadonlySet<string>>;
-  /** The index key of the kernel's own output element, when the kernel is elementwise. */
-  readonly ownKey: string | null;
+  /** Index keys of the elements each thread writes: reading a donated buffer only there is safe in place. */
+  readonly storeKeys: ReadonlySet<string>;
   readonly output: Tensor;
   readonly dispatch: readonly [number, number, number];
+  /** A read binding served by the output binding instead (an in-place update of a donated input). */
+  readonly aliased?: number;
 }
 
 export const WG = 64;
@@ -30,12 +32,14 @@ function grid(groups: number): [number, number] {
   return [x, Math.max(1, Math.ceil(groups / x))];
 }
 
-function assemble(g: KernelGen, name: string, output: Tensor, main: string, dispatch: readonly [number, number, number], ownKey: string | null, extraDecls = ""): KernelSource {
+function assemble(g: KernelGen, name: string, output: Tensor, main: string, dispatch: readonly [number, number, number], extraDecls = ""): KernelSource {
   const reads = [...g.reads.keys()];
   const decls = reads.map((n, i) => bindingDecl(i, `in${i}`, n.dtype, "read"));
   decls.push(bindingDecl(reads.length, "out", output.dtype, "read_write"));
-  const wgsl = [`// ${name}`, ...decls, extraDecls, g.helperSource(), main].filter((s) => s).join("\n");
-  return { name, wgsl, reads, readKeys: g.readKeys, ownKey, output, dispatch };
+  const helpers = g.helperSource();
+  const usesBits = (helpers + main).includes(`${F32_BITS}(`);
+  const wgsl = [`// ${name}`, ...decls, extraDecls, usesBits ? F32_BITS_SOURCE : "", helpers, main].filter((s) => s).join("\n");
+  return { name, wgsl, reads, readKeys: g.readKeys, storeKeys: g.storeKeys, output, dispatch };
 }
 
 const indent = (lines: readonly string[], n = 1) => lines.map((l) => "  ".repeat(n) + l).join("\n");
@@ -47,13 +51,14 @@ export function elementwiseKernel(g: KernelGen, root: Tensor, name: string): Ker
   const idx = g.idx(root.shape, "i", null);
   const v = g.val(root, idx);
   g.line(`out[i] = ${toStore(v, root.dtype)};`);
+  g.storeKeys.add(idx.key);
   const main = `@compute @workgroup_size(${WG})
 fn main(@builtin(global_invocation_id) gid: vec3u) {
   let i = gid.x + gid.y * ${x * WG}u;
   if (i >= ${n}u) { return; }
 ${indent(g.body())}
 }`;
-  return assemble(g, name, root, main, [x, y, 1], idx.key);
+  return assemble(g, name, root, main, [x, y, 1]);
 }
 
 /** Writes the (possibly epilogue-transformed) value of `core` at flat output index `o`. */
@@ -62,6 +67,7 @@ function storeWithEpilogue(g: KernelGen, core: Tensor, epilogue: Tensor, o: stri
   g.overrides.set(`${g.id(core)}|f:${o}`, value);
   const v = g.val(epilogue, idx);
   g.line(`out[${o}] = ${toStore(v, epilogue.dtype)};`);
+  g.storeKeys.add(idx.key);
 }
 
 type ReduceKind = "sum" | "max" | "argmax" | "argmin";
@@ -142,7 +148,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   if (o >= ${nOut}u) { return; }
 ${indent(g.body())}
 }`;
-    return assemble(g, name, epilogue, main, [gx, gy, 1], null);
+    return assemble(g, name, epilogue, main, [gx, gy, 1]);
   }
   // A workgroup per output: strided partial results, then a tree in workgroup memory.
   const [gx, gy] = grid(nOut);
@@ -185,7 +191,7 @@ EPILOGUE
   // The epilogue is generated after the loop, in its own scope.
   const epi = g.nested(() => storeWithEpilogue(g, root, epilogue, "o", "res"));
   const shared = `var<workgroup> shv: array<${t}, ${WG}>;${isArg ? `\nvar<workgroup> shi: array<i32, ${WG}>;` : ""}`;
-  return assemble(g, name, epilogue, main.replace("EPILOGUE", indent(epi, 2)), [gx, gy, 1], null, shared);
+  return assemble(g, name, epilogue, main.replace("EPILOGUE", indent(epi, 2)), [gx, gy, 1], shared);
 }
 
 /** scatterAdd as a gather-side reduction: each output sums the updates whose (clamped) index hits it. */
@@ -215,7 +221,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   if (o >= ${nOut}u) { return; }
 ${indent(g.body())}
 }`;
-  return assemble(g, name, root, main, [gx, gy, 1], null);
+  return assemble(g, name, root, main, [gx, gy, 1]);
 }
 
 /** Tile parameters of the register-blocked matmul: each thread computes tm×tn outputs. */
@@ -268,5 +274,5 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   if (row0 >= ${M}u || col0 >= ${N}u) { return; }
 ${indent(g.body())}
 }`;
-  return assemble(g, name, epilogue, main, [gx, gy, nb], null);
+  return assemble(g, name, epilogue, main, [gx, gy, nb]);
 }

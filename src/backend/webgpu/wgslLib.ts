@@ -28,8 +28,8 @@ fn erf_(x: f32) -> f32 {
 fn pow_(x: f32, y: f32) -> f32 {
   if (x > 0.0) { return pow(x, y); }
   if (y == 0.0) { return 1.0; }
-  if (x == 0.0) { return select(bitcast<f32>(0x7f800000u), 0.0, y > 0.0); }
-  if (y != floor(y)) { return bitcast<f32>(0x7fc00000u); }
+  if (x == 0.0) { return select(f32_bits_(0x7f800000u), 0.0, y > 0.0); }
+  if (y != floor(y)) { return f32_bits_(0x7fc00000u); }
   let m = pow(-x, y);
   return select(m, -m, (i32(abs(y)) & 1) == 1);
 }`,
@@ -66,14 +66,16 @@ fn threefry_(k0: u32, k1: u32, c0: u32, c1: u32) -> u32 {
 
 export type WgslHelper = keyof typeof WGSL_HELPERS;
 
+/** The helper literal() uses for values WGSL cannot write as constants (±inf, NaN, subnormals). */
+export const F32_BITS = "f32_bits_";
+export const F32_BITS_SOURCE = `fn ${F32_BITS}(b: u32) -> f32 { return bitcast<f32>(b); }`;
+
 /** A WGSL literal for a value of `dtype`, exact for f32. */
 export function literal(v: number, dtype: "f32" | "i32" | "bool"): string {
   if (dtype === "bool") return v ? "true" : "false";
   if (dtype === "i32") return v === -2147483648 ? "i32(-2147483647 - 1)" : `${v | 0}i`;
   const f = Math.fround(v);
-  if (Number.isNaN(f)) return "bitcast<f32>(0x7fc00000u)";
-  if (f === Infinity) return "bitcast<f32>(0x7f800000u)";
-  if (f === -Infinity) return "bitcast<f32>(0xff800000u)";
-  if (f !== 0 && Math.abs(f) < 1.1754943508222875e-38) return `bitcast<f32>(${new Uint32Array(new Float32Array([f]).buffer)[0]}u)`;
+  // WGSL rejects non-finite constant expressions, so these go through a (non-const) function call.
+  if (!Number.isFinite(f) || (f !== 0 && Math.abs(f) < 1.1754943508222875e-38)) return `${F32_BITS}(${new Uint32Array(new Float32Array([f]).buffer)[0]}u)`;
   return `${f.toPrecision(9)}f`;
 }

@@ -1,0 +1,245 @@
+/**
+ * The WebGPU backend against the CPU reference, on a real Dawn adapter (lavapipe in CI). With no
+ * adapter these tests fail: they never skip.
+ */
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync, readdirSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import fc from "fast-check";
+import * as w from "../src/index.js";
+import { arbGraph, arbShapedTensor, type RandomGraph } from "../src/testing/index.js";
+import type { GpuArray, GpuContext, HostTensor, Tensor } from "../src/index.js";
+
+let ctx: GpuContext;
+before(async () => {
+  ctx = await w.webgpu(); // throws a DeviceError saying how to get an adapter: the suite fails, it does not skip
+});
+after(() => ctx?.destroy());
+
+const read = async (a: GpuArray) => [...(await a.toArray())];
+
+/** |gpu − ref| <= atol + rtol·|ref| elementwise, naming the first bad element. */
+function assertClose(gpu: ArrayLike<number>, ref: ArrayLike<number>, what: string, rtol = 2e-4, atol = 2e-5) {
+  assert.equal(gpu.length, ref.length, `${what}: length`);
+  for (let i = 0; i < ref.length; i++) {
+    const [g, r] = [gpu[i], ref[i]];
+    if (Number.isNaN(r) && Number.isNaN(g)) continue;
+    if (r === g) continue;
+    assert.ok(Math.abs(g - r) <= atol + rtol * Math.abs(r), `${what}: element ${i} is ${g} on the GPU, ${r} on the CPU`);
+  }
+}
+
+const asF64 = (x: HostTensor) => w.hostTensor(Float64Array.from(x.data), x.shape, "f64");
+
+/** Runs a random graph on the GPU (f32) and on the CPU (f64) and compares every output. */
+async function checkGraph(g: RandomGraph) {
+  const specs32 = g.inputs.map((x) => w.spec(x.shape, "f32"));
+  const gpu = w.compile((...xs: Tensor[]) => g.build(...xs), specs32, { backend: ctx });
+  const outs = gpu.run(...g.inputs) as GpuArray[];
+  const ref = w.compile((...xs: Tensor[]) => g.build(...xs), g.inputs.map((x) => w.spec(x.shape, "f64"))).run(...g.inputs.map(asF64)) as HostTensor[];
+  for (let i = 0; i < outs.length; i++) assertClose(await read(outs[i]), ref[i].data, `output ${i} of ${g.ops.join("; ")}`);
+  outs.forEach((o) => o.dispose());
+  gpu.dispose();
+}
+
+const CONTINUOUS = ["neg", "expTanh", "logPositive", "sqrtPositive", "erf", "abs", "reciprocal", "binary", "sum", "max", "reshape", "transpose", "broadcastTo", "slice", "pad", "concat", "gather", "scatterAdd", "matmul", "softmax", "layerNorm", "iota"];
+
+describe("webgpu agrees with the CPU float64 reference", () => {
+  test("on random graphs of continuous ops", async () => {
+    await fc.assert(fc.asyncProperty(arbGraph({ dtype: "f32", maxOps: 8, ops: CONTINUOUS }), checkGraph), { numRuns: 40 });
+  });
+
+  test("on random graphs with sizes 1, 3, 17 and 65", async () => {
+    await fc.assert(fc.asyncProperty(arbGraph({ dtype: "f32", maxOps: 6, ops: CONTINUOUS, dims: [1, 3, 17, 65] }), checkGraph), { numRuns: 25 });
+  });
+
+  test("discontinuous ops (sign, comparisons, where, casts, argmax, argmin) decide exactly as the CPU", async () => {
+    const arb = arbShapedTensor({ minRank: 1, maxRank: 3, maxDim: 9 }, { dtype: "f32", min: -3, max: 3 });
+    await fc.assert(
+      fc.asyncProperty(arb, arb, async (a, b) => {
+        const f = (x: Tensor, y: Tensor) => {
+          const yb = w.broadcastTo(w.reshape(w.sliceAxis(w.reshape(y, [-1]), 0, 0, 1), [1]), x.shape); // an exact second operand of x's shape
+          return [
+            w.sign(x),
+            w.cast(w.less(x, yb), "f32"),
+            w.cast(w.greaterEqual(x, 0.5), "i32"),
+            w.where(w.notEqual(x, yb), x, w.neg(x)),
+            w.cast(w.mul(x, 3), "i32"),
+            w.argmax(x, -1),
+            w.argmin(x, 0),
+            w.cast(w.logicalAnd(w.greater(x, 0), w.less(x, 1)), "f32"),
+          ];
+        };
+        const outs = w.compile(f, [w.spec(a.shape), w.spec(b.shape)], { backend: ctx }).run(a, b);
+        const ref = w.compile(f, [w.spec(a.shape), w.spec(b.shape)]).run(a, b);
+        const plusZero = (v: ArrayLike<number>) => Array.from(v, (e) => (e === 0 ? 0 : e)); // -0 and +0 are the same decision
+        for (let i = 0; i < outs.length; i++) assert.deepEqual(plusZero(await read(outs[i])), plusZero(ref[i].data), `output ${i}`);
+      }),
+      { numRuns: 25 },
+    );
+  });
+
+  test("every composite", async () => {
+    const x = w.hostTensor(Float32Array.from({ length: 2 * 5 * 6 }, (_, i) => Math.sin(i * 1.7) * 2), [2, 5, 6]);
+    const wq = w.hostTensor(Float32Array.from({ length: 6 * 18 }, (_, i) => Math.cos(i) * 0.3), [6, 18]);
+    const wo = w.hostTensor(Float32Array.from({ length: 36 }, (_, i) => Math.sin(i) * 0.3), [6, 6]);
+    const labels = w.hostTensor([0, 5, 2, 3, 1, 4, 4, 0, 1, 2], [2, 5], "i32");
+    const f = (t: Tensor, a: Tensor, o: Tensor, l: Tensor) => [
+      w.softmax(t), w.logSoftmax(t, 1), w.logSumExp(t, [0, 2]), w.layerNorm(t, undefined, undefined, 1e-6), w.gelu(t), w.geluTanh(t), w.sigmoid(t),
+      w.l2Normalize(t), w.crossEntropy(t, l), w.crossEntropy(t, w.softmax(w.neg(t))), w.oneHot(l, 6), w.mean(t, 1), w.variance(t, [0, 1]),
+      w.multiHeadAttention(t, { wQkv: a, wOut: o }, 2), w.erfinv(w.tanh(t)), w.relu(t), w.min(t, -1), w.linear(t, o),
+    ];
+    const specs = [w.spec(x.shape), w.spec(wq.shape), w.spec(wo.shape), w.spec(labels.shape, "i32")];
+    const outs = w.compile(f, specs, { backend: ctx }).run(x, wq, wo, labels);
+    const ref = w.compile((t: Tensor, a: Tensor, o: Tensor, l: Tensor) => f(w.cast(t, "f64"), w.cast(a, "f64"), w.cast(o, "f64"), l), specs).run(x, wq, wo, labels);
+    for (let i = 0; i < outs.length; i++) assertClose(await read(outs[i]), ref[i].data, `composite ${i}`, 1e-4, 1e-5);
+  });
+
+  test("random numbers are bit-identical to the CPU's", async () => {
+    const f = (k: Tensor) => [w.randomBits(k, [1000]), w.uniform(k, [1000]), w.splitKeys(k, 7), w.permutation(k, 33), w.foldIn(k, 5)];
+    for (const seed of [0, 1, 123456789]) {
+      const key = new Int32Array([seed >> 3, seed]);
+      const outs = w.compile(f, [w.spec([2], "i32")], { backend: ctx }).run(key);
+      const ref = w.compile(f, [w.spec([2], "i32")]).run(key);
+      for (let i = 0; i < outs.length; i++) assert.deepEqual(await read(outs[i]), [...ref[i].data], `output ${i}, seed ${seed}`);
+    }
+  });
+});
+
+describe("gradients on webgpu equal the CPU's", () => {
+  test("a small transformer block's loss and gradients", async () => {
+    const block = (p: { wqkv: Tensor; wo: Tensor; w1: Tensor; b1: Tensor; g: Tensor }, x: Tensor, y: Tensor) => {
+      const h = w.add(x, w.multiHeadAttention(w.layerNorm(x, p.g, undefined, 1e-6), { wQkv: p.wqkv, wOut: p.wo }, 2));
+      const z = w.add(h, w.gelu(w.linear(w.layerNorm(h), p.w1, p.b1)));
+      return w.mean(w.crossEntropy(w.sum(z, 1), y));
+    };
+    const step = (p: Parameters<typeof block>[0], x: Tensor, y: Tensor) => w.valueAndGrad(block)(p, x, y);
+    const rnd = (shape: number[], s: number) => w.hostTensor(Float32Array.from({ length: shape.reduce((a, b) => a * b) }, (_, i) => Math.sin(i * 0.37 + s) * 0.5), shape);
+    const p = { wqkv: rnd([8, 24], 1), wo: rnd([8, 8], 2), w1: rnd([8, 8], 3), b1: rnd([8], 4), g: rnd([8], 5) };
+    const x = rnd([3, 4, 8], 6);
+    const y = w.hostTensor([1, 7, 3], [3], "i32");
+    const specs = [{ wqkv: w.spec([8, 24]), wo: w.spec([8, 8]), w1: w.spec([8, 8]), b1: w.spec([8]), g: w.spec([8]) }, w.spec([3, 4, 8]), w.spec([3], "i32")] as const;
+    const exe = w.compile(step, specs, { backend: ctx });
+    const [loss, grads] = exe.run(p, x, y);
+    const [refLoss, refGrads] = w.compile(step, specs).run(p, x, y);
+    assertClose(await read(loss), refLoss.data, "loss", 1e-4);
+    for (const k of ["wqkv", "wo", "w1", "b1", "g"] as const) assertClose(await read(grads[k]), refGrads[k].data, `d loss/d ${k}`, 1e-3, 1e-5);
+    assert.ok(exe.stats().kernels < 120, `${exe.stats().kernels} kernels`);
+  });
+});
+
+describe("compiler", () => {
+  test("a 10-op elementwise chain is one kernel; linear + bias + GELU is one kernel", () => {
+    const chain = w.compile((t: Tensor) => {
+      let y = t;
+      for (let i = 0; i < 5; i++) y = w.tanh(w.add(w.mul(y, 1.01), 0.1));
+      return y;
+    }, [w.spec([1 << 10])], { backend: ctx });
+    assert.equal(chain.stats().kernels, 1);
+    const lin = w.compile((t: Tensor, a: Tensor, b: Tensor) => w.gelu(w.linear(t, a, b)), [w.spec([64, 32]), w.spec([32, 48]), w.spec([48])], { backend: ctx });
+    assert.equal(lin.kernelNames().length, 1);
+    assert.match(lin.kernelNames()[0], /^k0_matmul_.*erf/);
+    assert.match(lin.wgsl(), /fn erf_/);
+  });
+
+  test("transposed operands are read in place, without a copy kernel", () => {
+    const exe = w.compile((a: Tensor, b: Tensor) => w.matmul(w.transpose(a), w.swapAxes(b)), [w.spec([16, 8]), w.spec([4, 12, 16])], { backend: ctx });
+    assert.equal(exe.stats().kernels, 1);
+  });
+
+  test("the memory plan never lets two live values share a buffer", () => {
+    fc.assert(
+      fc.property(arbGraph({ dtype: "f32", maxOps: 12, ops: CONTINUOUS }), (g) => {
+        const exe = w.compile((...xs: Tensor[]) => g.build(...xs), g.inputs.map((x) => w.spec(x.shape)), { backend: ctx });
+        const ps = [...exe.memoryPlan().placements.values()];
+        for (const a of ps)
+          for (const b of ps)
+            if (a !== b && a.slot === b.slot) assert.ok(a.lastUse < b.def || b.lastUse < a.def, `slot ${a.slot} shared by overlapping values`);
+        exe.dispose();
+      }),
+      { numRuns: 40 },
+    );
+  });
+
+  test("buffers are reused: a 20-layer MLP plans far fewer bytes than it computes", () => {
+    const exe = w.compile((x: Tensor, m: Tensor) => {
+      let h = x;
+      for (let i = 0; i < 20; i++) h = w.gelu(w.matmul(h, m));
+      return w.sum(h);
+    }, [w.spec([64, 64]), w.spec([64, 64])], { backend: ctx });
+    const s = exe.stats();
+    assert.ok(s.plannedBytes <= 2 * 64 * 64 * 4, `planned ${s.plannedBytes} bytes`);
+    assert.ok(s.peakBytes <= s.plannedBytes);
+  });
+
+  test("no buffer leaks over 1000 runs", async () => {
+    const exe = w.compile((x: Tensor) => ({ y: w.exp(x), s: w.sum(x) }), [w.spec([256])], { backend: ctx });
+    const x = new Float32Array(256).fill(0.5);
+    const warm = exe.run(x);
+    warm.y.dispose();
+    warm.s.dispose();
+    const live = ctx.liveBuffers;
+    for (let i = 0; i < 1000; i++) {
+      const r = exe.run(x);
+      r.y.dispose();
+      r.s.dispose();
+    }
+    assert.equal(ctx.liveBuffers, live);
+    const last = exe.run(x);
+    assert.ok(Math.abs((await last.s.toArray())[0] - 128) < 1e-4);
+    last.y.dispose();
+    last.s.dispose();
+    exe.dispose();
+  });
+
+  test("donated parameters are updated in place and stay on the device", async () => {
+    const sgd = (p: { w: Tensor }, x: Tensor) => {
+      const g = w.grad((q: { w: Tensor }) => w.sum(w.square(w.matmul(x, q.w))))(p);
+      return { w: w.sub(p.w, w.mul(g.w, 0.01)) };
+    };
+    const specs = [{ w: w.spec([4, 3]) }, w.spec([2, 4])] as const;
+    const exe = w.compile(sgd, specs, { backend: ctx, donate: [0] });
+    const cpu = w.compile(sgd, specs);
+    const x = new Float32Array([1, 2, 3, 4, -1, 0, 1, 2]);
+    let pHost = { w: w.hostTensor(Float32Array.from({ length: 12 }, (_, i) => i / 12), [4, 3]) };
+    let p = { w: exe.run({ w: pHost.w }, x).w }; // first run from host data
+    pHost = cpu.run(pHost, x);
+    for (let i = 0; i < 3; i++) {
+      const before = p.w;
+      const next = exe.run(p, x);
+      assert.ok(before.disposed, "the donated input is consumed");
+      assert.equal((next.w as unknown as { buffer: unknown }).buffer, (before as unknown as { buffer: unknown }).buffer, "the output reuses its buffer");
+      p = next;
+      pHost = cpu.run(pHost, x);
+    }
+    assertClose(await read(p.w), pHost.w.data, "parameters after 4 steps");
+    assert.throws(() => exe.run({ w: p.w }, x) && exe.run({ w: p.w }, x), /disposed or donated/);
+  });
+
+  test("inspection: WGSL per kernel, stats, and WGRAD_DUMP_WGSL", () => {
+    const dir = mkdtempSync(join(tmpdir(), "wgsl-"));
+    process.env.WGRAD_DUMP_WGSL = dir;
+    try {
+      const exe = w.compile((t: Tensor) => w.softmax(t), [w.spec([4, 10])], { backend: ctx });
+      assert.equal(readdirSync(dir).length, exe.stats().kernels);
+      assert.match(exe.wgsl(), /@compute @workgroup_size/);
+      assert.ok(exe.kernelNames().every((n) => /^k\d+_[a-z]/.test(n)));
+    } finally {
+      delete process.env.WGRAD_DUMP_WGSL;
+    }
+  });
+
+  test("bad input: f64 graphs, wrong shapes and a missing adapter give clear errors", async () => {
+    assert.throws(() => w.compile((t: Tensor) => w.exp(t), [w.spec([2], "f64")], { backend: ctx }), /f64.*the GPU runs f32/);
+    const exe = w.compile((t: Tensor) => w.exp(t), [w.spec([2, 2])], { backend: ctx });
+    assert.throws(() => exe.run(new Float32Array(3)), /argument 0 expects f32\[2,2\] \(4 values\), got 3 values/);
+    const other = exe.run(new Float32Array(4));
+    const exe3 = w.compile((t: Tensor) => w.exp(t), [w.spec([3])], { backend: ctx });
+    assert.throws(() => exe3.run(other), /expects f32\[3\], got a GpuArray f32\[2,2\]/);
+    const none = await w.acquireDevice({ dawnFlags: ["adapter=no-such-gpu"] })();
+    assert.ok(none._tag === "Left" && /no GPU adapter found/.test(none.left.message) && /lavapipe/.test(none.left.message));
+  });
+});
+
