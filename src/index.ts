@@ -5,3 +5,4 @@
 export * from "./dsl/index.js";
 export * from "./autodiff/index.js";
 export * from "./backend/index.js";
+export * from "./models/index.js";

@@ -5,7 +5,7 @@
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { ArgumentError, flatten, Tensor, unflatten, type Graph, type Tree, type TreeDef } from "../../dsl/index.js";
+import { ArgumentError, flatten, Tensor, topoSort, unflatten, type Graph, type Tree, type TreeDef } from "../../dsl/index.js";
 import { isHostInput, toHostData, type HostInput } from "../host.js";
 import { GpuArray, toGpuLayout } from "./array.js";
 import type { GpuContext } from "./device.js";
@@ -14,13 +14,16 @@ import { inlineRule, needsKernel } from "./lower.js";
 import { bytesOf, planMemory, type MemoryPlan } from "./memory.js";
 import { inlinedTree, leavesOf, schedule, type Schedule } from "./schedule.js";
 import { simplify } from "./simplify.js";
+import { matmulVec4Kernel, operandLayout, vec4Applicable } from "./matmulVec4.js";
 import { DEFAULT_MATMUL, elementwiseKernel, matmulKernel, reduceKernel, scatterKernel, threadPerOutput, type KernelSource, type MatmulParams } from "./templates.js";
 
 export interface WebGpuCompileOptions {
   /** Arguments whose GpuArrays this executable may consume: an output of the same size reuses the buffer (in-place updates). */
   readonly donate?: readonly number[];
-  /** Matmul tile parameters (by default chosen per shape). */
+  /** Matmul tile parameters (by default the autotuner's choice for the shape class, or a default). */
   readonly matmul?: MatmulParams;
+  /** false: one kernel per primitive, for measuring what fusion buys. Default true. */
+  readonly fusion?: boolean;
 }
 
 /** What an executable costs: kernels per run and planned memory. */
@@ -74,8 +77,15 @@ interface Generated {
  * Generates every kernel, materialising more nodes when a kernel would exceed the binding limit,
  * and giving up an epilogue fusion when the epilogue reads its core at another element.
  */
-function generate(inputs: readonly Tensor[], outputs: readonly Tensor[], maxBindings: number, mm: MatmulParams | undefined): Generated {
-  const extra = new Set<Tensor>();
+function generate(
+  inputs: readonly Tensor[],
+  outputs: readonly Tensor[],
+  maxBindings: number,
+  mm: MatmulParams | undefined,
+  tuned: ReadonlyMap<string, MatmulParams>,
+  materialize: ReadonlySet<Tensor>,
+): Generated {
+  const extra = new Set<Tensor>(materialize);
   const noFuse = new Set<Tensor>();
   const outSet = new Set(outputs);
   attempt: for (;;) {
@@ -106,7 +116,11 @@ function generate(inputs: readonly Tensor[], outputs: readonly Tensor[], maxBind
       const g = new KernelGen(ids, (n) => sched.materialized.has(n) && n !== core && n !== r, inlineRule);
       let src: KernelSource;
       try {
-        if (k.prim === "matmul") src = matmulKernel(g, k, r, "__NAME__", mm ?? chooseMatmul(k));
+        if (k.prim === "matmul") {
+          const isMat = (n: Tensor) => sched.materialized.has(n) && n !== core && n !== r;
+          const p = mm ?? tuned.get(matmulClass(k, isMat).key) ?? DEFAULT_MATMUL;
+          src = vec4Applicable(k, p, isMat) ? matmulVec4Kernel(g, k, r, "__NAME__", p, isMat) : matmulKernel(g, k, r, "__NAME__", p.tn % 4 === 0 || p.tm > 4 ? scalarTiles(k) : p);
+        }
         else if (k.prim === "scatterAdd") src = scatterKernel(g, k, "__NAME__");
         else if (needsKernel(k)) src = reduceKernel(g, k, r, "__NAME__");
         else src = elementwiseKernel(g, r, "__NAME__");
@@ -140,10 +154,42 @@ function widestInlined(root: Tensor, sched: Schedule): Tensor {
   return best;
 }
 
-/** Tile parameters by shape: a 4×4 register block where the output is large enough, smaller otherwise. */
-function chooseMatmul(n: Tensor): MatmulParams {
+/** A matmul's shape class: what the autotuner times and caches a tile choice for. */
+export interface MatmulClass {
+  readonly key: string;
+  readonly batch: number;
+  readonly m: number;
+  readonly n: number;
+  readonly k: number;
+  readonly transA: boolean;
+  readonly transB: boolean;
+}
+
+function matmulClass(k: Tensor, isMat: (n: Tensor) => boolean): MatmulClass {
+  const [a, b] = k.inputs;
+  const [m, n] = k.shape.slice(-2);
+  const kk = a.shape[a.rank - 1];
+  const batch = k.size / (m * n);
+  const transA = operandLayout(a, isMat)?.transposed ?? false;
+  const transB = operandLayout(b, isMat)?.transposed ?? false;
+  return { key: `${batch}x${m}x${kk}x${n}${transA ? "T" : "N"}${transB ? "T" : "N"}`, batch, m, n, k: kk, transA, transB };
+}
+
+/** The matmul shape classes a graph compiles to (as scheduled, so layouts are the real ones). */
+export function matmulClasses(graph: Graph): MatmulClass[] {
+  const s = simplify(graph.inputs, graph.outputs);
+  const sched = schedule(s.inputs, ownOutputs(s.outputs), new Set());
+  const seen = new Map<string, MatmulClass>();
+  for (const n of sched.order) if (n.prim === "matmul") {
+    const c = matmulClass(n, (x) => sched.materialized.has(x));
+    seen.set(c.key, c);
+  }
+  return [...seen.values()];
+}
+
+/** Tile parameters for the scalar template: a 4×4 register block where the output is large enough, smaller otherwise. */
+function scalarTiles(n: Tensor): MatmulParams {
   const [M, N] = n.shape.slice(-2);
-  if (M >= 32 && N >= 32) return DEFAULT_MATMUL;
   return { tm: Math.min(4, M), tn: Math.min(4, N), wx: 8, wy: 8 };
 }
 
@@ -156,6 +202,7 @@ export class GpuExecutable {
   private readonly uploads = new Map<number, GPUBuffer>();
   private readonly donation = new Map<number, number>(); // output index -> input index
   private disposedFlag = false;
+  private readonly paths: string[];
 
   constructor(
     readonly ctx: GpuContext,
@@ -165,6 +212,7 @@ export class GpuExecutable {
     gen: Generated,
     donate: readonly number[],
   ) {
+    this.paths = leafPaths(graph.inputDefs);
     const sources = [...gen.kernels];
     // Liveness: who writes each value and who reads it last.
     const writer = new Map<Tensor, number>();
@@ -224,13 +272,24 @@ export class GpuExecutable {
 
   /** Runs on GpuArrays or host values shaped like the specs; returns GpuArrays in the output's structure. */
   run(...args: unknown[]): Tree<GpuArray> {
+    const bound = this.bind(args);
+    const enc = this.ctx.device.createCommandEncoder();
+    const pass = enc.beginComputePass();
+    for (const k of this.kernels) this.dispatch(pass, k, bound.bufOf);
+    pass.end();
+    this.ctx.device.queue.submit([enc.finish()]);
+    return bound.finish();
+  }
+
+  /** Checks and uploads the arguments and assigns every value of the run a buffer. */
+  private bind(args: readonly unknown[]): { bufOf: Map<Tensor, GPUBuffer>; finish: () => Tree<GpuArray> } {
     if (this.disposedFlag) throw new ArgumentError("run", "this executable was disposed");
     const { ctx } = this;
     const leaves = flattenRunArgs(args, this.graph.inputDefs);
     const bufOf = new Map<Tensor, GPUBuffer>();
     const gpuArgs: (GpuArray | null)[] = leaves.map((l, i) => {
       const inp = this.inputs[i];
-      const where = leafPath(this.graph.inputDefs, i);
+      const where = this.paths[i];
       if (l instanceof GpuArray) {
         l.check(where);
         if (l.ctx !== ctx) throw new ArgumentError("run", `${where} lives on another device`);
@@ -254,7 +313,7 @@ export class GpuExecutable {
     const donated = new Set<GpuArray>();
     for (const [oi, li] of this.donation) {
       const a = gpuArgs[li];
-      if (a && gpuArgs.filter((x) => x === a).length > 1) throw new ArgumentError("run", `the donated ${leafPath(this.graph.inputDefs, li)} is also passed as another argument`);
+      if (a && gpuArgs.filter((x) => x === a).length > 1) throw new ArgumentError("run", `the donated ${this.paths[li]} is also passed as another argument`);
       if (a) donated.add(a);
       bufOf.set(this.outputs[oi], bufOf.get(this.inputs[li])!);
     }
@@ -268,25 +327,46 @@ export class GpuExecutable {
     });
     for (const [n, p] of this.plan.placements) bufOf.set(n, this.pool[p.slot]);
     for (const [n, b] of this.constants) bufOf.set(n, b);
-    const enc = ctx.device.createCommandEncoder();
-    const pass = enc.beginComputePass();
+    const finish = () => {
+      for (const a of donated) a.surrender();
+      const outs = this.outputs.map((o, i) => new GpuArray(ctx, results[i], o.shape, o.dtype));
+      return unflatten(this.graph.outputDef, outs);
+    };
+    return { bufOf, finish };
+  }
+
+  private dispatch(pass: GPUComputePassEncoder, k: Kernel, bufOf: ReadonlyMap<Tensor, GPUBuffer>): void {
+    if (k.src.output.size === 0) return;
+    const entries = [...k.src.reads, k.src.output].flatMap((n, i) => {
+      if (i === k.src.aliased) return []; // read through the output binding
+      const buffer = bufOf.get(n);
+      if (!buffer) throw new Error(`webgpu: internal error: kernel ${k.src.name} reads ${n} which has no buffer`);
+      return [{ binding: i, resource: { buffer } }];
+    });
+    pass.setPipeline(k.pipeline);
+    pass.setBindGroup(0, this.ctx.device.createBindGroup({ layout: k.pipeline.getBindGroupLayout(0), entries }));
+    pass.dispatchWorkgroups(...k.src.dispatch);
+  }
+
+  /**
+   * Runs once like `run`, but submits kernels one at a time and times each (wall clock to
+   * completion, so each time includes the cost of a submit). For finding where a step spends time.
+   */
+  async profile(...args: unknown[]): Promise<{ name: string; ms: number }[]> {
+    const bound = this.bind(args);
+    const times: { name: string; ms: number }[] = [];
     for (const k of this.kernels) {
-      if (k.src.output.size === 0) continue;
-      const entries = [...k.src.reads, k.src.output].flatMap((n, i) => {
-        if (i === k.src.aliased) return []; // read through the output binding
-        const buffer = bufOf.get(n);
-        if (!buffer) throw new Error(`webgpu: internal error: kernel ${k.src.name} reads ${n} which has no buffer`);
-        return [{ binding: i, resource: { buffer } }];
-      });
-      pass.setPipeline(k.pipeline);
-      pass.setBindGroup(0, ctx.device.createBindGroup({ layout: k.pipeline.getBindGroupLayout(0), entries }));
-      pass.dispatchWorkgroups(...k.src.dispatch);
+      const t0 = performance.now();
+      const enc = this.ctx.device.createCommandEncoder();
+      const pass = enc.beginComputePass();
+      this.dispatch(pass, k, bound.bufOf);
+      pass.end();
+      this.ctx.device.queue.submit([enc.finish()]);
+      await this.ctx.device.queue.onSubmittedWorkDone();
+      times.push({ name: k.src.name, ms: performance.now() - t0 });
     }
-    pass.end();
-    ctx.device.queue.submit([enc.finish()]);
-    for (const a of donated) a.surrender();
-    const outs = this.outputs.map((o, i) => new GpuArray(ctx, results[i], o.shape, o.dtype));
-    return unflatten(this.graph.outputDef, outs);
+    flatten(bound.finish(), (x): x is GpuArray => x instanceof GpuArray).leaves.forEach((o) => o.dispose());
+    return times;
   }
 
   /** Every kernel's WGSL, named after the ops it fuses. */
@@ -340,11 +420,12 @@ function leafArguments(defs: readonly TreeDef[]): number[] {
   return defs.flatMap((d, i) => Array(count(d)).fill(i));
 }
 
-function leafPath(defs: readonly TreeDef[], leaf: number): string {
+/** "argument 0.blocks[2].w" for every flat input leaf. */
+function leafPaths(defs: readonly TreeDef[]): string[] {
   const paths: string[] = [];
   const go = (d: TreeDef, p: string) => (d.kind === "leaf" ? paths.push(p) : d.children.forEach((c, i) => go(c, d.kind === "object" ? `${p}.${d.keys[i]}` : `${p}[${i}]`)));
   defs.forEach((d, i) => go(d, `argument ${i}`));
-  return paths[leaf];
+  return paths;
 }
 
 /** Compiles a traced graph for a WebGPU device. */
@@ -355,6 +436,7 @@ export function compileWebGpu(graph: Graph, ctx: GpuContext, opts: WebGpuCompile
   const outputs = ownOutputs(s.outputs);
   for (const n of schedule(s.inputs, outputs, new Set()).order)
     if (n.dtype === "f64") throw new ArgumentError("compile", `webgpu: ${n.prim} computes f64; the GPU runs f32`);
-  const gen = generate(s.inputs, outputs, ctx.limits.maxStorageBuffersPerShaderStage, opts.matmul);
+  const everything = opts.fusion === false ? new Set(topoSort(outputs).filter((n) => !(n.prim === "constant" && n.size === 1))) : new Set<Tensor>();
+  const gen = generate(s.inputs, outputs, ctx.limits.maxStorageBuffersPerShaderStage, opts.matmul, ctx.matmulChoices, everything);
   return new GpuExecutable(ctx, graph, s.inputs, outputs, gen, opts.donate ?? []);
 }

@@ -5,6 +5,7 @@
 import * as TE from "fp-ts/lib/TaskEither.js";
 import { pipe } from "fp-ts/lib/function.js";
 import { WgradError } from "../../dsl/index.js";
+import type { MatmulParams } from "./templates.js";
 
 /** No usable GPU adapter or device. */
 export class DeviceError extends WgradError {
@@ -28,6 +29,8 @@ export interface WebGpuOptions {
 /** A device with the facts the compiler needs, and a count of the buffers it holds (for leak checks). */
 export class GpuContext {
   private live = 0;
+  /** Matmul tile parameters chosen by the autotuner, by shape class (see autotune). */
+  readonly matmulChoices = new Map<string, MatmulParams>();
   private readonly errors: string[] = [];
 
   constructor(

@@ -54,7 +54,8 @@ export type InlineRule = (node: Tensor, idx: Idx, g: KernelGen) => string;
 export class KernelGen {
   private scopes: Scope[] = [{ lines: [], cache: new Map() }];
   private counter = 0;
-  readonly reads = new Map<Tensor, number>();
+  /** Buffers read, in binding order; a node may be bound twice, as scalars and as vec4s. */
+  readonly bindings: { node: Tensor; vec4: boolean }[] = [];
   readonly readKeys = new Map<Tensor, Set<string>>();
   readonly helpers = new Set<WgslHelper>();
   /** Values supplied by the template (e.g. a matmul accumulator for its own node at its own index). */
@@ -109,12 +110,9 @@ export class KernelGen {
   }
 
   /** The binding number of a materialised node this kernel reads (assigned on first read). */
-  bindingOf(n: Tensor): number {
-    let b = this.reads.get(n);
-    if (b === undefined) {
-      b = this.reads.size;
-      this.reads.set(n, b);
-    }
+  bindingOf(n: Tensor, vec4 = false): number {
+    let b = this.bindings.findIndex((x) => x.node === n && x.vec4 === vec4);
+    if (b < 0) b = this.bindings.push({ node: n, vec4 }) - 1;
     return b;
   }
 

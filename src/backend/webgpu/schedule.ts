@@ -4,6 +4,7 @@
  */
 import { topoSort, type Tensor } from "../../dsl/index.js";
 import { needsKernel } from "./lower.js";
+import { operandLayout } from "./matmulVec4.js";
 
 const VIEWS = new Set(["reshape", "permute", "broadcastTo", "slice"]);
 const TRANSCENDENTAL = new Set(["exp", "log", "sqrt", "tanh", "erf", "pow", "reciprocal", "div"]);
@@ -36,9 +37,10 @@ export function schedule(inputs: readonly Tensor[], outputs: readonly Tensor[], 
     if (!mat.has(n) && ((fan >= 2 && c >= 6) || (fan >= 4 && c >= 3) || c > 150)) mat.add(n);
     cost.set(n, mat.has(n) ? 0 : c);
   }
-  // Matmul operands must be cheap to re-read: stored data seen through views only.
-  const pureView = (n: Tensor): boolean => mat.has(n) || (VIEWS.has(n.prim) && pureView(n.inputs[0]));
-  for (const n of order) if (n.prim === "matmul") for (const i of n.inputs) if (!pureView(i)) mat.add(i);
+  // Matmul operands are read many times: they must be stored data, seen as stored or transposed
+  // (what the vec4 template reads in place). Anything else is materialised first: one copy
+  // costs less than re-deriving every element K times.
+  for (const n of order) if (n.prim === "matmul") for (const i of n.inputs) if (!operandLayout(i, (x) => mat.has(x))) mat.add(i);
   const roots = order.filter((n) => mat.has(n) && n.prim !== "input" && !(n.prim === "constant"));
   return { order, materialized: mat, consumers, roots };
 }

@@ -32,9 +32,9 @@ function grid(groups: number): [number, number] {
   return [x, Math.max(1, Math.ceil(groups / x))];
 }
 
-function assemble(g: KernelGen, name: string, output: Tensor, main: string, dispatch: readonly [number, number, number], extraDecls = ""): KernelSource {
-  const reads = [...g.reads.keys()];
-  const decls = reads.map((n, i) => bindingDecl(i, `in${i}`, n.dtype, "read"));
+export function assembleKernel(g: KernelGen, name: string, output: Tensor, main: string, dispatch: readonly [number, number, number], extraDecls = ""): KernelSource {
+  const reads = g.bindings.map((b) => b.node);
+  const decls = g.bindings.map((b, i) => (b.vec4 ? `@group(0) @binding(${i}) var<storage, read> in${i}: array<vec4<f32>>;` : bindingDecl(i, `in${i}`, b.node.dtype, "read")));
   decls.push(bindingDecl(reads.length, "out", output.dtype, "read_write"));
   const helpers = g.helperSource();
   const usesBits = (helpers + main).includes(`${F32_BITS}(`);
@@ -42,7 +42,7 @@ function assemble(g: KernelGen, name: string, output: Tensor, main: string, disp
   return { name, wgsl, reads, readKeys: g.readKeys, storeKeys: g.storeKeys, output, dispatch };
 }
 
-const indent = (lines: readonly string[], n = 1) => lines.map((l) => "  ".repeat(n) + l).join("\n");
+export const indent = (lines: readonly string[], n = 1) => lines.map((l) => "  ".repeat(n) + l).join("\n");
 
 /** out[i] = root at i, one thread per element. */
 export function elementwiseKernel(g: KernelGen, root: Tensor, name: string): KernelSource {
@@ -58,11 +58,11 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   if (i >= ${n}u) { return; }
 ${indent(g.body())}
 }`;
-  return assemble(g, name, root, main, [x, y, 1]);
+  return assembleKernel(g, name, root, main, [x, y, 1]);
 }
 
 /** Writes the (possibly epilogue-transformed) value of `core` at flat output index `o`. */
-function storeWithEpilogue(g: KernelGen, core: Tensor, epilogue: Tensor, o: string, value: string): void {
+export function storeWithEpilogue(g: KernelGen, core: Tensor, epilogue: Tensor, o: string, value: string): void {
   const idx = g.idx(epilogue.shape, o, null);
   g.overrides.set(`${g.id(core)}|f:${o}`, value);
   const v = g.val(epilogue, idx);
@@ -148,7 +148,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   if (o >= ${nOut}u) { return; }
 ${indent(g.body())}
 }`;
-    return assemble(g, name, epilogue, main, [gx, gy, 1]);
+    return assembleKernel(g, name, epilogue, main, [gx, gy, 1]);
   }
   // A workgroup per output: strided partial results, then a tree in workgroup memory.
   const [gx, gy] = grid(nOut);
@@ -191,7 +191,7 @@ EPILOGUE
   // The epilogue is generated after the loop, in its own scope.
   const epi = g.nested(() => storeWithEpilogue(g, root, epilogue, "o", "res"));
   const shared = `var<workgroup> shv: array<${t}, ${WG}>;${isArg ? `\nvar<workgroup> shi: array<i32, ${WG}>;` : ""}`;
-  return assemble(g, name, epilogue, main.replace("EPILOGUE", indent(epi, 2)), [gx, gy, 1], shared);
+  return assembleKernel(g, name, epilogue, main.replace("EPILOGUE", indent(epi, 2)), [gx, gy, 1], shared);
 }
 
 /** scatterAdd as a gather-side reduction: each output sums the updates whose (clamped) index hits it. */
@@ -221,7 +221,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   if (o >= ${nOut}u) { return; }
 ${indent(g.body())}
 }`;
-  return assemble(g, name, root, main, [gx, gy, 1]);
+  return assembleKernel(g, name, root, main, [gx, gy, 1]);
 }
 
 /** Tile parameters of the register-blocked matmul: each thread computes tm×tn outputs. */
@@ -230,8 +230,11 @@ export interface MatmulParams {
   readonly tn: number;
   readonly wx: number;
   readonly wy: number;
+  /** vec4 template: neighbouring threads take neighbouring vec4 columns (else each takes tn adjacent columns). */
+  readonly interleave?: boolean;
 }
 
+/** Used until the autotuner has timed a shape class (the best average on lavapipe here). */
 export const DEFAULT_MATMUL: MatmulParams = { tm: 4, tn: 4, wx: 8, wy: 8 };
 
 export function matmulKernel(g: KernelGen, root: Tensor, epilogue: Tensor, name: string, p: MatmulParams): KernelSource {
@@ -274,5 +277,5 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   if (row0 >= ${M}u || col0 >= ${N}u) { return; }
 ${indent(g.body())}
 }`;
-  return assemble(g, name, epilogue, main, [gx, gy, nb]);
+  return assembleKernel(g, name, epilogue, main, [gx, gy, nb]);
 }

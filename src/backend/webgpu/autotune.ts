@@ -1,0 +1,66 @@
+/**
+ * A small matmul autotuner: for each matmul shape class of a function (sizes, batch and which
+ * operands are transposed), times a few tile configurations once on the device and caches the
+ * fastest on the GpuContext, where every later compile for that device finds it.
+ */
+import { input, matmul, swapAxes, trace, type Tensor, type TensorSpec, type Tree } from "../../dsl/index.js";
+import type { GpuArray } from "./array.js";
+import type { GpuContext } from "./device.js";
+import { compileWebGpu, matmulClasses } from "./compiler.js";
+import type { MatmulParams } from "./templates.js";
+
+/** Tile configurations tried: 4×4 and 8×4 register blocks, square or row-uniform workgroups. */
+export const MATMUL_CANDIDATES: readonly MatmulParams[] = [
+  { tm: 4, tn: 4, wx: 8, wy: 8 },
+  { tm: 4, tn: 4, wx: 8, wy: 8, interleave: true },
+  { tm: 8, tn: 4, wx: 8, wy: 8, interleave: true },
+  { tm: 4, tn: 4, wx: 64, wy: 1, interleave: true },
+  { tm: 2, tn: 4, wx: 8, wy: 8 },
+];
+
+export interface TuneResult {
+  readonly key: string;
+  readonly params: MatmulParams;
+  /** Milliseconds per dispatch of each candidate, in MATMUL_CANDIDATES order. */
+  readonly timesMs: readonly number[];
+}
+
+/**
+ * Times the candidates for every matmul class in `f` not yet tuned on `ctx` and records the
+ * winners. Classes under `minFlops` keep the default (timing them costs more than it saves).
+ */
+export async function autotune(
+  f: (...args: never[]) => Tree<Tensor>,
+  specs: readonly Tree<TensorSpec>[],
+  ctx: GpuContext,
+  opts: { minFlops?: number; reps?: number } = {},
+): Promise<TuneResult[]> {
+  const { minFlops = 2e6, reps = 3 } = opts;
+  const results: TuneResult[] = [];
+  for (const c of matmulClasses(trace(f, specs))) {
+    if (ctx.matmulChoices.has(c.key) || 2 * c.m * c.n * c.k * c.batch < minFlops) continue;
+    const a = input(c.transA ? [c.batch, c.k, c.m] : [c.batch, c.m, c.k]);
+    const b = input(c.transB ? [c.batch, c.n, c.k] : [c.batch, c.k, c.n]);
+    const graph = trace((x: Tensor, y: Tensor) => matmul(c.transA ? swapAxes(x) : x, c.transB ? swapAxes(y) : y), [
+      { shape: a.shape, dtype: "f32" } as TensorSpec,
+      { shape: b.shape, dtype: "f32" } as TensorSpec,
+    ]);
+    const times: number[] = [];
+    for (const params of MATMUL_CANDIDATES) {
+      const exe = compileWebGpu(graph, ctx, { matmul: params });
+      const x = new Float32Array(a.size).fill(0.5);
+      const y = new Float32Array(b.size).fill(0.5);
+      (exe.run(x, y) as GpuArray).dispose(); // warm-up (and the pipeline compile)
+      await ctx.device.queue.onSubmittedWorkDone();
+      const t0 = performance.now();
+      for (let i = 0; i < reps; i++) (exe.run(x, y) as GpuArray).dispose();
+      await ctx.device.queue.onSubmittedWorkDone();
+      times.push((performance.now() - t0) / reps);
+      exe.dispose();
+    }
+    const best = MATMUL_CANDIDATES[times.indexOf(Math.min(...times))];
+    ctx.matmulChoices.set(c.key, best);
+    results.push({ key: c.key, params: best, timesMs: times });
+  }
+  return results;
+}

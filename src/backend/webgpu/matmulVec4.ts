@@ -1,0 +1,127 @@
+/**
+ * The fast matmul: register-blocked, vec4 loads, no workgroup memory (on lavapipe, barriers and
+ * shared memory cost more than they save). Operands are read in place from their buffers, either
+ * as stored or transposed (a permute of the last two axes), so backward-pass matmuls need no
+ * transpose kernels. Applies when the vectorised axes are multiples of 4; otherwise the scalar
+ * template runs.
+ */
+import { sizeOf, stridesOf, type Tensor } from "../../dsl/index.js";
+import type { KernelGen } from "./gen.js";
+import type { KernelSource, MatmulParams } from "./templates.js";
+import { assembleKernel, indent, storeWithEpilogue } from "./templates.js";
+
+/** Where an operand's values live: a materialised buffer, read as stored or transposed. */
+interface Layout {
+  readonly buf: Tensor;
+  readonly transposed: boolean;
+}
+
+/** The buffer behind a matmul operand, if the operand is the buffer seen directly, reshaped on leading axes, or transposed. */
+export function operandLayout(x: Tensor, isMat: (n: Tensor) => boolean): Layout | null {
+  if (isMat(x)) return { buf: x, transposed: false };
+  const y = x.inputs[0];
+  if (x.prim === "reshape" && isMat(y) && y.shape[y.rank - 1] === x.shape[x.rank - 1] && y.rank >= 2 && y.shape[y.rank - 2] === x.shape[x.rank - 2])
+    return { buf: y, transposed: false };
+  if (x.prim === "permute" && isMat(y)) {
+    const p = (x.params as { perm: readonly number[] }).perm;
+    const r = p.length;
+    if (p.every((a, i) => (i < r - 2 ? a === i : i === r - 2 ? a === r - 1 : a === r - 2))) return { buf: y, transposed: true };
+  }
+  return null;
+}
+
+/** Whether the vec4 template can run this matmul with these tile parameters. */
+export function vec4Applicable(root: Tensor, p: MatmulParams, isMat: (n: Tensor) => boolean): boolean {
+  if (root.dtype !== "f32") return false;
+  const [a, b] = root.inputs;
+  const la = operandLayout(a, isMat);
+  const lb = operandLayout(b, isMat);
+  if (!la || !lb) return false;
+  const [M, N] = root.shape.slice(-2);
+  const K = a.shape[a.rank - 1];
+  if (K % 4 !== 0 || p.tn % 4 !== 0) return false;
+  if (la.transposed && (M % 4 !== 0 || p.tm % 4 !== 0)) return false;
+  if (!lb.transposed && N % 4 !== 0) return false;
+  return true;
+}
+
+export function matmulVec4Kernel(g: KernelGen, root: Tensor, epilogue: Tensor, name: string, p: MatmulParams, isMat: (n: Tensor) => boolean): KernelSource {
+  const [a, b] = root.inputs;
+  const la = operandLayout(a, isMat)!;
+  const lb = operandLayout(b, isMat)!;
+  const batch = root.shape.slice(0, -2);
+  const [M, N] = root.shape.slice(-2);
+  const K = a.shape[a.rank - 1];
+  const A = `in${g.bindingOf(la.buf, true)}`;
+  const B = `in${g.bindingOf(lb.buf, true)}`;
+  // Read at many elements per thread: never a candidate for an in-place update.
+  for (const l of [la, lb]) g.readKeys.set(l.buf, new Set([...(g.readKeys.get(l.buf) ?? []), "vec4"]));
+  const { tm, tn } = p;
+  const nv = tn / 4;
+  // Batch offsets (in vec4 units) from the output's batch coordinates, through broadcasting.
+  const bC = g.coords(g.idx(batch, "bz", null));
+  const offset = (x: Tensor, rows: number, cols: number) => {
+    const xb = x.shape.slice(0, -2);
+    if (sizeOf(xb) <= 1) return "0u";
+    const lead = batch.length - xb.length;
+    const s = stridesOf(xb);
+    const terms = xb.flatMap((d, i) => (d === 1 ? [] : [`${bC[lead + i]} * ${s[i] * ((rows * cols) / 4)}u`]));
+    return terms.length ? g.let(terms.join(" + "), "bo") : "0u";
+  };
+  const aOff = offset(a, M, K);
+  const bOff = offset(b, K, N);
+  // Column base of vec4 v: interleaved, neighbouring threads read neighbouring vec4s.
+  const colOf = (v: number) => (p.interleave ? g.let(`(wid.x * ${nv * p.wx}u + ${v * p.wx}u + lid.x) * 4u`, "cb") : g.let(`col0 + ${4 * v}u`, "cb"));
+  const cols = Array.from({ length: nv }, (_, v) => colOf(v));
+  const rows = Array.from({ length: tm }, (_, t) => g.let(`min(row0 + ${t}u, ${M - 1}u)`, "r"));
+  for (let t = 0; t < tm; t++) for (let v = 0; v < nv; v++) g.line(`var acc${t}_${v} = vec4<f32>(0.0);`);
+  const K4 = K / 4;
+  const loop: string[] = [];
+  // Row and column base offsets (vec4 units) are computed once; the loop only adds k.
+  let aElem: (t: number, j: number) => string;
+  if (!la.transposed) {
+    const aRow = rows.map((r) => g.let(`${aOff} + ${r} * ${K4}u`, "ar"));
+    aRow.forEach((base, t) => loop.push(`let a${t} = ${A}[${base} + k4];`));
+    aElem = (t, j) => `a${t}[${j}]`;
+  } else {
+    const M4 = M / 4;
+    const aCol = Array.from({ length: tm / 4 }, (_, q) => g.let(`${aOff} + min(row0 / 4u + ${q}u, ${M4 - 1}u)`, "ac"));
+    loop.push(`let ka = k4 * ${4 * M4}u;`);
+    for (let j = 0; j < 4; j++) aCol.forEach((base, q) => loop.push(`let at${j}_${q} = ${A}[${base} + ka + ${j * M4}u];`));
+    aElem = (t, j) => `at${j}_${t >> 2}[${t & 3}]`;
+  }
+  if (!lb.transposed) {
+    const N4 = N / 4;
+    const bCol = cols.map((c) => g.let(`${bOff} + min(${c} / 4u, ${N4 - 1}u)`, "bc"));
+    loop.push(`let kb = k4 * ${4 * N4}u;`);
+    for (let j = 0; j < 4; j++) bCol.forEach((base, v) => loop.push(`let b${j}_${v} = ${B}[${base} + kb + ${j * N4}u];`));
+  } else {
+    const bRow = cols.map((c) => [0, 1, 2, 3].map((q) => g.let(`${bOff} + min(${c} + ${q}u, ${N - 1}u) * ${K4}u`, "br")));
+    for (let v = 0; v < nv; v++) for (let c = 0; c < 4; c++) loop.push(`let bt${v}_${c} = ${B}[${bRow[v][c]} + k4];`);
+    for (let j = 0; j < 4; j++)
+      for (let v = 0; v < nv; v++) loop.push(`let b${j}_${v} = vec4<f32>(bt${v}_0[${j}], bt${v}_1[${j}], bt${v}_2[${j}], bt${v}_3[${j}]);`);
+  }
+  for (let t = 0; t < tm; t++)
+    for (let v = 0; v < nv; v++)
+      loop.push(`acc${t}_${v} += ${[0, 1, 2, 3].map((j) => `${aElem(t, j)} * b${j}_${v}`).join(" + ")};`);
+  g.line(`for (var k4 = 0u; k4 < ${K4}u; k4++) {\n${indent(loop, 2)}\n  }`);
+  for (let t = 0; t < tm; t++)
+    for (let v = 0; v < nv; v++)
+      for (let c = 0; c < 4; c++) {
+        const store = g.nested(() => {
+          const o = g.let(`bz * ${M * N}u + (row0 + ${t}u) * ${N}u + ${cols[v]} + ${c}u`, "o");
+          storeWithEpilogue(g, root, epilogue, o, `acc${t}_${v}[${c}]`);
+        });
+        g.line(`if (row0 + ${t}u < ${M}u && ${cols[v]} + ${c}u < ${N}u) {\n${indent(store, 2)}\n  }`);
+      }
+  const gx = Math.ceil(N / (tn * p.wx));
+  const gy = Math.ceil(M / (tm * p.wy));
+  const main = `@compute @workgroup_size(${p.wx}, ${p.wy}, 1)
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let col0 = gid.x * ${tn}u;
+  let row0 = wid.y * ${tm * p.wy}u + lid.y * ${tm}u; // uniform over the workgroup when wy = 1: A loads broadcast
+  let bz = gid.z;
+${indent(g.body())}
+}`;
+  return assembleKernel(g, name, epilogue, main, [gx, gy, sizeOf(batch)]);
+}

@@ -1,0 +1,3 @@
+export * from "./vit.js";
+export * from "./init.js";
+export * from "./optim.js";

@@ -1,0 +1,84 @@
+/**
+ * A Vision Transformer as pure functions: parameters are a pytree of tensors, the forward pass a
+ * function of them. Pre-norm blocks, exact GELU, LayerNorm eps 1e-6, a [CLS] token and learned
+ * positional embeddings, as in the iBOT/DINO ViT (see ../shared/ibot-spec.md §1.1).
+ */
+import {
+  add, broadcastTo, concat, layerNorm, linear, multiHeadAttention, reshape, transpose, gelu, mul, type Tensor,
+} from "../dsl/index.js";
+
+export interface ViTConfig {
+  readonly imageSize: number;
+  readonly channels: number;
+  readonly patchSize: number;
+  readonly width: number;
+  readonly depth: number;
+  readonly heads: number;
+  readonly mlpRatio: number;
+  readonly qkvBias: boolean;
+}
+
+export interface LinearParams {
+  readonly w: Tensor; // [in, out]
+  readonly b?: Tensor; // [out]
+}
+export interface NormParams {
+  readonly g: Tensor;
+  readonly b: Tensor;
+}
+export interface BlockParams {
+  readonly norm1: NormParams;
+  readonly qkv: LinearParams;
+  readonly proj: LinearParams;
+  readonly norm2: NormParams;
+  readonly fc1: LinearParams;
+  readonly fc2: LinearParams;
+}
+export interface ViTParams {
+  readonly patchEmbed: LinearParams; // [C·p·p, D]: a stride-p convolution as a matmul
+  readonly clsToken: Tensor; // [1, 1, D]
+  readonly posEmbed: Tensor; // [1, 1 + N, D]
+  readonly blocks: readonly BlockParams[];
+  readonly norm: NormParams;
+}
+
+export const LN_EPS = 1e-6;
+
+export const gridSize = (cfg: ViTConfig, imageSize = cfg.imageSize): number => imageSize / cfg.patchSize;
+
+/**
+ * [B, C, H, W] → [B, N, C·p·p], patches row-major over the grid, each flattened (c, y, x) like a
+ * PyTorch Conv2d weight [D, C, p, p].
+ */
+export function patchify(images: Tensor, p: number): Tensor {
+  const [b, c, h, w] = images.shape;
+  const x = reshape(images, [b, c, h / p, p, w / p, p]);
+  return reshape(transpose(x, [0, 2, 4, 1, 3, 5]), [b, (h / p) * (w / p), c * p * p]);
+}
+
+const norm = (x: Tensor, p: NormParams) => layerNorm(x, p.g, p.b, LN_EPS);
+
+/** One pre-norm block: x + Attn(LN(x)), then + MLP(LN(x)). `keep` scales each branch per sample (stochastic depth). */
+export function block(x: Tensor, p: BlockParams, heads: number, keep?: readonly [Tensor, Tensor]): Tensor {
+  const attn = multiHeadAttention(norm(x, p.norm1), { wQkv: p.qkv.w, bQkv: p.qkv.b, wOut: p.proj.w, bOut: p.proj.b }, heads);
+  const h = add(x, keep ? mul(attn, keep[0]) : attn);
+  const mlp = linear(gelu(linear(norm(h, p.norm2), p.fc1.w, p.fc1.b)), p.fc2.w, p.fc2.b);
+  return add(h, keep ? mul(mlp, keep[1]) : mlp);
+}
+
+/** Patch tokens [B, N, D] (before the [CLS] token and positions). */
+export const embedPatches = (images: Tensor, p: ViTParams, cfg: ViTConfig): Tensor =>
+  linear(patchify(images, cfg.patchSize), p.patchEmbed.w, p.patchEmbed.b);
+
+/** Prepends [CLS] and adds positional embeddings: [B, N, D] → [B, 1 + N, D]. */
+export function addClsAndPositions(tokens: Tensor, p: ViTParams, posEmbed: Tensor = p.posEmbed): Tensor {
+  const [b, , d] = tokens.shape;
+  return add(concat([broadcastTo(p.clsToken, [b, 1, d]), tokens], 1), posEmbed);
+}
+
+/** The backbone: images [B, C, H, W] → normed tokens [B, 1 + N, D], [CLS] first. */
+export function vit(images: Tensor, p: ViTParams, cfg: ViTConfig): Tensor {
+  let x = addClsAndPositions(embedPatches(images, p, cfg), p);
+  for (const blk of p.blocks) x = block(x, blk, cfg.heads);
+  return norm(x, p.norm);
+}
