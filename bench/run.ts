@@ -1,25 +1,28 @@
 /**
- * Benchmarks (npm run bench). Prints a Markdown table to paste into BENCHMARKS.md; pass
- * `--json` for machine-readable lines. Timings are medians of repeated runs after a warm-up.
+ * Benchmarks (npm run bench): CPU reference kernels; on WebGPU, matmul against the peers in the
+ * same run, fused against unfused elementwise chains, and the ViT training step. Prints a
+ * Markdown table for BENCHMARKS.md (and JSON lines with --json). Each figure is a median of
+ * repeated runs after a warm-up.
  */
 import os from "node:os";
 import * as w from "../src/index.js";
-import type { Tensor } from "../src/index.js";
+import type { GpuArray, GpuContext, Tensor } from "../src/index.js";
+import { peerMatmul } from "./peers.js";
+import { BATCH, initModel, stepSpecs, trainStep, type Model } from "./vitStep.js";
 
 interface Row {
   name: string;
-  value: number;
-  unit: string;
+  value: string;
   note: string;
 }
+const rows: Row[] = [];
+const record = (name: string, value: string, note = "") => {
+  rows.push({ name, value, note });
+  console.error(`  ${name}: ${value} ${note}`);
+};
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)];
-}
-
-/** Median wall time (ms) of `fn` over `reps` runs after one warm-up run. */
-function time(fn: () => void, reps: number): number {
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+function timeSync(fn: () => void, reps: number): number {
   fn();
   const ts: number[] = [];
   for (let i = 0; i < reps; i++) {
@@ -29,32 +32,120 @@ function time(fn: () => void, reps: number): number {
   }
   return median(ts);
 }
+async function timeGpu(ctx: GpuContext, fn: () => void, reps: number): Promise<number> {
+  fn();
+  await ctx.device.queue.onSubmittedWorkDone();
+  const ts: number[] = [];
+  for (let i = 0; i < reps; i++) {
+    const t0 = performance.now();
+    fn();
+    await ctx.device.queue.onSubmittedWorkDone();
+    ts.push(performance.now() - t0);
+  }
+  return median(ts);
+}
+const gflops = (n: number, ms: number) => (2 * n ** 3) / (ms * 1e6);
+const rand = (n: number) => Float32Array.from({ length: n }, () => Math.random() - 0.5);
+const chain = (x: Tensor) => {
+  let y = x;
+  for (let i = 0; i < 5; i++) y = w.tanh(w.add(w.mul(y, 1.01), 0.1)); // 15 primitives, 10 of them binary/unary arithmetic
+  return y;
+};
 
-function cpuMatmul(n: number, dtype: "f32" | "f64"): Row {
-  const exe = w.compile(w.matmul, [w.spec([n, n], dtype), w.spec([n, n], dtype)]);
-  const make = () => (dtype === "f32" ? new Float32Array(n * n) : new Float64Array(n * n)).map(() => Math.random() - 0.5);
-  const [a, b] = [make(), make()];
-  const ms = time(() => exe.run(a, b), n <= 256 ? 7 : 3);
-  return { name: `CPU matmul ${n}³ ${dtype}`, value: (2 * n ** 3) / (ms * 1e6), unit: "GFLOP/s", note: `${ms.toFixed(1)} ms` };
+function cpuBenchmarks() {
+  for (const n of [256, 512]) {
+    const exe = w.compile(w.matmul, [w.spec([n, n]), w.spec([n, n])]);
+    const [a, b] = [rand(n * n), rand(n * n)];
+    const ms = timeSync(() => exe.run(a, b), n <= 256 ? 7 : 3);
+    record(`CPU backend: matmul ${n}³ f32`, `${gflops(n, ms).toFixed(2)} GFLOP/s`, `${ms.toFixed(1)} ms`);
+  }
 }
 
-function cpuElementwise(n: number): Row {
-  const chain = (x: Tensor) => {
-    let y = x;
-    for (let i = 0; i < 5; i++) y = w.tanh(w.add(w.mul(y, 1.01), 0.1));
-    return y;
+async function gpuBenchmarks(ctx: GpuContext) {
+  // Matmul, ours (autotuned) and the peers, same adapter, back to back.
+  for (const n of [256, 512, 1024]) {
+    const f = (a: Tensor, b: Tensor) => w.matmul(a, b);
+    const specs = [w.spec([n, n]), w.spec([n, n])] as const;
+    const tuned = await w.autotune(f, specs, ctx);
+    const exe = w.compile(f, specs, { backend: ctx });
+    const up = w.compile((t: Tensor) => w.add(t, 0), [w.spec([n, n])], { backend: ctx });
+    const [a, b] = [up.run(rand(n * n)), up.run(rand(n * n))];
+    const ms = await timeGpu(ctx, () => exe.run(a, b).dispose(), n >= 1024 ? 3 : 7);
+    const peers = await peerMatmul(n, n >= 1024 ? 3 : 7);
+    const p = (v: number | null) => (v === null ? "n/a" : `${gflops(n, v).toFixed(2)}`);
+    record(`WebGPU: matmul ${n}³ f32`, `${gflops(n, ms).toFixed(2)} GFLOP/s`, `jax-js webgpu ${p(peers.jax)}, tfjs-webgpu ${p(peers.tfjs)} GFLOP/s; tiles ${JSON.stringify(tuned[0]?.params ?? "cached")}${peers.notes.length ? "; " + peers.notes.join("; ") : ""}`);
+  }
+  // A 15-primitive elementwise chain over 2^20 elements, fused and unfused.
+  const n = 1 << 20;
+  const x = w.compile((t: Tensor) => w.add(t, 0), [w.spec([n])], { backend: ctx }).run(rand(n));
+  for (const fusion of [true, false]) {
+    const exe = w.compile(chain, [w.spec([n])], { backend: ctx, fusion });
+    const ms = await timeGpu(ctx, () => exe.run(x).dispose(), 5);
+    record(`WebGPU: 15-op elementwise chain, 2^20 f32, ${fusion ? "fused" : "unfused"}`, `${((8 * n) / (ms * 1e6)).toFixed(2)} GB/s`, `${ms.toFixed(1)} ms, ${exe.stats().kernels} kernels (GB/s counts one read and one write per element)`);
+  }
+  // The ViT training step.
+  const model = initModel(w.randomKey(0));
+  const specs = stepSpecs(model);
+  const p0 = w.compile(() => initModel(w.randomKey(0)), [], { backend: ctx }).run() as unknown as Model;
+  const s0 = w.compile((p: Model) => w.adamInit(p), [specs[0]], { backend: ctx }).run(p0 as never) as unknown as w.AdamState<Model>;
+  const t0 = performance.now();
+  await w.autotune(trainStep as never, specs as never, ctx);
+  const tTune = performance.now() - t0;
+  const t1 = performance.now();
+  const exe = w.compile(trainStep as never, specs as never, { backend: ctx, donate: [0, 1] }) as unknown as w.GpuExecutable;
+  const tCompile = performance.now() - t1;
+  const images = rand(BATCH * 784);
+  const labels = Int32Array.from({ length: BATCH }, (_, i) => i % 10);
+  let state = { params: p0 as unknown, state: s0 as unknown };
+  const step = (i: number) => {
+    const r = exe.run(state.params, state.state, [i], images, labels) as { params: unknown; state: unknown; loss: GpuArray };
+    r.loss.dispose();
+    state = r;
   };
-  const exe = w.compile(chain, [w.spec([n])]);
-  const x = new Float32Array(n).map(() => Math.random());
-  const ms = time(() => exe.run(x), 5);
-  return { name: `CPU 15-op elementwise chain, 2^${Math.log2(n)} f32`, value: (15 * n) / (ms * 1e6), unit: "Gop/s", note: `${ms.toFixed(1)} ms` };
+  const t2 = performance.now();
+  step(1);
+  await ctx.device.queue.onSubmittedWorkDone();
+  const tFirst = performance.now() - t2;
+  let i = 2;
+  const ms = await timeGpu(ctx, () => step(i++), 5);
+  record("WebGPU: ViT training step (batch 64, 455 050 params, Adam)", `${ms.toFixed(0)} ms/step`, `${exe.stats().kernels} kernels/step; first step ${(tFirst / 1000).toFixed(1)} s after a ${(tCompile / 1000).toFixed(1)} s compile (+${(tTune / 1000).toFixed(1)} s autotuning)`);
+  const prof = await exe.profile(state.params, state.state, [i], images, labels);
+  const byClass = new Map<string, number>();
+  for (const { name, ms: t } of prof) {
+    const cls = name.replace(/^k\d+_/, "").split("_")[0];
+    byClass.set(cls, (byClass.get(cls) ?? 0) + t);
+  }
+  const total = prof.reduce((a, p) => a + p.ms, 0);
+  record("WebGPU: ViT step time by kernel class (profiled one by one)", [...byClass].sort((a, b) => b[1] - a[1]).slice(0, 5).map(([c, t]) => `${c} ${((100 * t) / total).toFixed(0)}%`).join(", "), `${total.toFixed(0)} ms profiled`);
 }
 
-const rows: Row[] = [cpuMatmul(256, "f32"), cpuMatmul(512, "f32"), cpuMatmul(256, "f64"), cpuElementwise(1 << 20)];
-const cpu = `${os.cpus()[0]?.model ?? "unknown CPU"} (${os.cpus().length} cores), Node ${process.version}`;
-if (process.argv.includes("--json")) for (const r of rows) console.log(JSON.stringify({ ...r, device: cpu }));
-else {
-  console.log(`Device: ${cpu}; load average ${os.loadavg().map((l) => l.toFixed(2)).join(" ")}\n`);
-  console.log("| benchmark | result | note |\n|---|---|---|");
-  for (const r of rows) console.log(`| ${r.name} | ${r.value.toFixed(2)} ${r.unit} | ${r.note} |`);
+function cpuVitStep() {
+  const model = initModel(w.randomKey(0));
+  const specs = stepSpecs(model);
+  const p0 = w.compile(() => initModel(w.randomKey(0)), []).run();
+  const s0 = w.compile((p: Model) => w.adamInit(p), [specs[0]]).run(p0 as never);
+  const exe = w.compile(trainStep as never, specs as never) as unknown as { run: (...a: unknown[]) => unknown };
+  const images = rand(BATCH * 784);
+  const labels = Int32Array.from({ length: BATCH }, (_, i) => i % 10);
+  const t0 = performance.now();
+  exe.run(p0, s0, [1], images, labels);
+  record("CPU backend: ViT training step (same step, one run)", `${(performance.now() - t0).toFixed(0)} ms/step`);
 }
+
+const device = `${os.cpus()[0]?.model ?? "unknown CPU"} (${os.cpus().length} cores), Node ${process.version}`;
+console.error(`wgrad benchmarks on ${device}; load average ${os.loadavg().map((l) => l.toFixed(2)).join(" ")}`);
+cpuBenchmarks();
+const gpu = await w.acquireDevice()();
+let adapter = "no WebGPU adapter";
+if (gpu._tag === "Right") {
+  adapter = gpu.right.adapterName;
+  await gpuBenchmarks(gpu.right);
+} else console.error(gpu.left.message);
+if (!process.argv.includes("--skip-cpu-step")) cpuVitStep();
+if (process.argv.includes("--json")) for (const r of rows) console.log(JSON.stringify({ ...r, device, adapter }));
+else {
+  console.log(`Device: ${device}; WebGPU adapter: ${adapter}\n`);
+  console.log("| benchmark | result | notes |\n|---|---|---|");
+  for (const r of rows) console.log(`| ${r.name} | ${r.value} | ${r.note} |`);
+}
+process.exit(0);

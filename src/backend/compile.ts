@@ -56,8 +56,11 @@ export type Traceable<S extends readonly unknown[], R> = (...args: { -readonly [
  * Traces `f` on placeholders shaped by `specs` (one pytree of `spec(shape, dtype)` per argument)
  * and compiles the graph for a backend.
  */
-export function compile<const S extends readonly Tree<TensorSpec>[], R extends Tree<Tensor>>(f: Traceable<S, R>, specs: S, opts?: CompileOptions): Executable<S, R>;
-export function compile<const S extends readonly Tree<TensorSpec>[], R extends Tree<Tensor>>(f: Traceable<S, R>, specs: S, opts: GpuCompileOptions): TypedGpuExecutable<S, R>;
+// Argument and result trees are checked when traced (their leaves must be specs and tensors), not by
+// the type system: interfaces of tensors, which users write for their parameters, lack the index
+// signature a recursive Tree type demands.
+export function compile<const S extends readonly unknown[], R>(f: Traceable<S, R>, specs: S, opts?: CompileOptions): Executable<S, R>;
+export function compile<const S extends readonly unknown[], R>(f: Traceable<S, R>, specs: S, opts: GpuCompileOptions): TypedGpuExecutable<S, R>;
 export function compile(f: (...a: never[]) => Tree<Tensor>, specs: readonly Tree<TensorSpec>[], opts: CompileOptions | GpuCompileOptions = {}): unknown {
   if (opts.backend instanceof GpuContext) return compileWebGpu(trace(f, specs), opts.backend, opts as GpuCompileOptions);
   return compileUntyped(f, specs, opts as CompileOptions);
@@ -115,11 +118,11 @@ function specOfHost(x: HostInput) {
  * Evaluates `f` on host values in one call (traces, compiles for the CPU, runs). Specs come from
  * the values: give HostTensors for anything that is not a vector.
  */
-export function evaluate<R extends Tree<Tensor>>(f: (...args: never[]) => R, ...args: readonly Tree<HostInput>[]): HostResult<R> {
+export function evaluate<R>(f: (...args: never[]) => R, ...args: readonly Tree<HostInput>[]): HostResult<R> {
   const specs = args.map((a) => {
     const { leaves, def } = flatten(a, isHostInput, "host array");
     return unflatten(def, leaves.map(specOfHost));
   });
-  return compileUntyped(f, specs, {}).run(...args) as HostResult<R>;
+  return compileUntyped(f as (...a: never[]) => Tree<Tensor>, specs, {}).run(...args) as HostResult<R>;
 }
 

@@ -3,7 +3,7 @@
  * operands are transposed), times a few tile configurations once on the device and caches the
  * fastest on the GpuContext, where every later compile for that device finds it.
  */
-import { input, matmul, swapAxes, trace, type Tensor, type TensorSpec, type Tree } from "../../dsl/index.js";
+import { input, matmul, spec, swapAxes, trace, type Tensor, type TensorSpec, type Tree } from "../../dsl/index.js";
 import type { GpuArray } from "./array.js";
 import type { GpuContext } from "./device.js";
 import { compileWebGpu, matmulClasses } from "./compiler.js";
@@ -30,21 +30,18 @@ export interface TuneResult {
  * winners. Classes under `minFlops` keep the default (timing them costs more than it saves).
  */
 export async function autotune(
-  f: (...args: never[]) => Tree<Tensor>,
-  specs: readonly Tree<TensorSpec>[],
+  f: (...args: never[]) => unknown,
+  specs: readonly unknown[],
   ctx: GpuContext,
   opts: { minFlops?: number; reps?: number } = {},
 ): Promise<TuneResult[]> {
   const { minFlops = 2e6, reps = 3 } = opts;
   const results: TuneResult[] = [];
-  for (const c of matmulClasses(trace(f, specs))) {
+  for (const c of matmulClasses(trace(f as (...a: never[]) => Tree<Tensor>, specs as readonly Tree<TensorSpec>[]))) {
     if (ctx.matmulChoices.has(c.key) || 2 * c.m * c.n * c.k * c.batch < minFlops) continue;
     const a = input(c.transA ? [c.batch, c.k, c.m] : [c.batch, c.m, c.k]);
     const b = input(c.transB ? [c.batch, c.n, c.k] : [c.batch, c.k, c.n]);
-    const graph = trace((x: Tensor, y: Tensor) => matmul(c.transA ? swapAxes(x) : x, c.transB ? swapAxes(y) : y), [
-      { shape: a.shape, dtype: "f32" } as TensorSpec,
-      { shape: b.shape, dtype: "f32" } as TensorSpec,
-    ]);
+    const graph = trace((x: Tensor, y: Tensor) => matmul(c.transA ? swapAxes(x) : x, c.transB ? swapAxes(y) : y), [spec(a.shape), spec(b.shape)]);
     const times: number[] = [];
     for (const params of MATMUL_CANDIDATES) {
       const exe = compileWebGpu(graph, ctx, { matmul: params });
