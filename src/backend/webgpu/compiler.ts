@@ -135,7 +135,7 @@ function generate(
       }
       // Named after what it fuses, e.g. k12_matmul_add_erf_mul.
       const name = `k${kernels.length}_${[k.prim, ...g.fused.filter((p) => p !== k.prim)].join("_")}`;
-      kernels.push({ ...src, name, wgsl: src.wgsl.replace("__NAME__", name) });
+      kernels.push({ ...src, name, wgsl: src.wgsl.replace("__NAME__", name), core: k });
     }
     return { sched, kernels };
   }
@@ -353,6 +353,7 @@ export class GpuExecutable {
    * completion, so each time includes the cost of a submit). For finding where a step spends time.
    */
   async profile(...args: unknown[]): Promise<{ name: string; ms: number }[]> {
+    await this.ctx.device.queue.onSubmittedWorkDone(); // earlier work must not count against the first kernel
     const bound = this.bind(args);
     const times: { name: string; ms: number }[] = [];
     for (const k of this.kernels) {
@@ -377,6 +378,11 @@ export class GpuExecutable {
   /** Kernel names in execution order. */
   kernelNames(): string[] {
     return this.kernels.map((k) => k.src.name);
+  }
+
+  /** For each kernel: its name, the primitive it is built around, and that node's operand shapes. */
+  kernelInfo(): { name: string; prim: string; shapes: number[][] }[] {
+    return this.kernels.map((k) => ({ name: k.src.name, prim: k.src.core?.prim ?? k.src.output.prim, shapes: (k.src.core ?? k.src.output).inputs.map((i) => [...i.shape]) }));
   }
 
   stats(): ExecutableStats {

@@ -20,6 +20,8 @@ export interface KernelSource {
   readonly storeKeys: ReadonlySet<string>;
   readonly output: Tensor;
   readonly dispatch: readonly [number, number, number];
+  /** The node the kernel is built around (a matmul or reduction with a fused epilogue, or the root). */
+  readonly core?: Tensor;
   /** A read binding served by the output binding instead (an in-place update of a donated input). */
   readonly aliased?: number;
 }
