@@ -1,0 +1,44 @@
+/**
+ * The iBOT head (spec §1.3): a token-wise 3-layer MLP with GELU, an L2-normalised bottleneck and a
+ * weight-normalised prototype layer. With norm_last_layer the prototype norms are frozen at 1, so
+ * logits are cosines between the bottleneck and each prototype. One prototype matrix serves
+ * [CLS] and patch tokens (the shared head of the README recipes).
+ */
+import { gelu, l2Normalize, linear, matmul, reshape, split, type Tensor } from "../../dsl/index.js";
+import { initLinear, initTorchDefault } from "../init.js";
+import type { LinearParams } from "../vit.js";
+
+export interface HeadConfig {
+  readonly inDim: number;
+  readonly hiddenDim: number;
+  readonly bottleneckDim: number;
+  readonly outDim: number;
+}
+
+export interface HeadParams {
+  readonly mlp1: LinearParams;
+  readonly mlp2: LinearParams;
+  readonly mlp3: LinearParams;
+  /** Prototype directions v, laid out [bottleneck, K] (PyTorch's weight_v transposed). */
+  readonly lastLayer: { readonly v: Tensor };
+}
+
+export function initHead(key: Tensor, cfg: HeadConfig): HeadParams {
+  const [k1, k2, k3, k4] = split(key, 4);
+  return {
+    mlp1: initLinear(k1, cfg.inDim, cfg.hiddenDim),
+    mlp2: initLinear(k2, cfg.hiddenDim, cfg.hiddenDim),
+    mlp3: initLinear(k3, cfg.hiddenDim, cfg.bottleneckDim),
+    // weight_v keeps PyTorch's default Linear init (created after _init_weights ran).
+    lastLayer: { v: initTorchDefault(k4, cfg.bottleneckDim, cfg.outDim).w },
+  };
+}
+
+/** Token-wise head: [..., D] → logits [..., K]. */
+export function head(x: Tensor, p: HeadParams): Tensor {
+  const h = linear(gelu(linear(gelu(linear(x, p.mlp1.w, p.mlp1.b)), p.mlp2.w, p.mlp2.b)), p.mlp3.w, p.mlp3.b);
+  const z = l2Normalize(h, -1);
+  const prototypes = l2Normalize(p.lastLayer.v, 0); // g ≡ 1: unit-norm columns
+  const flat = reshape(z, [-1, z.shape[z.rank - 1]]);
+  return reshape(matmul(flat, prototypes), [...z.shape.slice(0, -1), prototypes.shape[1]]);
+}

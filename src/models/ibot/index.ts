@@ -1,0 +1,4 @@
+export * from "./head.js";
+export * from "./loss.js";
+export * from "./posembed.js";
+export * from "./model.js";

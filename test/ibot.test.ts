@@ -1,0 +1,172 @@
+/** iBOT's loss, head, positional-embedding resize and training step, on the CPU reference backend. */
+import { describe, test } from "node:test";
+import assert from "node:assert/strict";
+import fc from "fast-check";
+import * as w from "../src/index.js";
+import { arbTensor } from "../src/testing/index.js";
+import type { Tensor } from "../src/index.js";
+
+const softmax = (xs: number[], t: number) => {
+  const m = Math.max(...xs.map((x) => x / t));
+  const e = xs.map((x) => Math.exp(x / t - m));
+  const s = e.reduce((a, b) => a + b, 0);
+  return e.map((v) => v / s);
+};
+const xent = (p: number[], logits: number[], t: number) => -p.reduce((a, pi, k) => a + pi * Math.log(softmax(logits, t)[k]), 0);
+
+describe("iBOT loss", () => {
+  // G = 2 global crops, no local crops, B = 2 images, N = 2 patches, K = 3 prototypes.
+  const tc = [[1, 0, -1], [0.5, 0.2, 0], [0, 1, 0], [-1, 0.3, 0.8]]; // teacher [CLS], crop-major [G·B, K]
+  const sc = [[0.2, 0.1, 0], [0, 0, 1], [1, -1, 0.5], [0.3, 0.3, 0.3]];
+  const tp = [[[1, 0, 0], [0, 1, 0]], [[0, 0, 1], [1, 1, 0]], [[0.5, 0, 0], [0, 0, 2]], [[1, 2, 3], [3, 2, 1]]]; // [G·B, N, K]
+  const sp = [[[0, 1, 0], [1, 0, 0]], [[2, 0, 0], [0, 1, 1]], [[0, 0, 0.5], [1, 0, 0]], [[0, 1, 0], [0, 0, 1]]];
+  const masks = [[1, 0], [0, 0], [1, 1], [0, 1]]; // image 1 of crop 0 has no masked patch
+  const c = [0.1, -0.2, 0.05];
+  const c2 = [0, 0.3, -0.1];
+  const [tt, tpt, st] = [0.04, 0.07, 0.1];
+
+  const run = () =>
+    w.evaluate(() => {
+      const out = w.ibotLoss(
+        {
+          teacherCls: w.constant(tc), teacherPatch: w.constant(tp), studentCls: w.constant(sc), studentPatch: w.constant(sp),
+          masks: w.constant(masks), center: w.constant([c]), center2: w.constant([[c2]]), teacherTemp: tt, teacherPatchTemp: tpt,
+        },
+        { globalCrops: 2 },
+      );
+      return [out.loss, out.cls, out.patch, out.center, out.center2];
+    });
+
+  test("matches a hand computation: cross-view [CLS] terms, same-view masked patches, unmasked images counted", () => {
+    const [loss, cls, patch] = run();
+    const center = (row: number[], cc: number[]) => row.map((v, k) => v - cc[k]);
+    // [CLS]: q=0 vs v=1 and q=1 vs v=0, each averaged over B, divided by n1 = 2.
+    const clsTerm = (q: number, v: number) => (xent(softmax(center(tc[q * 2], c), tt), sc[v * 2], st) + xent(softmax(center(tc[q * 2 + 1], c), tt), sc[v * 2 + 1], st)) / 2;
+    const expectedCls = (clsTerm(0, 1) + clsTerm(1, 0)) / 2;
+    // Patches: per image, the mean CE over its masked patches (0 if none), then the mean over all B images, then over G.
+    const perImage = (r: number) => {
+      const ces = [0, 1].map((i) => masks[r][i] * xent(softmax(center(tp[r][i], c2), tpt), sp[r][i], st));
+      return ces.reduce((a, b) => a + b, 0) / Math.max(1, masks[r][0] + masks[r][1]);
+    };
+    const expectedPatch = ((perImage(0) + perImage(1)) / 2 + (perImage(2) + perImage(3)) / 2) / 2;
+    assert.ok(Math.abs(cls.item() - expectedCls) < 1e-5, `${cls.item()} vs ${expectedCls}`);
+    assert.ok(Math.abs(patch.item() - expectedPatch) < 1e-5, `${patch.item()} vs ${expectedPatch}`);
+    assert.ok(Math.abs(loss.item() - (expectedCls + expectedPatch)) < 1e-5);
+    assert.equal(perImage(1), 0); // the unmasked image contributes 0 but still counts in the mean over B
+  });
+
+  test("the centres update after the loss, from the raw teacher logits", () => {
+    const [, , , center, center2] = run();
+    const meanCls = [0, 1, 2].map((k) => tc.reduce((a, r) => a + r[k], 0) / 4);
+    const meanPatch = [0, 1, 2].map((k) => tp.reduce((a, img) => a + (img[0][k] + img[1][k]) / 2, 0) / 4);
+    [...center.data].forEach((v, k) => assert.ok(Math.abs(v - (0.9 * c[k] + 0.1 * meanCls[k])) < 1e-6));
+    [...center2.data].forEach((v, k) => assert.ok(Math.abs(v - (0.9 * c2[k] + 0.1 * meanPatch[k])) < 1e-6));
+  });
+
+  test("no gradient reaches the teacher's outputs (a property over random logits)", () => {
+    const arb = fc.tuple(arbTensor([4, 5], { dtype: "f32" }), arbTensor([4, 3, 5], { dtype: "f32" }), arbTensor([4, 5], { dtype: "f32" }), arbTensor([4, 3, 5], { dtype: "f32" }));
+    fc.assert(
+      fc.property(arb, ([a, b, cc, d]) => {
+        const g = w.evaluate(
+          (ta: Tensor, tb: Tensor, sa: Tensor, sb: Tensor) =>
+            w.grad(
+              (x: Tensor, y: Tensor, u: Tensor, v: Tensor) =>
+                w.ibotLoss({ teacherCls: x, teacherPatch: y, studentCls: u, studentPatch: v, masks: w.ones([4, 3]), center: w.zeros([1, 5]), center2: w.zeros([1, 1, 5]), teacherTemp: 0.04, teacherPatchTemp: 0.07 }, { globalCrops: 2 }).loss,
+              { argnums: [0, 1, 2, 3] },
+            )(ta, tb, sa, sb),
+          a, b, cc, d,
+        );
+        assert.ok([...g[0].data, ...g[1].data].every((v) => v === 0), "teacher gradients must be zero");
+        assert.ok([...g[2].data, ...g[3].data].some((v) => v !== 0), "student gradients must not all be zero");
+      }),
+      { numRuns: 10 },
+    );
+  });
+});
+
+describe("positional-embedding resize", () => {
+  test("bicubic rows sum to one, and a constant embedding stays constant", () => {
+    const r = w.bicubicMatrix(7, 3, 3.1 / 7);
+    for (const row of r) assert.ok(Math.abs(row.reduce((a, b) => a + b, 0) - 1) < 1e-12);
+    const out = w.evaluate(() => w.interpolatePosEmbed(w.full([1, 50, 4], 0.25), 3));
+    assert.deepEqual(out.shape, [1, 10, 4]);
+    assert.ok([...out.data].every((v) => Math.abs(v - 0.25) < 1e-6));
+  });
+
+  test("the same grid is the identity; rows place Keys' cubic kernel at the official source coordinate (dst + 0.5)·7/3.1 − 0.5", () => {
+    const pe = w.constant(Array.from({ length: 50 * 2 }, (_, i) => Math.sin(i)), "f32", [1, 50, 2]);
+    assert.ok(w.interpolatePosEmbed(pe, 7) === pe);
+    const r = w.bicubicMatrix(7, 3, 3.1 / 7);
+    // Row 1 puts Keys' cubic kernel (a = −0.75) at the distances from its source coordinate.
+    const src = (1 + 0.5) * (7 / 3.1) - 0.5;
+    const keys = (d: number) => (d <= 1 ? 1.25 * d ** 3 - 2.25 * d ** 2 + 1 : d < 2 ? -0.75 * (d ** 3 - 5 * d ** 2 + 8 * d - 4) : 0);
+    r[1].forEach((v, j) => assert.ok(Math.abs(v - keys(Math.abs(j - src))) < 1e-12, `tap ${j}`));
+    const id = w.bicubicMatrix(7, 7, 1);
+    id.forEach((row, i) => row.forEach((v, j) => assert.ok(Math.abs(v - (i === j ? 1 : 0)) < 1e-12)));
+  });
+});
+
+describe("iBOT step", () => {
+  const cfg: w.IbotModelConfig = {
+    vit: { imageSize: 8, channels: 1, patchSize: 4, width: 8, depth: 2, heads: 2, mlpRatio: 2, qkvBias: true },
+    head: { inDim: 8, hiddenDim: 16, bottleneckDim: 8, outDim: 16 },
+    globalCrops: 2,
+    localCrops: 2,
+    dropPath: 0.1,
+    clipGrad: 3,
+  };
+  const B = 3;
+
+  test("the mask token receives gradient exactly when patches are masked", () => {
+    const grads = (maskValue: number) =>
+      w.evaluate(() => {
+        const student = w.initStudent(w.randomKey(1), cfg);
+        const batch = { globals: w.uniform(w.randomKey(2), [2 * B, 1, 8, 8]), locals: w.uniform(w.randomKey(3), [2 * B, 1, 4, 4]), masks: w.full([2 * B, 4], maskValue) };
+        const s = { lr: w.scalar(0), weightDecay: w.scalar(0), momentum: w.scalar(1), teacherTemp: w.scalar(0.04), teacherPatchTemp: w.scalar(0.07), step: w.scalar(1), freezeLastLayer: w.scalar(0), key: w.randomKey(4) };
+        const g = w.grad((st: w.StudentParams) => w.studentLoss(st, w.teacherOf(student), w.initCenters(16), batch, s, cfg)[0])(student);
+        return g.maskedEmbed;
+      });
+    assert.ok([...grads(1).data].some((v) => v !== 0));
+    assert.ok([...grads(0).data].every((v) => v === 0));
+  });
+
+  test("training on a fixed batch lowers the loss; the teacher follows by EMA; frozen prototypes do not move", () => {
+    const init = w.evaluate(() => {
+      const student = w.initStudent(w.randomKey(1), cfg);
+      return { student, teacher: w.teacherOf(student), opt: w.adamInit(student), centers: w.initCenters(16) };
+    });
+    const specOf = (t: w.HostTensor) => w.spec(t.shape, t.dtype);
+    const stateSpec = w.mapTree(init as unknown as w.Tree<w.HostTensor>, (x): x is w.HostTensor => x instanceof w.HostTensor, specOf);
+    const batchSpec = { globals: w.spec([2 * B, 1, 8, 8]), locals: w.spec([2 * B, 1, 4, 4]), masks: w.spec([2 * B, 4]) };
+    const schedSpec = { lr: w.spec([]), weightDecay: w.spec([]), momentum: w.spec([]), teacherTemp: w.spec([]), teacherPatchTemp: w.spec([]), step: w.spec([]), freezeLastLayer: w.spec([]), key: w.spec([2], "i32") };
+    const exe = w.compile((st: w.IbotState, b: w.IbotBatch, s: w.IbotSchedule) => w.ibotStep(st, b, s, cfg), [stateSpec, batchSpec, schedSpec] as never) as unknown as { run: (...a: unknown[]) => unknown };
+    // Views that share content (the same images, and pooled copies as local crops), so that they can agree.
+    const batch = w.evaluate(() => {
+      const x = w.uniform(w.randomKey(2), [B, 1, 8, 8]);
+      const small = w.mean(w.reshape(x, [B, 1, 4, 2, 4, 2]), [3, 5]);
+      return { globals: w.concat([x, x], 0), locals: w.concat([small, small], 0), masks: w.cast(w.bernoulli(w.randomKey(5), 0.4, [2 * B, 4]), "f32") };
+    });
+    let state: unknown = init;
+    const losses: number[] = [];
+    let last: { state: w.IbotState; metrics: { loss: w.HostTensor } } | null = null;
+    for (let i = 1; i <= 40; i++) {
+      const sched = { lr: 3e-4, weightDecay: 0.04, momentum: 0.99, teacherTemp: 0.04, teacherPatchTemp: 0.07, step: i, freezeLastLayer: i <= 5 ? 1 : 0, key: new Int32Array([0, i]) };
+      const r = exe.run(state, batch, sched) as { state: w.IbotState; metrics: { loss: w.HostTensor } };
+      if (i === 5) {
+        const v0 = (init.student.head.lastLayer.v as unknown as w.HostTensor).data;
+        assert.deepEqual([...(r.state.student.head.lastLayer.v as unknown as w.HostTensor).data], [...v0], "prototypes frozen");
+      }
+      losses.push(r.metrics.loss.item());
+      state = r.state;
+      last = r;
+    }
+    assert.ok(losses.every(Number.isFinite));
+    const tail = losses.slice(-5).reduce((a, b) => a + b, 0) / 5;
+    assert.ok(tail < losses[0] / 2, `loss ${losses.map((l) => l.toFixed(3)).join(" ")}`);
+    // The teacher is an EMA of the student: it moved, but not onto the student.
+    const t = (last!.state.teacher.backbone.patchEmbed.w as unknown as w.HostTensor).data;
+    const s0 = (init.student.backbone.patchEmbed.w as unknown as w.HostTensor).data;
+    const s1 = (last!.state.student.backbone.patchEmbed.w as unknown as w.HostTensor).data;
+    assert.ok(t.some((v, i) => v !== s0[i]) && t.some((v, i) => v !== s1[i]));
+  });
+});
