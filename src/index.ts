@@ -6,3 +6,4 @@ export * from "./dsl/index.js";
 export * from "./autodiff/index.js";
 export * from "./backend/index.js";
 export * from "./models/index.js";
+export * from "./data/index.js";

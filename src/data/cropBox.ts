@@ -26,8 +26,9 @@ export function centerCropBox(height: number, width: number, ratio: readonly [nu
   const [lo, hi] = [Math.min(...ratio), Math.max(...ratio)];
   let w = width;
   let h = height;
-  if (inRatio < lo) h = roundHalfEven(w / lo);
-  else if (inRatio > hi) w = roundHalfEven(h * hi);
+  // At least one pixel per side: torchvision would produce an empty crop (and fail) on tiny images with extreme ratios.
+  if (inRatio < lo) h = Math.max(1, Math.min(height, roundHalfEven(w / lo)));
+  else if (inRatio > hi) w = Math.max(1, Math.min(width, roundHalfEven(h * hi)));
   return { top: Math.floor((height - h) / 2), left: Math.floor((width - w) / 2), height: h, width: w };
 }
 

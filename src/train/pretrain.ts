@@ -1,0 +1,229 @@
+/**
+ * The iBOT pre-training loop on host data: multi-crop batches and masks are made on the host, the
+ * whole step runs as one compiled executable on the chosen backend with its state kept there
+ * (donated, updated in place), k-NN accuracy is measured on the teacher's [CLS] features.
+ */
+import { mkdirSync, appendFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { acquireDevice, compile, evaluate, GpuArray, HostTensor, type GpuContext } from "../backend/index.js";
+import { flatten, mapTree, randomKey, reshape, sliceAxis, spec, type Tensor, type Tree } from "../dsl/index.js";
+import { createRng, loadDataset, mixSeeds, multiCropBatch, multiCropConfig, pixelStats, type ImageDataset } from "../data/index.js";
+import { knnClassify } from "../eval/knn.js";
+import {
+  adamInit, backbone, initCenters, initStudent, learningRateSchedule, maskBatch, teacherMomentumSchedule, teacherOf, teacherTempSchedule, weightDecaySchedule,
+  ibotStep, type IbotModelConfig, type IbotState, type TeacherParams,
+} from "../models/index.js";
+import type { PretrainConfig } from "./config.js";
+
+export interface StepLog {
+  readonly epoch: number;
+  readonly step: number;
+  readonly loss: number;
+  readonly cls: number;
+  readonly patch: number;
+  readonly lr: number;
+  readonly imagesPerSecond: number;
+}
+
+export interface EvalLog {
+  readonly epoch: number;
+  readonly knnTeacher: number;
+}
+
+export interface PretrainReport {
+  readonly backend: string;
+  readonly baselines: { readonly rawPixels: number; readonly randomInit: number };
+  readonly evals: readonly EvalLog[];
+  readonly steps: number;
+  readonly seconds: number;
+  readonly stoppedEarly?: string;
+}
+
+export interface PretrainHooks {
+  readonly log?: (line: string) => void;
+  readonly onStep?: (s: StepLog, total: number) => void;
+}
+
+export const modelConfig = (c: PretrainConfig): IbotModelConfig => ({
+  vit: { imageSize: 28, channels: 1, patchSize: c.patchSize, width: c.width, depth: c.depth, heads: c.heads, mlpRatio: c.mlpRatio, qkvBias: true },
+  head: { inDim: c.width, hiddenDim: c.headHidden, bottleneckDim: c.headBottleneck, outDim: c.outDim },
+  globalCrops: 2,
+  localCrops: c.localCrops,
+  dropPath: c.dropPath,
+  clipGrad: c.clipGrad,
+});
+
+const isHost = (x: unknown): x is HostTensor => x instanceof HostTensor;
+const isLeaf = (x: unknown): x is HostTensor | GpuArray => x instanceof HostTensor || x instanceof GpuArray;
+const specsOf = (tree: unknown) => mapTree(tree as Tree<HostTensor>, isHost, (t) => spec(t.shape, t.dtype));
+
+/** Images [n, 28·28] uint8 → normalised Float32 [n, 1, 28, 28]. */
+function normalise(d: ImageDataset, start: number, n: number, mean: number, std: number): Float32Array {
+  const out = new Float32Array(n * d.height * d.width);
+  const src = d.images.subarray(start * d.height * d.width, (start + n) * d.height * d.width);
+  for (let i = 0; i < out.length; i++) out[i] = (src[i] / 255 - mean) / std;
+  return out;
+}
+
+/** [CLS] features of a dataset's first `count` images through a teacher backbone. */
+async function features(teacher: unknown, d: ImageDataset, count: number, mc: IbotModelConfig, stats: { mean: number; std: number }, gpu: GpuContext | null): Promise<Float32Array> {
+  const chunk = 500;
+  const out = new Float32Array(count * mc.vit.width);
+  const f = (t: TeacherParams, x: Tensor) => reshape(sliceAxis(backbone(x, t.backbone, mc.vit), 1, 0, 1), [x.shape[0], mc.vit.width]);
+  const tSpec = mapTree(teacher as Tree<HostTensor | GpuArray>, isLeaf, (t) => spec(t.shape, t.dtype));
+  for (let s = 0; s < count; s += chunk) {
+    const n = Math.min(chunk, count - s);
+    const specs = [tSpec, spec([n, 1, 28, 28])] as const;
+    const x = normalise(d, s, n, stats.mean, stats.std);
+    const r = compileOn(gpu, f, specs).run(teacher, x) as HostTensor | GpuArray;
+    if (r instanceof GpuArray) {
+      out.set(await r.toArray(), s * mc.vit.width);
+      r.dispose();
+    } else out.set(r.data, s * mc.vit.width);
+  }
+  return out;
+}
+
+export async function pretrain(c: PretrainConfig, hooks: PretrainHooks = {}): Promise<PretrainReport> {
+  const log = hooks.log ?? ((s: string) => console.log(s));
+  const t0 = performance.now();
+  const data = await loadDataset(c.dataset)();
+  if (data._tag === "Left") throw data.left;
+  // The splits are ordered by class: every subset is a seeded random sample.
+  const trainAll = data.right.train;
+  const sample = (d: ImageDataset, n: number, salt: number) => (n > 0 && n < d.count ? pick(d, shuffled(d.count, mixSeeds(c.seed, salt)).subarray(0, n)) : d);
+  const train = sample(trainAll, c.trainSubset, 101);
+  const stats = pixelStats(trainAll);
+  const mcrop = multiCropConfig(stats, { localCrops: c.localCrops });
+  log(`data: ${data.right.source}, training on ${train.count} images (cache ${data.right.cache.status}); pixel mean ${stats.mean.toFixed(4)}, std ${stats.std.toFixed(4)}`);
+
+  let gpu: GpuContext | null = null;
+  if (c.backend !== "cpu") {
+    const dev = await acquireDevice()();
+    if (dev._tag === "Right") gpu = dev.right;
+    else if (c.backend === "webgpu") throw dev.left;
+    else log(`no WebGPU adapter; running on the CPU backend (${dev.left.message.split(". ")[0]})`);
+  }
+  log(`backend: ${gpu ? `webgpu on ${gpu.adapterName}` : "cpu"}`);
+
+  const mc = modelConfig(c);
+  const G = 2;
+  const B = c.batchSize;
+  const itersPerEpoch = Math.floor(train.count / B);
+  const total = itersPerEpoch * c.epochs;
+  const lrs = learningRateSchedule({ epochs: c.epochs, itersPerEpoch, batchSize: B, lr: c.lr, minLr: c.minLr, warmupEpochs: c.warmupEpochs });
+  const wds = weightDecaySchedule({ epochs: c.epochs, itersPerEpoch, weightDecay: c.weightDecay, weightDecayEnd: c.weightDecayEnd });
+  const moms = teacherMomentumSchedule({ epochs: c.epochs, itersPerEpoch, momentum: c.momentumTeacher });
+  const warm = Math.min(c.warmupTeacherTempEpochs, c.epochs);
+  const temps = teacherTempSchedule(c.warmupTeacherTemp, c.teacherTemp, warm, c.epochs);
+  const patchTemps = teacherTempSchedule(c.warmupTeacherPatchTemp, c.teacherPatchTemp, warm, c.epochs);
+
+  // Initial state, computed once on the CPU; the first step uploads it.
+  const init = evaluate(() => {
+    const student = initStudent(randomKey(c.seed), mc);
+    return { student, teacher: teacherOf(student), opt: adamInit(student), centers: initCenters(c.outDim) };
+  });
+  const paramCount = flatten(init.student, isHost).leaves.reduce((a, t) => a + t.size, 0);
+  log(`model: ViT width ${c.width}, depth ${c.depth}, ${c.heads} heads, patch ${c.patchSize}; head → ${c.outDim} prototypes; ${paramCount.toLocaleString("en")} student parameters`);
+
+  // Baselines: raw pixels and the random-init teacher through the same k-NN.
+  const bank = sample(trainAll, c.knnBank, 102);
+  const queries = sample(data.right.test, c.knnQueries, 103);
+  const knn = (bankFeatures: Float32Array, queryFeatures: Float32Array, dim: number) =>
+    knnClassify(bankFeatures, bank.labels, queryFeatures, queries.labels, dim, { k: c.knnK, temperature: c.knnTemperature, numClasses: 10, ...(gpu ? { gpu } : {}) });
+  const raw = await knn(normalise(bank, 0, bank.count, stats.mean, stats.std), normalise(queries, 0, queries.count, stats.mean, stats.std), 784);
+  const evalTeacher = async (teacher: unknown) =>
+    (await knn(await features(teacher, bank, bank.count, mc, stats, gpu), await features(teacher, queries, queries.count, mc, stats, gpu), c.width)).accuracy;
+  const randomInit = await evalTeacher(init.teacher);
+  log(`k-NN (k=${c.knnK}, T=${c.knnTemperature}; ${bank.count} TRAIN bank, ${queries.count} TEST queries): raw pixels ${(100 * raw.accuracy).toFixed(2)}%, random-init ViT ${(100 * randomInit).toFixed(2)}%`);
+
+  const stateSpec = specsOf(init);
+  const batchSpec = { globals: spec([G * B, 1, 28, 28]), locals: spec([c.localCrops * B, 1, 12, 12]), masks: spec([G * B, (28 / c.patchSize) ** 2]) };
+  const schedSpec = { lr: spec([]), weightDecay: spec([]), momentum: spec([]), teacherTemp: spec([]), teacherPatchTemp: spec([]), step: spec([]), freezeLastLayer: spec([]), key: spec([2], "i32") };
+  const stepFn = (st: IbotState, b: never, s: never) => ibotStep(st, b, s, mc);
+  const tc = performance.now();
+  type Run = (...a: unknown[]) => { state: unknown; metrics: { loss: HostTensor | GpuArray; cls: HostTensor | GpuArray; patch: HostTensor | GpuArray } };
+  const exe = compileOn(gpu, stepFn, [stateSpec, batchSpec, schedSpec], [0]) as { run: Run };
+  log(`compiled the training step in ${((performance.now() - tc) / 1000).toFixed(1)} s`);
+
+  mkdirSync(c.outDir, { recursive: true });
+  const metricsPath = join(c.outDir, "metrics.jsonl");
+  writeFileSync(metricsPath, "");
+  const evals: EvalLog[] = [];
+  let state: unknown = init;
+  let step = 0;
+  let stoppedEarly: string | undefined;
+  const grid = 28 / c.patchSize;
+  const read = async (x: HostTensor | GpuArray) => (x instanceof GpuArray ? (await x.toArray())[0] : x.data[0]);
+  outer: for (let epoch = 0; epoch < c.epochs; epoch++) {
+    const order = shuffled(train.count, mixSeeds(c.seed, epoch, 17));
+    for (let it = 0; it < itersPerEpoch; it++, step++) {
+      const ts = performance.now();
+      const idx = order.subarray(it * B, (it + 1) * B);
+      const crops = multiCropBatch(train, idx, mixSeeds(c.seed, step), mcrop);
+      const m = maskBatch(mixSeeds(c.seed, step, 3), G * B, grid, grid, { predRatio: c.predRatio, predRatioVar: c.predRatioVar, epoch, shape: "block" });
+      const batch = { globals: crops.globals, locals: crops.locals, masks: Float32Array.from(m.masks) };
+      const sched = {
+        lr: lrs[step], weightDecay: wds[step], momentum: moms[step], teacherTemp: temps[epoch], teacherPatchTemp: patchTemps[epoch],
+        step: step + 1, freezeLastLayer: epoch < c.freezeLastLayer ? 1 : 0, key: new Int32Array([c.seed, step]),
+      };
+      const r = exe.run(state, batch, sched);
+      const [loss, cls, patch] = [await read(r.metrics.loss), await read(r.metrics.cls), await read(r.metrics.patch)];
+      for (const k of ["loss", "cls", "patch"] as const) if (r.metrics[k] instanceof GpuArray) (r.metrics[k] as GpuArray).dispose();
+      if (!Number.isFinite(loss)) {
+        stoppedEarly = `the loss became ${loss} at step ${step} (epoch ${epoch}); the last good checkpoint is kept`;
+        log(stoppedEarly);
+        break outer;
+      }
+      state = r.state;
+      const s: StepLog = { epoch, step, loss, cls, patch, lr: lrs[step], imagesPerSecond: B / ((performance.now() - ts) / 1000) };
+      appendFileSync(metricsPath, JSON.stringify({ kind: "step", ...s }) + "\n");
+      hooks.onStep?.(s, total);
+    }
+    if ((epoch + 1) % c.evalEvery === 0 || epoch === c.epochs - 1) {
+      const acc = await evalTeacher((state as IbotState).teacher);
+      evals.push({ epoch, knnTeacher: acc });
+      appendFileSync(metricsPath, JSON.stringify({ kind: "eval", epoch, knnTeacher: acc }) + "\n");
+      log(`epoch ${epoch + 1}/${c.epochs}: teacher k-NN ${(100 * acc).toFixed(2)}%`);
+    }
+  }
+  const report: PretrainReport = {
+    backend: gpu ? `webgpu (${gpu.adapterName})` : "cpu",
+    baselines: { rawPixels: raw.accuracy, randomInit },
+    evals,
+    steps: step,
+    seconds: (performance.now() - t0) / 1000,
+    ...(stoppedEarly ? { stoppedEarly } : {}),
+  };
+  writeFileSync(join(c.outDir, "report.json"), JSON.stringify(report, null, 2));
+  return report;
+}
+
+/** The images at `indices`, copied into a dataset of their own. */
+function pick(d: ImageDataset, indices: Int32Array): ImageDataset {
+  const px = d.height * d.width;
+  const images = new Uint8Array(indices.length * px);
+  const labels = new Uint8Array(indices.length);
+  indices.forEach((i, k) => {
+    images.set(d.images.subarray(i * px, (i + 1) * px), k * px);
+    labels[k] = d.labels[i];
+  });
+  return { ...d, images, labels, count: indices.length };
+}
+
+/** A seeded permutation of 0..n-1 (Fisher–Yates). */
+function shuffled(n: number, seed: number): Int32Array {
+  const p = Int32Array.from({ length: n }, (_, i) => i);
+  const rng = createRng(seed);
+  for (let i = n - 1; i > 0; i--) {
+    const j = rng.int(0, i);
+    [p[i], p[j]] = [p[j], p[i]];
+  }
+  return p;
+}
+
+/** compile() for pytrees whose types are only known at run time. */
+function compileOn(gpu: GpuContext | null, f: unknown, specs: readonly unknown[], donate?: number[]): { run: (...a: unknown[]) => unknown } {
+  const g = f as (...a: never[]) => Tree<Tensor>;
+  return (gpu ? compile(g, specs as never, { backend: gpu, ...(donate ? { donate } : {}) }) : compile(g, specs as never)) as unknown as { run: (...a: unknown[]) => unknown };
+}
