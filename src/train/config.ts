@@ -65,11 +65,15 @@ export const PretrainConfig = t.type({
 });
 export type PretrainConfig = t.TypeOf<typeof PretrainConfig>;
 
-/** Defaults: spec §10 with the run length scaled for a ~10-minute CPU-only run. */
+/**
+ * Defaults: spec §10's model, with the run scaled to about ten minutes on lavapipe, where the step
+ * runs at ~5 images/s today (2 epochs over 1280 images, k-NN on 3000/1000 images). Longer runs:
+ * raise trainSubset, epochs, knnBank and knnQueries.
+ */
 export const DEFAULT_CONFIG: PretrainConfig = {
   dataset: "fashion-mnist",
-  trainSubset: 6000,
-  epochs: 4,
+  trainSubset: 1280,
+  epochs: 2,
   batchSize: 64,
   seed: 0,
   backend: "auto",
@@ -98,11 +102,11 @@ export const DEFAULT_CONFIG: PretrainConfig = {
   teacherTemp: 0.07,
   warmupTeacherPatchTemp: 0.04,
   teacherPatchTemp: 0.07,
-  warmupTeacherTempEpochs: 2,
+  warmupTeacherTempEpochs: 1,
   knnK: 20,
   knnTemperature: 0.07,
-  knnBank: 10000,
-  knnQueries: 2000,
+  knnBank: 3000,
+  knnQueries: 1000,
   evalEvery: 1,
 };
 

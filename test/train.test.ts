@@ -1,0 +1,97 @@
+/** Pre-training plumbing: the config codec, safetensors checkpoints, k-NN, and the CLI's errors. */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import * as E from "fp-ts/lib/Either.js";
+import * as w from "../src/index.js";
+import { decodeConfig, DEFAULT_CONFIG } from "../src/train/config.js";
+import { decodeSafetensors, encodeSafetensors, readSafetensors, writeSafetensors } from "../src/io/safetensors.js";
+import { knnClassify } from "../src/eval/knn.js";
+
+test("config: defaults decode; a bad field is named with its value and the expected type", () => {
+  assert.ok(E.isRight(decodeConfig()));
+  const bad = decodeConfig({ epochs: -2 });
+  assert.ok(E.isLeft(bad) && /epochs: got -2, expected PositiveInt/.test(bad.left.message), E.isLeft(bad) ? bad.left.message : "");
+  const typo = decodeConfig({ epoch: 3 });
+  assert.ok(E.isLeft(typo) && /unknown config field "epoch"/.test(typo.left.message));
+  const arr = decodeConfig({ predRatio: [0, 1.5] });
+  assert.ok(E.isLeft(arr) && /predRatio\.1: got 1.5, expected Fraction/.test(arr.left.message));
+  const heads = decodeConfig({ width: 100, heads: 3 });
+  assert.ok(E.isLeft(heads) && /divisible by heads/.test(heads.left.message));
+  assert.equal(Object.keys(DEFAULT_CONFIG).length, Object.keys(decodeConfig()._tag === "Right" ? (decodeConfig() as E.Right<typeof DEFAULT_CONFIG>).right : {}).length);
+});
+
+test("safetensors: round trip with metadata, written atomically; a corrupt header names the problem", async () => {
+  const tensors = {
+    "backbone.pos_embed": w.hostTensor(Float32Array.from({ length: 12 }, (_, i) => i / 3), [1, 3, 4]),
+    "step": w.hostTensor([7], [1], "i32"),
+    "mask": w.hostTensor([1, 0, 1], [3], "bool"),
+  };
+  const dir = mkdtempSync(join(tmpdir(), "st-"));
+  const path = join(dir, "ckpt.safetensors");
+  const wrote = await writeSafetensors(path, tensors, { epoch: "3" })();
+  assert.ok(E.isRight(wrote));
+  const back = await readSafetensors(path)();
+  assert.ok(E.isRight(back));
+  if (E.isRight(back)) {
+    assert.equal(back.right.metadata.epoch, "3");
+    for (const [k, t] of Object.entries(tensors)) {
+      assert.deepEqual(back.right.tensors[k].shape, t.shape);
+      assert.equal(back.right.tensors[k].dtype, t.dtype);
+      assert.deepEqual([...back.right.tensors[k].data], [...t.data]);
+    }
+  }
+  // The header is standard: an 8-byte length, then JSON with dtype/shape/data_offsets.
+  const bytes = readFileSync(path);
+  const n = Number(bytes.readBigUInt64LE(0));
+  const header = JSON.parse(bytes.subarray(8, 8 + n).toString());
+  assert.deepEqual(header["backbone.pos_embed"], { dtype: "F32", shape: [1, 3, 4], data_offsets: [0, 48] }); // names sorted
+  const broken = encodeSafetensors(tensors);
+  broken.set(new TextEncoder().encode('{"x":{"dtype":"F16"'), 8);
+  const err = decodeSafetensors(broken);
+  assert.ok(E.isLeft(err) && /header is not JSON|bad header/.test(err.left.message));
+  const wrongDtype = new TextEncoder().encode(JSON.stringify({ x: { dtype: "F16", shape: [1], data_offsets: [0, 2] } }));
+  const file = new Uint8Array(8 + wrongDtype.length + 2);
+  new DataView(file.buffer).setBigUint64(0, BigInt(wrongDtype.length), true);
+  file.set(wrongDtype, 8);
+  const e2 = decodeSafetensors(file);
+  assert.ok(E.isLeft(e2) && /tensor "x"/.test(e2.left.message) && /dtype/.test(e2.left.message), E.isLeft(e2) ? e2.left.message : "");
+});
+
+test("k-NN: weighted votes of the nearest neighbours by cosine similarity", async () => {
+  // Class 0 points near (1, 0), class 1 near (0, 1); one query each, plus a query on the boundary side of class 1.
+  const bank = new Float32Array([1, 0.1, 0.9, 0, 1, -0.1, 0.1, 1, 0, 0.9, -0.1, 1]);
+  const labels = [0, 0, 0, 1, 1, 1];
+  const queries = new Float32Array([2, 0.3, 0.2, 3, 0.4, 0.6]);
+  const r = await knnClassify(bank, labels, queries, [0, 1, 1], 2, { k: 3, numClasses: 2 });
+  assert.deepEqual([...r.predictions], [0, 1, 1]);
+  assert.equal(r.accuracy, 1);
+  const wrong = await knnClassify(bank, labels, queries, [1, 1, 1], 2, { k: 3, numClasses: 2 });
+  assert.ok(Math.abs(wrong.accuracy - 2 / 3) < 1e-12);
+});
+
+test("the CLI rejects bad flags and config files with the field's name, before any work", () => {
+  const cli = (...args: string[]) => {
+    try {
+      execFileSync(process.execPath, ["--import", "tsx", "src/cli/main.ts", ...args], { encoding: "utf8", stdio: "pipe" });
+      return { code: 0, err: "" };
+    } catch (e) {
+      const x = e as { status: number; stderr: string };
+      return { code: x.status, err: x.stderr };
+    }
+  };
+  const a = cli("pretrain", "--epochs", "zero");
+  assert.equal(a.code, 2);
+  assert.match(a.err, /epochs: got "zero", expected PositiveInt/);
+  const dir = mkdtempSync(join(tmpdir(), "cfg-"));
+  writeFileSync(join(dir, "c.json"), JSON.stringify({ batchSize: 64, dropPath: 2 }));
+  const b = cli("pretrain", "--config", join(dir, "c.json"));
+  assert.equal(b.code, 2);
+  assert.match(b.err, /dropPath: got 2, expected Fraction/);
+  const c = cli("train");
+  assert.equal(c.code, 2);
+  assert.match(c.err, /unknown command "train"/);
+});
