@@ -46,21 +46,26 @@ export function assembleKernel(g: KernelGen, name: string, output: Tensor, main:
 
 export const indent = (lines: readonly string[], n = 1) => lines.map((l) => "  ".repeat(n) + l).join("\n");
 
+/** A kernel with one thread per item `index` < n over a 2-D grid of workgroups, and its dispatch. */
+function threadPerItem(g: KernelGen, index: string, n: number): { main: string; dispatch: [number, number, number] } {
+  const [x, y] = grid(Math.ceil(n / WG));
+  const main = `@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3u) {
+  let ${index} = gid.x + gid.y * ${x * WG}u;
+  if (${index} >= ${n}u) { return; }
+${indent(g.body())}
+}`;
+  return { main, dispatch: [x, y, 1] };
+}
+
 /** out[i] = root at i, one thread per element. */
 export function elementwiseKernel(g: KernelGen, root: Tensor, name: string): KernelSource {
-  const n = root.size;
-  const [x, y] = grid(Math.ceil(n / WG));
   const idx = g.idx(root.shape, "i", null);
   const v = g.val(root, idx);
   g.line(`out[i] = ${toStore(v, root.dtype)};`);
   g.storeKeys.add(idx.key);
-  const main = `@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3u) {
-  let i = gid.x + gid.y * ${x * WG}u;
-  if (i >= ${n}u) { return; }
-${indent(g.body())}
-}`;
-  return assembleKernel(g, name, root, main, [x, y, 1]);
+  const k = threadPerItem(g, "i", root.size);
+  return assembleKernel(g, name, root, k.main, k.dispatch);
 }
 
 /** Writes the (possibly epilogue-transformed) value of `core` at flat output index `o`. */
@@ -133,7 +138,6 @@ export function reduceKernel(g: KernelGen, root: Tensor, epilogue: Tensor, name:
   const nOut = root.size;
   const red = reducer(kind, t);
   if (threadPerOutput(root)) {
-    const [gx, gy] = grid(Math.ceil(nOut / WG));
     const oIdx = g.idx(root.shape, "o", null);
     const oCoords = g.coords(oIdx);
     const loop = g.nested(() => {
@@ -144,13 +148,8 @@ export function reduceKernel(g: KernelGen, root: Tensor, epilogue: Tensor, name:
     for (const s of red.init) g.line(s);
     g.line(`for (var r = 0u; r < ${R}u; r++) {\n${indent(loop, 2)}\n  }`);
     storeWithEpilogue(g, root, epilogue, "o", red.result);
-    const main = `@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3u) {
-  let o = gid.x + gid.y * ${gx * WG}u;
-  if (o >= ${nOut}u) { return; }
-${indent(g.body())}
-}`;
-    return assembleKernel(g, name, epilogue, main, [gx, gy, 1]);
+    const k = threadPerItem(g, "o", nOut);
+    return assembleKernel(g, name, epilogue, k.main, k.dispatch);
   }
   // A workgroup per output: strided partial results, then a tree in workgroup memory.
   const [gx, gy] = grid(nOut);
@@ -202,7 +201,6 @@ export function scatterKernel(g: KernelGen, root: Tensor, name: string): KernelS
   const { axis, size } = root.params as { axis: number; size: number };
   const m = ind.size;
   const nOut = root.size;
-  const [gx, gy] = grid(Math.ceil(nOut / WG));
   const oC = g.coords(g.idx(root.shape, "o", null));
   const t = regType(root.dtype);
   const loop = g.nested(() => {
@@ -217,13 +215,8 @@ export function scatterKernel(g: KernelGen, root: Tensor, name: string): KernelS
   g.line(`var acc = ${t}(0);`);
   g.line(`for (var j = 0u; j < ${m}u; j++) {\n${indent(loop, 2)}\n  }`);
   g.line(`out[o] = acc;`);
-  const main = `@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3u) {
-  let o = gid.x + gid.y * ${gx * WG}u;
-  if (o >= ${nOut}u) { return; }
-${indent(g.body())}
-}`;
-  return assembleKernel(g, name, root, main, [gx, gy, 1]);
+  const k = threadPerItem(g, "o", nOut);
+  return assembleKernel(g, name, root, k.main, k.dispatch);
 }
 
 /** Tile parameters of the register-blocked matmul: each thread computes tm×tn outputs. */
