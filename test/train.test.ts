@@ -95,3 +95,35 @@ test("the CLI rejects bad flags and config files with the field's name, before a
   assert.equal(c.code, 2);
   assert.match(c.err, /unknown command "train"/);
 });
+
+test("checkpoints use the official iBOT names and PyTorch layouts", async () => {
+  const { checkpointTensors } = await import("../src/train/checkpoint.js");
+  const cfg: w.IbotModelConfig = {
+    vit: { imageSize: 8, channels: 1, patchSize: 4, width: 8, depth: 1, heads: 2, mlpRatio: 2, qkvBias: true },
+    head: { inDim: 8, hiddenDim: 16, bottleneckDim: 4, outDim: 6 },
+    globalCrops: 2, localCrops: 0, dropPath: 0, clipGrad: 3,
+  };
+  const state = w.evaluate(() => {
+    const student = w.initStudent(w.randomKey(0), cfg);
+    return { student, teacher: w.teacherOf(student), opt: w.adamInit(student), centers: w.initCenters(6) };
+  });
+  const t = await checkpointTensors(state as never, { channels: 1, size: 4 });
+  const shape = (k: string) => t[k]?.shape;
+  assert.deepEqual(shape("student.backbone.patch_embed.proj.weight"), [8, 1, 4, 4]);
+  assert.deepEqual(shape("student.backbone.blocks.0.attn.qkv.weight"), [24, 8]);
+  assert.deepEqual(shape("student.backbone.blocks.0.mlp.fc1.weight"), [16, 8]);
+  assert.deepEqual(shape("student.backbone.masked_embed"), [1, 8]);
+  assert.equal(shape("teacher.backbone.masked_embed"), undefined);
+  assert.deepEqual(shape("teacher.head.mlp.4.weight"), [4, 16]);
+  assert.deepEqual(shape("teacher.head.last_layer.weight_v"), [6, 4]);
+  assert.deepEqual(shape("teacher.head.last_layer2.weight_g"), [6, 1]);
+  assert.deepEqual(shape("student.backbone.norm.weight"), [8]);
+  assert.deepEqual(shape("wgrad.centers.center2"), [1, 1, 6]);
+  // Transposition: PyTorch's weight[o][i] is our w[i][o].
+  const ours = (state.student.backbone.blocks[0].qkv.w as unknown as w.HostTensor).data;
+  const torch = t["student.backbone.blocks.0.attn.qkv.weight"].data;
+  assert.equal(torch[5 * 8 + 3], ours[3 * 24 + 5]);
+  // The conv weight [D, C, p, p] flattens (c, y, x) like patchify does.
+  const pe = (state.student.backbone.patchEmbed.w as unknown as w.HostTensor).data;
+  assert.equal(t["student.backbone.patch_embed.proj.weight"].data[2 * 16 + 7], pe[7 * 8 + 2]);
+});

@@ -13,6 +13,7 @@ import {
   adamInit, backbone, initCenters, initStudent, learningRateSchedule, maskBatch, teacherMomentumSchedule, teacherOf, teacherTempSchedule, weightDecaySchedule,
   ibotStep, type IbotModelConfig, type IbotState, type TeacherParams,
 } from "../models/index.js";
+import { checkpointTensors, saveCheckpoint } from "./checkpoint.js";
 import type { PretrainConfig } from "./config.js";
 
 export interface StepLog {
@@ -186,6 +187,10 @@ export async function pretrain(c: PretrainConfig, hooks: PretrainHooks = {}): Pr
       appendFileSync(metricsPath, JSON.stringify({ kind: "eval", epoch, knnTeacher: acc }) + "\n");
       log(`epoch ${epoch + 1}/${c.epochs}: teacher k-NN ${(100 * acc).toFixed(2)}%`);
     }
+    // A checkpoint per epoch, written atomically: a later NaN leaves the last good one in place.
+    const tensors = await checkpointTensors(state as IbotState as never, { channels: 1, size: c.patchSize });
+    const saved = await saveCheckpoint(join(c.outDir, "checkpoint.safetensors"), tensors, { format: "wgrad-ibot-1", epoch: String(epoch + 1), step: String(step), config: JSON.stringify(c) })();
+    if (saved._tag === "Left") throw saved.left;
   }
   const report: PretrainReport = {
     backend: gpu ? `webgpu (${gpu.adapterName})` : "cpu",

@@ -1,0 +1,84 @@
+/**
+ * Checkpoints with the official iBOT key names and PyTorch layouts, so PyTorch users can load
+ * them: Linear weights [out, in], the patch embedding as a Conv2d weight [D, C, p, p], the
+ * weight-normalised prototypes as weight_v [K, bottleneck] and weight_g [K, 1] (under both
+ * last_layer and last_layer2: the head is shared). Optimizer moments and centres are stored under
+ * "wgrad." names for resuming.
+ */
+import * as TE from "fp-ts/lib/TaskEither.js";
+import { GpuArray, HostTensor, hostTensor } from "../backend/index.js";
+import { type HostData } from "../dsl/index.js";
+import { writeSafetensors, type CheckpointError } from "../io/safetensors.js";
+
+type Leaf = HostTensor | GpuArray;
+const isLeaf = (x: unknown): x is Leaf => x instanceof HostTensor || x instanceof GpuArray;
+
+/** [path, leaf] for every leaf, paths joined with "." (array indices as numbers). */
+export function leafPaths(tree: unknown, prefix = ""): [string, Leaf][] {
+  if (isLeaf(tree)) return [[prefix, tree]];
+  if (Array.isArray(tree)) return tree.flatMap((c, i) => leafPaths(c, prefix ? `${prefix}.${i}` : `${i}`));
+  if (tree && typeof tree === "object") return Object.entries(tree).flatMap(([k, v]) => leafPaths(v, prefix ? `${prefix}.${k}` : k));
+  return [];
+}
+
+const LINEAR_NAMES: Record<string, string> = { qkv: "attn.qkv", proj: "attn.proj", fc1: "mlp.fc1", fc2: "mlp.fc2", mlp1: "mlp.0", mlp2: "mlp.2", mlp3: "mlp.4" };
+
+/** The official name of one of our parameter paths (within a student or teacher tree). */
+export function officialName(path: string): string {
+  const p = path
+    .replace(/^backbone\.patchEmbed\.w$/, "backbone.patch_embed.proj.weight")
+    .replace(/^backbone\.patchEmbed\.b$/, "backbone.patch_embed.proj.bias")
+    .replace(/^backbone\.clsToken$/, "backbone.cls_token")
+    .replace(/^backbone\.posEmbed$/, "backbone.pos_embed")
+    .replace(/^maskedEmbed$/, "backbone.masked_embed")
+    .replace(/\.(norm1|norm2|norm)\.g$/, ".$1.weight")
+    .replace(/\.(norm1|norm2|norm)\.b$/, ".$1.bias")
+    .replace(/\.(qkv|proj|fc1|fc2|mlp1|mlp2|mlp3)\.w$/, (_, l: string) => `.${LINEAR_NAMES[l]}.weight`)
+    .replace(/\.(qkv|proj|fc1|fc2|mlp1|mlp2|mlp3)\.b$/, (_, l: string) => `.${LINEAR_NAMES[l]}.bias`)
+    .replace(/^head\.lastLayer\.v$/, "head.last_layer.weight_v");
+  return p;
+}
+
+function transpose2d(data: HostData, rows: number, cols: number): Float32Array {
+  const out = new Float32Array(rows * cols);
+  for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) out[j * rows + i] = data[i * cols + j];
+  return out;
+}
+
+/** Our layout → PyTorch's: [in, out] matrices transposed; the patch embedding as a conv weight. */
+export function toTorchLayout(name: string, t: HostTensor, patch: { channels: number; size: number }): HostTensor {
+  if (t.rank !== 2 || name.endsWith("masked_embed")) return t;
+  const [r, c] = t.shape;
+  const data = transpose2d(t.data, r, c);
+  if (name === "backbone.patch_embed.proj.weight") return hostTensor(data, [c, patch.channels, patch.size, patch.size], "f32");
+  return hostTensor(data, [c, r], "f32");
+}
+
+const toHost = async (x: Leaf): Promise<HostTensor> => (x instanceof GpuArray ? x.toHost() : x);
+
+/** The named tensors of a training state, ready to write. */
+export async function checkpointTensors(
+  state: { student: unknown; teacher: unknown; opt: { m: unknown; v: unknown }; centers: unknown },
+  patch: { channels: number; size: number },
+): Promise<Record<string, HostTensor>> {
+  const out: Record<string, HostTensor> = {};
+  for (const net of ["student", "teacher"] as const)
+    for (const [path, leaf] of leafPaths(state[net])) {
+      const name = officialName(path);
+      out[`${net}.${name}`] = toTorchLayout(name, await toHost(leaf), patch);
+      if (name === "head.last_layer.weight_v") {
+        const k = out[`${net}.${name}`].shape[0];
+        const g = hostTensor(new Float32Array(k).fill(1), [k, 1], "f32"); // norm_last_layer: g ≡ 1
+        out[`${net}.head.last_layer.weight_g`] = g;
+        out[`${net}.head.last_layer2.weight_v`] = out[`${net}.${name}`];
+        out[`${net}.head.last_layer2.weight_g`] = g;
+      }
+    }
+  for (const [path, leaf] of [...leafPaths(state.opt, "wgrad.opt"), ...leafPaths(state.centers, "wgrad.centers")]) out[path] = await toHost(leaf);
+  return out;
+}
+
+/** Writes a checkpoint atomically. */
+export function saveCheckpoint(path: string, tensors: Record<string, HostTensor>, metadata: Record<string, string>): TE.TaskEither<CheckpointError, void> {
+  return writeSafetensors(path, tensors, metadata);
+}
