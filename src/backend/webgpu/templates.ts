@@ -137,14 +137,13 @@ export function reduceKernel(g: KernelGen, root: Tensor, epilogue: Tensor, name:
   const R = sizeOf(rShape);
   const nOut = root.size;
   const red = reducer(kind, t);
+  // The loop body folding input element (o, r) into the accumulator; output coordinates are made outside it.
+  const oCoords = g.coords(g.idx(root.shape, "o", null));
+  const loop = g.nested(() => {
+    const v = g.val(x, inputIdx(g, x, axes, oCoords, reductionCoords(g, "r", rShape)));
+    for (const s of red.step(v, "r")) g.line(s);
+  });
   if (threadPerOutput(root)) {
-    const oIdx = g.idx(root.shape, "o", null);
-    const oCoords = g.coords(oIdx);
-    const loop = g.nested(() => {
-      const rC = reductionCoords(g, "r", rShape);
-      const v = g.val(x, inputIdx(g, x, axes, oCoords, rC));
-      for (const s of red.step(v, "r")) g.line(s);
-    });
     for (const s of red.init) g.line(s);
     g.line(`for (var r = 0u; r < ${R}u; r++) {\n${indent(loop, 2)}\n  }`);
     storeWithEpilogue(g, root, epilogue, "o", red.result);
@@ -153,13 +152,6 @@ export function reduceKernel(g: KernelGen, root: Tensor, epilogue: Tensor, name:
   }
   // A workgroup per output: strided partial results, then a tree in workgroup memory.
   const [gx, gy] = grid(nOut);
-  const oIdx = g.idx(root.shape, "o", null);
-  const oCoords = g.coords(oIdx);
-  const loop = g.nested(() => {
-    const rC = reductionCoords(g, "r", rShape);
-    const v = g.val(x, inputIdx(g, x, axes, oCoords, rC));
-    for (const s of red.step(v, "r")) g.line(s);
-  });
   const isArg = kind === "argmax" || kind === "argmin";
   const better = kind === "argmin" ? "<" : ">";
   const combine =
