@@ -8,7 +8,7 @@
 import * as TE from "fp-ts/lib/TaskEither.js";
 import { GpuArray, HostTensor, hostTensor } from "../backend/index.js";
 import { type HostData } from "../dsl/index.js";
-import { writeSafetensors, type CheckpointError } from "../io/safetensors.js";
+import { CheckpointError, writeSafetensors } from "../io/safetensors.js";
 
 type Leaf = HostTensor | GpuArray;
 const isLeaf = (x: unknown): x is Leaf => x instanceof HostTensor || x instanceof GpuArray;
@@ -81,4 +81,41 @@ export async function checkpointTensors(
 /** Writes a checkpoint atomically. */
 export function saveCheckpoint(path: string, tensors: Record<string, HostTensor>, metadata: Record<string, string>): TE.TaskEither<CheckpointError, void> {
   return writeSafetensors(path, tensors, metadata);
+}
+
+/** PyTorch's layout → ours (the inverse of toTorchLayout), given the shape our tree expects. */
+export function fromTorchLayout(t: HostTensor, expected: readonly number[]): HostTensor {
+  const [r, c] = expected; // ours is [r, c]; the file holds [c, r] (a conv weight holds the same c·r elements)
+  if (expected.length !== 2 || t.size !== r * c) return t;
+  return hostTensor(transpose2d(t.data, c, r), [r, c], "f32");
+}
+
+/**
+ * Rebuilds a training state from checkpoint tensors, shaped like `like` (a freshly initialised
+ * state of the same configuration). Missing or mis-shaped tensors are errors naming the tensor.
+ */
+export function stateFromCheckpoint<S extends { student: unknown; teacher: unknown; opt: { m: unknown; v: unknown }; centers: unknown }>(
+  like: S,
+  tensors: Readonly<Record<string, HostTensor>>,
+): S {
+  const take = (name: string, expected: HostTensor, torch: boolean): HostTensor => {
+    const t = tensors[name];
+    if (!t) throw new CheckpointError(`checkpoint: tensor "${name}" is missing; was it written by another model configuration?`);
+    const v = torch && expected.rank === 2 && !name.endsWith("masked_embed") ? fromTorchLayout(t, expected.shape) : t;
+    if (v.size !== expected.size || v.shape.some((d, i) => d !== expected.shape[i]))
+      throw new CheckpointError(`checkpoint: tensor "${name}" has shape [${t.shape}], the model expects [${expected.shape}] (in PyTorch layout for weights)`);
+    return v;
+  };
+  const rebuild = (tree: unknown, name: (path: string) => string, torch: boolean, prefix = ""): unknown => {
+    if (tree instanceof HostTensor) return take(name(prefix), tree, torch);
+    if (Array.isArray(tree)) return tree.map((c, i) => rebuild(c, name, torch, prefix ? `${prefix}.${i}` : `${i}`));
+    return Object.fromEntries(Object.entries(tree as object).map(([k, v]) => [k, rebuild(v, name, torch, prefix ? `${prefix}.${k}` : k)]));
+  };
+  return {
+    ...like,
+    student: rebuild(like.student, (p) => `student.${officialName(p)}`, true),
+    teacher: rebuild(like.teacher, (p) => `teacher.${officialName(p)}`, true),
+    opt: rebuild(like.opt, (p) => `wgrad.opt.${p}`, false),
+    centers: rebuild(like.centers, (p) => `wgrad.centers.${p}`, false),
+  } as S;
 }

@@ -62,6 +62,8 @@ export const PretrainConfig = t.type({
   /** TEST images evaluated (0: all). */
   knnQueries: NonNegInt,
   evalEvery: PositiveInt,
+  /** A checkpoint to continue from ("" to start afresh); the run goes on exactly where it stopped. */
+  resume: t.string,
 });
 export type PretrainConfig = t.TypeOf<typeof PretrainConfig>;
 
@@ -108,6 +110,7 @@ export const DEFAULT_CONFIG: PretrainConfig = {
   knnBank: 3000,
   knnQueries: 1000,
   evalEvery: 1,
+  resume: "",
 };
 
 /** Overrides (from a file and flags) applied to the defaults, decoded: errors name the field and value. */

@@ -13,8 +13,9 @@ import {
   adamInit, backbone, initCenters, initStudent, learningRateSchedule, maskBatch, teacherMomentumSchedule, teacherOf, teacherTempSchedule, weightDecaySchedule,
   ibotStep, type IbotModelConfig, type IbotState, type TeacherParams,
 } from "../models/index.js";
-import { checkpointTensors, saveCheckpoint } from "./checkpoint.js";
-import type { PretrainConfig } from "./config.js";
+import { readSafetensors } from "../io/safetensors.js";
+import { checkpointTensors, saveCheckpoint, stateFromCheckpoint } from "./checkpoint.js";
+import { ConfigError, type PretrainConfig } from "./config.js";
 
 export interface StepLog {
   readonly epoch: number;
@@ -149,14 +150,25 @@ export async function pretrain(c: PretrainConfig, hooks: PretrainHooks = {}): Pr
 
   mkdirSync(c.outDir, { recursive: true });
   const metricsPath = join(c.outDir, "metrics.jsonl");
-  writeFileSync(metricsPath, "");
   const evals: EvalLog[] = [];
   let state: unknown = init;
   let step = 0;
+  let firstEpoch = 0;
+  if (c.resume) {
+    const ck = await readSafetensors(c.resume)();
+    if (ck._tag === "Left") throw ck.left;
+    const saved = JSON.parse(ck.right.metadata.config ?? "{}") as Record<string, unknown>;
+    const differs = Object.keys(c).filter((k) => !["resume", "epochs", "outDir", "evalEvery", "backend"].includes(k) && JSON.stringify(saved[k]) !== JSON.stringify((c as Record<string, unknown>)[k]));
+    if (differs.length) throw new ConfigError(`--resume: the checkpoint was made with other settings for ${differs.map((k) => `${k} (${JSON.stringify(saved[k])} there, ${JSON.stringify((c as Record<string, unknown>)[k])} here)`).join(", ")}`);
+    state = stateFromCheckpoint(init, ck.right.tensors);
+    firstEpoch = Number(ck.right.metadata.epoch);
+    step = Number(ck.right.metadata.step);
+    log(`resuming from ${c.resume} after epoch ${firstEpoch} (step ${step})`);
+  } else writeFileSync(metricsPath, "");
   let stoppedEarly: string | undefined;
   const grid = 28 / c.patchSize;
   const read = async (x: HostTensor | GpuArray) => (x instanceof GpuArray ? (await x.toArray())[0] : x.data[0]);
-  outer: for (let epoch = 0; epoch < c.epochs; epoch++) {
+  outer: for (let epoch = firstEpoch; epoch < c.epochs; epoch++) {
     const order = shuffled(train.count, mixSeeds(c.seed, epoch, 17));
     for (let it = 0; it < itersPerEpoch; it++, step++) {
       const ts = performance.now();

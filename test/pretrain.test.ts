@@ -1,0 +1,50 @@
+/** The pre-training loop on real Fashion-MNIST with a tiny model on the CPU backend: it learns, checkpoints, and resumes exactly. */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import * as E from "fp-ts/lib/Either.js";
+import { decodeConfig } from "../src/train/config.js";
+import { pretrain } from "../src/train/pretrain.js";
+import { readSafetensors } from "../src/io/safetensors.js";
+
+const tiny = (outDir: string, extra: Record<string, unknown> = {}) => {
+  const c = decodeConfig({
+    backend: "cpu", outDir, trainSubset: 96, batchSize: 16, epochs: 2, width: 16, depth: 1, heads: 2, mlpRatio: 2, headHidden: 32, headBottleneck: 16,
+    outDim: 64, localCrops: 2, lr: 0.02, momentumTeacher: 0.9, warmupEpochs: 0, freezeLastLayer: 0, warmupTeacherTempEpochs: 0, knnBank: 300, knnQueries: 100, ...extra,
+  });
+  if (E.isLeft(c)) throw c.left;
+  return c.right;
+};
+const quiet = { log: () => {} };
+
+test("a short run on a tiny subset: the loss falls in the first epoch, a checkpoint follows every epoch, and a resumed run equals an uninterrupted one", async () => {
+  const full = mkdtempSync(join(tmpdir(), "ibot-full-"));
+  const report = await pretrain(tiny(full, { epochs: 4 }), quiet);
+  assert.equal(report.steps, 24);
+  assert.equal(report.evals.length, 4);
+  const losses = readFileSync(join(full, "metrics.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l)).filter((m) => m.kind === "step").map((m) => m.loss as number);
+  const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+  // Later the loss climbs again as the teacher sharpens and the centres move (see the issue notes).
+  assert.ok(mean(losses.slice(1, 6)) < 0.75 * losses[0], `loss ${losses.map((l) => l.toFixed(2)).join(" ")}`);
+
+  const part = mkdtempSync(join(tmpdir(), "ibot-part-"));
+  await pretrain(tiny(part, { epochs: 2 }), quiet);
+  await pretrain(tiny(part, { epochs: 4, resume: join(part, "checkpoint.safetensors") }), quiet);
+  const a = await readSafetensors(join(full, "checkpoint.safetensors"))();
+  const b = await readSafetensors(join(part, "checkpoint.safetensors"))();
+  assert.ok(E.isRight(a) && E.isRight(b));
+  if (E.isRight(a) && E.isRight(b)) {
+    assert.equal(b.right.metadata.step, "24");
+    const names = Object.keys(a.right.tensors);
+    assert.ok(names.includes("teacher.backbone.blocks.0.attn.qkv.weight"));
+    for (const n of names) assert.deepEqual([...b.right.tensors[n].data], [...a.right.tensors[n].data], `tensor ${n} differs after resuming`);
+  }
+});
+
+test("resuming with other model settings is refused, naming the setting", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "ibot-cfg-"));
+  await pretrain(tiny(dir, { epochs: 1 }), quiet);
+  await assert.rejects(pretrain(tiny(dir, { epochs: 2, width: 32, resume: join(dir, "checkpoint.safetensors") }), quiet), /width \(16 there, 32 here\)/);
+});
