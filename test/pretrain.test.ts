@@ -30,7 +30,7 @@ test("a short run on a tiny subset: the loss falls in the first epoch, a checkpo
   assert.ok(mean(losses.slice(1, 6)) < 0.75 * losses[0], `loss ${losses.map((l) => l.toFixed(2)).join(" ")}`);
 
   const part = mkdtempSync(join(tmpdir(), "ibot-part-"));
-  await pretrain(tiny(part, { epochs: 2 }), quiet);
+  await pretrain(tiny(part, { epochs: 4 }), { ...quiet, stopAfterEpoch: (e) => e === 1 }); // interrupted after 2 epochs
   await pretrain(tiny(part, { epochs: 4, resume: join(part, "checkpoint.safetensors") }), quiet);
   const a = await readSafetensors(join(full, "checkpoint.safetensors"))();
   const b = await readSafetensors(join(part, "checkpoint.safetensors"))();
@@ -45,6 +45,6 @@ test("a short run on a tiny subset: the loss falls in the first epoch, a checkpo
 
 test("resuming with other model settings is refused, naming the setting", async () => {
   const dir = mkdtempSync(join(tmpdir(), "ibot-cfg-"));
-  await pretrain(tiny(dir, { epochs: 1 }), quiet);
+  await pretrain(tiny(dir, { epochs: 2 }), { ...quiet, stopAfterEpoch: () => true });
   await assert.rejects(pretrain(tiny(dir, { epochs: 2, width: 32, resume: join(dir, "checkpoint.safetensors") }), quiet), /width \(16 there, 32 here\)/);
 });

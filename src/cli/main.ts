@@ -82,7 +82,15 @@ async function main(argv: readonly string[]): Promise<number> {
   }
   const bar = new SingleBar({ format: "pretrain [{bar}] {percentage}% | step {value}/{total} | loss {loss} (cls {cls}, patch {patch}) | {ips} img/s | ETA {eta_formatted}", hideCursor: true }, Presets.shades_classic);
   let started = false;
+  // Ctrl-C: finish the epoch, write its checkpoint, stop; a second Ctrl-C exits at once.
+  let interrupted = false;
+  process.on("SIGINT", () => {
+    if (interrupted) process.exit(130);
+    interrupted = true;
+    process.stderr.write(`\ninterrupted: stopping after this epoch's checkpoint; continue with --resume ${cfg.right.outDir}/checkpoint.safetensors\n`);
+  });
   const report = await pretrain(cfg.right, {
+    stopAfterEpoch: () => interrupted,
     log: (line) => (started ? bar.update({}) : undefined, started ? process.stderr.write(`\n${line}\n`) : console.log(line)),
     onStep: (s, total) => {
       if (!started) {

@@ -44,6 +44,8 @@ export interface PretrainReport {
 export interface PretrainHooks {
   readonly log?: (line: string) => void;
   readonly onStep?: (s: StepLog, total: number) => void;
+  /** Asked after each epoch's checkpoint: true ends the run there (an interruption `resume` can continue). */
+  readonly stopAfterEpoch?: (epoch: number) => boolean;
 }
 
 export const modelConfig = (c: PretrainConfig): IbotModelConfig => ({
@@ -158,7 +160,7 @@ export async function pretrain(c: PretrainConfig, hooks: PretrainHooks = {}): Pr
     const ck = await readSafetensors(c.resume)();
     if (ck._tag === "Left") throw ck.left;
     const saved = JSON.parse(ck.right.metadata.config ?? "{}") as Record<string, unknown>;
-    const differs = Object.keys(c).filter((k) => !["resume", "epochs", "outDir", "evalEvery", "backend"].includes(k) && JSON.stringify(saved[k]) !== JSON.stringify((c as Record<string, unknown>)[k]));
+    const differs = Object.keys(c).filter((k) => !["resume", "outDir", "evalEvery", "backend"].includes(k) && JSON.stringify(saved[k]) !== JSON.stringify((c as Record<string, unknown>)[k]));
     if (differs.length) throw new ConfigError(`--resume: the checkpoint was made with other settings for ${differs.map((k) => `${k} (${JSON.stringify(saved[k])} there, ${JSON.stringify((c as Record<string, unknown>)[k])} here)`).join(", ")}`);
     state = stateFromCheckpoint(init, ck.right.tensors);
     firstEpoch = Number(ck.right.metadata.epoch);
@@ -203,6 +205,7 @@ export async function pretrain(c: PretrainConfig, hooks: PretrainHooks = {}): Pr
     const tensors = await checkpointTensors(state as IbotState as never, { channels: 1, size: c.patchSize });
     const saved = await saveCheckpoint(join(c.outDir, "checkpoint.safetensors"), tensors, { format: "wgrad-ibot-1", epoch: String(epoch + 1), step: String(step), config: JSON.stringify(c) })();
     if (saved._tag === "Left") throw saved.left;
+    if (hooks.stopAfterEpoch?.(epoch)) break;
   }
   const report: PretrainReport = {
     backend: gpu ? `webgpu (${gpu.adapterName})` : "cpu",
