@@ -127,3 +127,13 @@ test("checkpoints use the official iBOT names and PyTorch layouts", async () => 
   const pe = (state.student.backbone.patchEmbed.w as unknown as w.HostTensor).data;
   assert.equal(t["student.backbone.patch_embed.proj.weight"].data[2 * 16 + 7], pe[7 * 8 + 2]);
 });
+
+test("plots: the loss parts over steps and k-NN over epochs with the baselines, as SVG", async () => {
+  const { lossPlot, knnPlot } = await import("../src/train/plots.js");
+  const steps = [0, 1, 2].map((s) => ({ epoch: 0, step: s, loss: 5 - s, cls: 3 - s, patch: 2, lr: 1e-4, imagesPerSecond: 5 }));
+  const loss = await lossPlot(steps);
+  assert.match(loss, /^<svg/);
+  for (const label of ["iBOT loss", "[CLS]", "patch (MIM)", "total"]) assert.ok(loss.includes(label.replace("[", "[")), label);
+  const knn = await knnPlot([{ epoch: 0, knnTeacher: 0.5 }], { rawPixels: 0.8, randomInit: 0.4 });
+  for (const label of ["iBOT teacher", "raw pixels", "random-init ViT"]) assert.ok(knn.includes(label), label);
+});

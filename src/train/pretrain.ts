@@ -3,7 +3,7 @@
  * whole step runs as one compiled executable on the chosen backend with its state kept there
  * (donated, updated in place), k-NN accuracy is measured on the teacher's [CLS] features.
  */
-import { mkdirSync, appendFileSync, writeFileSync } from "node:fs";
+import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { acquireDevice, compile, evaluate, GpuArray, HostTensor, type GpuContext } from "../backend/index.js";
 import { flatten, mapTree, randomKey, reshape, sliceAxis, spec, type Tensor, type Tree } from "../dsl/index.js";
@@ -16,6 +16,7 @@ import {
 import { readSafetensors } from "../io/safetensors.js";
 import { checkpointTensors, saveCheckpoint, stateFromCheckpoint } from "./checkpoint.js";
 import { ConfigError, type PretrainConfig } from "./config.js";
+import { knnPlot, lossPlot } from "./plots.js";
 
 export interface StepLog {
   readonly epoch: number;
@@ -153,6 +154,7 @@ export async function pretrain(c: PretrainConfig, hooks: PretrainHooks = {}): Pr
   mkdirSync(c.outDir, { recursive: true });
   const metricsPath = join(c.outDir, "metrics.jsonl");
   const evals: EvalLog[] = [];
+  const stepLogs: StepLog[] = [];
   let state: unknown = init;
   let step = 0;
   let firstEpoch = 0;
@@ -166,6 +168,13 @@ export async function pretrain(c: PretrainConfig, hooks: PretrainHooks = {}): Pr
     firstEpoch = Number(ck.right.metadata.epoch);
     step = Number(ck.right.metadata.step);
     log(`resuming from ${c.resume} after epoch ${firstEpoch} (step ${step})`);
+    // The plots cover the whole run: take back what the interrupted run logged up to the checkpoint.
+    const earlier = existsSync(metricsPath) ? readFileSync(metricsPath, "utf8").trim().split("\n").filter((l) => l) : [];
+    for (const line of earlier) {
+      const m = JSON.parse(line) as { kind: string } & StepLog & EvalLog;
+      if (m.kind === "step" && m.step < step) stepLogs.push(m);
+      if (m.kind === "eval" && m.epoch < firstEpoch) evals.push({ epoch: m.epoch, knnTeacher: m.knnTeacher });
+    }
   } else writeFileSync(metricsPath, "");
   let stoppedEarly: string | undefined;
   const grid = 28 / c.patchSize;
@@ -193,6 +202,7 @@ export async function pretrain(c: PretrainConfig, hooks: PretrainHooks = {}): Pr
       state = r.state;
       const s: StepLog = { epoch, step, loss, cls, patch, lr: lrs[step], imagesPerSecond: B / ((performance.now() - ts) / 1000) };
       appendFileSync(metricsPath, JSON.stringify({ kind: "step", ...s }) + "\n");
+      stepLogs.push(s);
       hooks.onStep?.(s, total);
     }
     if ((epoch + 1) % c.evalEvery === 0 || epoch === c.epochs - 1) {
@@ -201,6 +211,8 @@ export async function pretrain(c: PretrainConfig, hooks: PretrainHooks = {}): Pr
       appendFileSync(metricsPath, JSON.stringify({ kind: "eval", epoch, knnTeacher: acc }) + "\n");
       log(`epoch ${epoch + 1}/${c.epochs}: teacher k-NN ${(100 * acc).toFixed(2)}%`);
     }
+    writeFileSync(join(c.outDir, "loss.svg"), await lossPlot(stepLogs));
+    if (evals.length) writeFileSync(join(c.outDir, "knn.svg"), await knnPlot(evals, { rawPixels: raw.accuracy, randomInit }));
     // A checkpoint per epoch, written atomically: a later NaN leaves the last good one in place.
     const tensors = await checkpointTensors(state as IbotState as never, { channels: 1, size: c.patchSize });
     const saved = await saveCheckpoint(join(c.outDir, "checkpoint.safetensors"), tensors, { format: "wgrad-ibot-1", epoch: String(epoch + 1), step: String(step), config: JSON.stringify(c) })();

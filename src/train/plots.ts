@@ -1,0 +1,58 @@
+/** Plots of a run (SVG, through Vega-Lite): the loss parts over steps, and k-NN accuracy over epochs against the baselines. */
+import * as vega from "vega";
+import * as vl from "vega-lite";
+import type { EvalLog, StepLog } from "./pretrain.js";
+
+async function render(spec: vl.TopLevelSpec): Promise<string> {
+  const view = new vega.View(vega.parse(vl.compile(spec).spec), { renderer: "none" });
+  const svg = await view.toSVG();
+  view.finalize();
+  return svg;
+}
+
+/** Loss, [CLS] and patch parts per step. */
+export function lossPlot(steps: readonly StepLog[]): Promise<string> {
+  const values = steps.flatMap((s) => [
+    { step: s.step, value: s.loss, part: "total" },
+    { step: s.step, value: s.cls, part: "[CLS]" },
+    { step: s.step, value: s.patch, part: "patch (MIM)" },
+  ]);
+  return render({
+    title: "iBOT loss",
+    data: { values },
+    mark: { type: "line", strokeWidth: 1.5 },
+    encoding: {
+      x: { field: "step", type: "quantitative", title: "step" },
+      y: { field: "value", type: "quantitative", title: "loss" },
+      color: { field: "part", type: "nominal", title: null },
+    },
+    width: 560,
+    height: 260,
+  });
+}
+
+/** Teacher k-NN accuracy per epoch, with the raw-pixel and random-init baselines as dashed rules. */
+export function knnPlot(evals: readonly EvalLog[], baselines: { rawPixels: number; randomInit: number }): Promise<string> {
+  const color = { field: "series", type: "nominal", title: null, scale: { domain: ["iBOT teacher", "raw pixels", "random-init ViT"] } } as const;
+  return render({
+    title: "k-NN accuracy on TEST (k = 20)",
+    width: 560,
+    height: 260,
+    layer: [
+      {
+        data: { values: evals.map((e) => ({ epoch: e.epoch + 1, accuracy: 100 * e.knnTeacher, series: "iBOT teacher" })) },
+        mark: { type: "line", point: true },
+        encoding: {
+          x: { field: "epoch", type: "quantitative", title: "epoch", axis: { tickMinStep: 1 } },
+          y: { field: "accuracy", type: "quantitative", title: "accuracy (%)", scale: { zero: false } },
+          color,
+        },
+      },
+      {
+        data: { values: [{ series: "raw pixels", accuracy: 100 * baselines.rawPixels }, { series: "random-init ViT", accuracy: 100 * baselines.randomInit }] },
+        mark: { type: "rule", strokeDash: [4, 4] },
+        encoding: { y: { field: "accuracy", type: "quantitative" }, color },
+      },
+    ],
+  });
+}
