@@ -8,6 +8,7 @@ import * as E from "fp-ts/lib/Either.js";
 import { decodeConfig } from "../src/train/config.js";
 import { pretrain } from "../src/train/pretrain.js";
 import { readSafetensors } from "../src/io/safetensors.js";
+import { evaluateCheckpoint } from "../src/train/evaluate.js";
 
 const tiny = (outDir: string, extra: Record<string, unknown> = {}) => {
   const c = decodeConfig({
@@ -28,6 +29,12 @@ test("a short run on a tiny subset: the loss falls in the first epoch, a checkpo
   const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
   // Later the loss climbs again as the teacher sharpens and the centres move (see the issue notes).
   assert.ok(mean(losses.slice(1, 6)) < 0.75 * losses[0], `loss ${losses.map((l) => l.toFixed(2)).join(" ")}`);
+
+  // Evaluating the checkpoint reproduces the run's last k-NN figure (same bank and queries) and adds a linear probe.
+  const ev = await evaluateCheckpoint(join(full, "checkpoint.safetensors"));
+  assert.equal(ev.epoch, 4);
+  assert.equal(ev.knn, report.evals[3].knnTeacher);
+  assert.ok(ev.linearProbe > 0.3 && ev.linearProbe <= 1, `linear probe ${ev.linearProbe}`);
 
   const part = mkdtempSync(join(tmpdir(), "ibot-part-"));
   await pretrain(tiny(part, { epochs: 4 }), { ...quiet, stopAfterEpoch: (e) => e === 1 }); // interrupted after 2 epochs

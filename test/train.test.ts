@@ -137,3 +137,18 @@ test("plots: the loss parts over steps and k-NN over epochs with the baselines, 
   const knn = await knnPlot([{ epoch: 0, knnTeacher: 0.5 }], { rawPixels: 0.8, randomInit: 0.4 });
   for (const label of ["iBOT teacher", "raw pixels", "random-init ViT"]) assert.ok(knn.includes(label), label);
 });
+
+test("linear probe: separable features are classified perfectly, shuffled labels are not", async () => {
+  const { linearProbe } = await import("../src/eval/linearProbe.js");
+  const n = 200;
+  const dim = 5;
+  const x = new Float32Array(n * dim);
+  const y = new Int32Array(n);
+  for (let i = 0; i < n; i++) {
+    y[i] = i % 3;
+    for (let d = 0; d < dim; d++) x[i * dim + d] = Math.sin(i * 7.1 + d) * 0.3 + (d === y[i] ? 2 : 0);
+  }
+  assert.equal(linearProbe(x.subarray(0, 150 * dim), y.subarray(0, 150), x.subarray(150 * dim), y.subarray(150), dim, { numClasses: 3 }), 1);
+  const shuffled = y.map((_, i) => Math.floor(Math.abs(Math.sin(i * 12.9898) * 43758.5453)) % 3); // labels unrelated to the features
+  assert.ok(linearProbe(x.subarray(0, 150 * dim), shuffled.subarray(0, 150), x.subarray(150 * dim), shuffled.subarray(150), dim, { numClasses: 3 }) < 0.8);
+});

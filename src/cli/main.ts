@@ -10,8 +10,10 @@ import * as E from "fp-ts/lib/Either.js";
 import { SingleBar, Presets } from "cli-progress";
 import { decodeConfig, DEFAULT_CONFIG, ConfigError } from "../train/config.js";
 import { pretrain } from "../train/pretrain.js";
+import { evaluateCheckpoint } from "../train/evaluate.js";
 
 const USAGE = `usage: wgrad pretrain [--config file.json] [--<field> value ...]
+       wgrad eval --checkpoint runs/ibot/checkpoint.safetensors [--backend auto|webgpu|cpu] [--knn-bank N] [--knn-queries N]
 
 Fields (defaults): ${Object.entries(DEFAULT_CONFIG).map(([k, v]) => `--${kebab(k)} ${JSON.stringify(v)}`).join(" ")}`;
 
@@ -47,13 +49,39 @@ function flagsToConfig(args: readonly string[]): Record<string, unknown> {
       value = next.value;
       i++;
     }
-    out[t.name === "config" ? "config" : camel(t.name)] = parseValue(value);
+    out[t.name === "config" || t.name === "checkpoint" ? t.name : camel(t.name)] = t.name === "checkpoint" ? value : parseValue(value);
   }
   return out;
 }
 
+async function evalCommand(rest: readonly string[]): Promise<number> {
+  let flags: Record<string, unknown>;
+  try {
+    flags = flagsToConfig(rest);
+  } catch (e) {
+    console.error(`${String(e)}\n\n${USAGE}`);
+    return 2;
+  }
+  const { checkpoint, ...overrides } = flags;
+  if (typeof checkpoint !== "string") {
+    console.error(`wgrad eval needs --checkpoint <file.safetensors>\n\n${USAGE}`);
+    return 2;
+  }
+  const unknown = Object.keys(overrides).filter((k) => !["backend", "knnBank", "knnQueries"].includes(k));
+  if (unknown.length) {
+    console.error(`wgrad eval: unknown flag${unknown.length > 1 ? "s" : ""} ${unknown.map((k) => `--${kebab(k)}`).join(", ")}\n\n${USAGE}`);
+    return 2;
+  }
+  const r = await evaluateCheckpoint(checkpoint, overrides);
+  console.log(`teacher after epoch ${r.epoch}, on ${r.queries} TEST images (bank of ${r.bank} TRAIN images):`);
+  console.log(`  k-NN (k=20)    ${(100 * r.knn).toFixed(2)}%`);
+  console.log(`  linear probe   ${(100 * r.linearProbe).toFixed(2)}%`);
+  return 0;
+}
+
 async function main(argv: readonly string[]): Promise<number> {
   const [command, ...rest] = argv;
+  if (command === "eval") return evalCommand(rest);
   if (command !== "pretrain") {
     console.error(command ? `unknown command "${command}"\n\n${USAGE}` : USAGE);
     return command === "--help" || command === "help" ? 0 : 2;

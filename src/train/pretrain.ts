@@ -5,17 +5,18 @@
  */
 import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { acquireDevice, compile, evaluate, GpuArray, HostTensor, type GpuContext } from "../backend/index.js";
-import { flatten, mapTree, randomKey, reshape, sliceAxis, spec, type Tensor, type Tree } from "../dsl/index.js";
-import { createRng, loadDataset, mixSeeds, multiCropBatch, multiCropConfig, pixelStats, type ImageDataset } from "../data/index.js";
+import { acquireDevice, evaluate, GpuArray, HostTensor, type GpuContext } from "../backend/index.js";
+import { flatten, mapTree, randomKey, spec, type Tree } from "../dsl/index.js";
+import { loadDataset, mixSeeds, multiCropBatch, multiCropConfig, pixelStats } from "../data/index.js";
 import { knnClassify } from "../eval/knn.js";
 import {
-  adamInit, backbone, initCenters, initStudent, learningRateSchedule, maskBatch, teacherMomentumSchedule, teacherOf, teacherTempSchedule, weightDecaySchedule,
-  ibotStep, type IbotModelConfig, type IbotState, type TeacherParams,
+  adamInit, initCenters, initStudent, learningRateSchedule, maskBatch, teacherMomentumSchedule, teacherOf, teacherTempSchedule, weightDecaySchedule,
+  ibotStep, type IbotModelConfig, type IbotState,
 } from "../models/index.js";
 import { readSafetensors } from "../io/safetensors.js";
 import { checkpointTensors, saveCheckpoint, stateFromCheckpoint } from "./checkpoint.js";
 import { ConfigError, type PretrainConfig } from "./config.js";
+import { compileOn, features, normalise, sampleSplit, shuffled } from "./features.js";
 import { knnPlot, lossPlot } from "./plots.js";
 
 export interface StepLog {
@@ -59,35 +60,7 @@ export const modelConfig = (c: PretrainConfig): IbotModelConfig => ({
 });
 
 const isHost = (x: unknown): x is HostTensor => x instanceof HostTensor;
-const isLeaf = (x: unknown): x is HostTensor | GpuArray => x instanceof HostTensor || x instanceof GpuArray;
 const specsOf = (tree: unknown) => mapTree(tree as Tree<HostTensor>, isHost, (t) => spec(t.shape, t.dtype));
-
-/** Images [n, 28·28] uint8 → normalised Float32 [n, 1, 28, 28]. */
-function normalise(d: ImageDataset, start: number, n: number, mean: number, std: number): Float32Array {
-  const out = new Float32Array(n * d.height * d.width);
-  const src = d.images.subarray(start * d.height * d.width, (start + n) * d.height * d.width);
-  for (let i = 0; i < out.length; i++) out[i] = (src[i] / 255 - mean) / std;
-  return out;
-}
-
-/** [CLS] features of a dataset's first `count` images through a teacher backbone. */
-async function features(teacher: unknown, d: ImageDataset, count: number, mc: IbotModelConfig, stats: { mean: number; std: number }, gpu: GpuContext | null): Promise<Float32Array> {
-  const chunk = 500;
-  const out = new Float32Array(count * mc.vit.width);
-  const f = (t: TeacherParams, x: Tensor) => reshape(sliceAxis(backbone(x, t.backbone, mc.vit), 1, 0, 1), [x.shape[0], mc.vit.width]);
-  const tSpec = mapTree(teacher as Tree<HostTensor | GpuArray>, isLeaf, (t) => spec(t.shape, t.dtype));
-  for (let s = 0; s < count; s += chunk) {
-    const n = Math.min(chunk, count - s);
-    const specs = [tSpec, spec([n, 1, 28, 28])] as const;
-    const x = normalise(d, s, n, stats.mean, stats.std);
-    const r = compileOn(gpu, f, specs).run(teacher, x) as HostTensor | GpuArray;
-    if (r instanceof GpuArray) {
-      out.set(await r.toArray(), s * mc.vit.width);
-      r.dispose();
-    } else out.set(r.data, s * mc.vit.width);
-  }
-  return out;
-}
 
 export async function pretrain(c: PretrainConfig, hooks: PretrainHooks = {}): Promise<PretrainReport> {
   const log = hooks.log ?? ((s: string) => console.log(s));
@@ -96,8 +69,7 @@ export async function pretrain(c: PretrainConfig, hooks: PretrainHooks = {}): Pr
   if (data._tag === "Left") throw data.left;
   // The splits are ordered by class: every subset is a seeded random sample.
   const trainAll = data.right.train;
-  const sample = (d: ImageDataset, n: number, salt: number) => (n > 0 && n < d.count ? pick(d, shuffled(d.count, mixSeeds(c.seed, salt)).subarray(0, n)) : d);
-  const train = sample(trainAll, c.trainSubset, 101);
+  const train = sampleSplit(trainAll, c.trainSubset, c.seed, 101);
   const stats = pixelStats(trainAll);
   const mcrop = multiCropConfig(stats, { localCrops: c.localCrops });
   log(`data: ${data.right.source}, training on ${train.count} images (cache ${data.right.cache.status}); pixel mean ${stats.mean.toFixed(4)}, std ${stats.std.toFixed(4)}`);
@@ -132,8 +104,8 @@ export async function pretrain(c: PretrainConfig, hooks: PretrainHooks = {}): Pr
   log(`model: ViT width ${c.width}, depth ${c.depth}, ${c.heads} heads, patch ${c.patchSize}; head → ${c.outDim} prototypes; ${paramCount.toLocaleString("en")} student parameters`);
 
   // Baselines: raw pixels and the random-init teacher through the same k-NN.
-  const bank = sample(trainAll, c.knnBank, 102);
-  const queries = sample(data.right.test, c.knnQueries, 103);
+  const bank = sampleSplit(trainAll, c.knnBank, c.seed, 102);
+  const queries = sampleSplit(data.right.test, c.knnQueries, c.seed, 103);
   const knn = (bankFeatures: Float32Array, queryFeatures: Float32Array, dim: number) =>
     knnClassify(bankFeatures, bank.labels, queryFeatures, queries.labels, dim, { k: c.knnK, temperature: c.knnTemperature, numClasses: 10, ...(gpu ? { gpu } : {}) });
   const raw = await knn(normalise(bank, 0, bank.count, stats.mean, stats.std), normalise(queries, 0, queries.count, stats.mean, stats.std), 784);
@@ -231,31 +203,3 @@ export async function pretrain(c: PretrainConfig, hooks: PretrainHooks = {}): Pr
   return report;
 }
 
-/** The images at `indices`, copied into a dataset of their own. */
-function pick(d: ImageDataset, indices: Int32Array): ImageDataset {
-  const px = d.height * d.width;
-  const images = new Uint8Array(indices.length * px);
-  const labels = new Uint8Array(indices.length);
-  indices.forEach((i, k) => {
-    images.set(d.images.subarray(i * px, (i + 1) * px), k * px);
-    labels[k] = d.labels[i];
-  });
-  return { ...d, images, labels, count: indices.length };
-}
-
-/** A seeded permutation of 0..n-1 (Fisher–Yates). */
-function shuffled(n: number, seed: number): Int32Array {
-  const p = Int32Array.from({ length: n }, (_, i) => i);
-  const rng = createRng(seed);
-  for (let i = n - 1; i > 0; i--) {
-    const j = rng.int(0, i);
-    [p[i], p[j]] = [p[j], p[i]];
-  }
-  return p;
-}
-
-/** compile() for pytrees whose types are only known at run time. */
-function compileOn(gpu: GpuContext | null, f: unknown, specs: readonly unknown[], donate?: number[]): { run: (...a: unknown[]) => unknown } {
-  const g = f as (...a: never[]) => Tree<Tensor>;
-  return (gpu ? compile(g, specs as never, { backend: gpu, ...(donate ? { donate } : {}) }) : compile(g, specs as never)) as unknown as { run: (...a: unknown[]) => unknown };
-}

@@ -1,0 +1,70 @@
+/**
+ * What pre-training and evaluation share: seeded samples of a split, normalised images, and the
+ * teacher's [CLS] features computed on the chosen backend.
+ */
+import { compile, GpuArray, HostTensor, type GpuContext } from "../backend/index.js";
+import { createRng, mixSeeds, type ImageDataset } from "../data/index.js";
+import { mapTree, reshape, sliceAxis, spec, type Tensor, type Tree } from "../dsl/index.js";
+import { backbone, type IbotModelConfig, type TeacherParams } from "../models/index.js";
+
+const isLeaf = (x: unknown): x is HostTensor | GpuArray => x instanceof HostTensor || x instanceof GpuArray;
+
+/** A seeded random sample of `n` images of a split (all of it when n is 0 or too large). The splits are ordered by class, so never take a prefix. */
+export const sampleSplit = (d: ImageDataset, n: number, seed: number, salt: number): ImageDataset =>
+  n > 0 && n < d.count ? pick(d, shuffled(d.count, mixSeeds(seed, salt)).subarray(0, n)) : d;
+
+/** Images [n, 28·28] uint8 → normalised Float32 [n, 1, 28, 28]. */
+export function normalise(d: ImageDataset, start: number, n: number, mean: number, std: number): Float32Array {
+  const out = new Float32Array(n * d.height * d.width);
+  const src = d.images.subarray(start * d.height * d.width, (start + n) * d.height * d.width);
+  for (let i = 0; i < out.length; i++) out[i] = (src[i] / 255 - mean) / std;
+  return out;
+}
+
+/** [CLS] features of a dataset's first `count` images through a teacher backbone. */
+export async function features(teacher: unknown, d: ImageDataset, count: number, mc: IbotModelConfig, stats: { mean: number; std: number }, gpu: GpuContext | null): Promise<Float32Array> {
+  const chunk = 500;
+  const out = new Float32Array(count * mc.vit.width);
+  const f = (t: TeacherParams, x: Tensor) => reshape(sliceAxis(backbone(x, t.backbone, mc.vit), 1, 0, 1), [x.shape[0], mc.vit.width]);
+  const tSpec = mapTree(teacher as Tree<HostTensor | GpuArray>, isLeaf, (t) => spec(t.shape, t.dtype));
+  for (let s = 0; s < count; s += chunk) {
+    const n = Math.min(chunk, count - s);
+    const specs = [tSpec, spec([n, 1, 28, 28])] as const;
+    const x = normalise(d, s, n, stats.mean, stats.std);
+    const r = compileOn(gpu, f, specs).run(teacher, x) as HostTensor | GpuArray;
+    if (r instanceof GpuArray) {
+      out.set(await r.toArray(), s * mc.vit.width);
+      r.dispose();
+    } else out.set(r.data, s * mc.vit.width);
+  }
+  return out;
+}
+
+/** The images at `indices`, copied into a dataset of their own. */
+export function pick(d: ImageDataset, indices: Int32Array): ImageDataset {
+  const px = d.height * d.width;
+  const images = new Uint8Array(indices.length * px);
+  const labels = new Uint8Array(indices.length);
+  indices.forEach((i, k) => {
+    images.set(d.images.subarray(i * px, (i + 1) * px), k * px);
+    labels[k] = d.labels[i];
+  });
+  return { ...d, images, labels, count: indices.length };
+}
+
+/** A seeded permutation of 0..n-1 (Fisher–Yates). */
+export function shuffled(n: number, seed: number): Int32Array {
+  const p = Int32Array.from({ length: n }, (_, i) => i);
+  const rng = createRng(seed);
+  for (let i = n - 1; i > 0; i--) {
+    const j = rng.int(0, i);
+    [p[i], p[j]] = [p[j], p[i]];
+  }
+  return p;
+}
+
+/** compile() for pytrees whose types are only known at run time. */
+export function compileOn(gpu: GpuContext | null, f: unknown, specs: readonly unknown[], donate?: number[]): { run: (...a: unknown[]) => unknown } {
+  const g = f as (...a: never[]) => Tree<Tensor>;
+  return (gpu ? compile(g, specs as never, { backend: gpu, ...(donate ? { donate } : {}) }) : compile(g, specs as never)) as unknown as { run: (...a: unknown[]) => unknown };
+}
