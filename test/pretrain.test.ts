@@ -13,7 +13,7 @@ import { evaluateCheckpoint } from "../src/train/evaluate.js";
 const tiny = (outDir: string, extra: Record<string, unknown> = {}) => {
   const c = decodeConfig({
     backend: "cpu", outDir, trainSubset: 96, batchSize: 16, epochs: 2, width: 16, depth: 1, heads: 2, mlpRatio: 2, headHidden: 32, headBottleneck: 16,
-    outDim: 64, localCrops: 2, lr: 0.02, momentumTeacher: 0.9, warmupEpochs: 0, freezeLastLayer: 0, warmupTeacherTempEpochs: 0, knnBank: 300, knnQueries: 100, ...extra,
+    outDim: 64, localCrops: 2, lr: 0.02, momentumTeacher: 0.9, warmupEpochs: 0, evalEvery: 1, freezeLastLayer: 0, warmupTeacherTempEpochs: 0, knnBank: 300, knnQueries: 100, ...extra,
   });
   if (E.isLeft(c)) throw c.left;
   return c.right;

@@ -134,8 +134,8 @@ test("plots: the loss parts over steps and k-NN over epochs with the baselines, 
   const loss = await lossPlot(steps);
   assert.match(loss, /^<svg/);
   for (const label of ["iBOT loss", "[CLS]", "patch (MIM)", "total"]) assert.ok(loss.includes(label.replace("[", "[")), label);
-  const knn = await knnPlot([{ epoch: 0, knnTeacher: 0.5 }], { rawPixels: 0.8, randomInit: 0.4 });
-  for (const label of ["iBOT teacher", "raw pixels", "random-init ViT"]) assert.ok(knn.includes(label), label);
+  const knn = await knnPlot([{ epoch: 0, knnTeacher: 0.5, knnStudent: 0.6 }], { rawPixels: 0.8, randomInit: 0.4 });
+  for (const label of ["iBOT teacher", "iBOT student", "raw pixels", "random-init ViT"]) assert.ok(knn.includes(label), label);
 });
 
 test("linear probe: separable features are classified perfectly, shuffled labels are not", async () => {

@@ -133,7 +133,7 @@ async function main(argv: readonly string[]): Promise<number> {
   console.log(`\nk-NN accuracy on TEST (k=${cfg.right.knnK}):`);
   console.log(`  raw pixels        ${pct(report.baselines.rawPixels)}`);
   console.log(`  random-init ViT   ${pct(report.baselines.randomInit)}`);
-  for (const e of report.evals) console.log(`  teacher, epoch ${e.epoch + 1}  ${pct(e.knnTeacher)}`);
+  for (const e of report.evals) console.log(`  epoch ${e.epoch + 1}: teacher ${pct(e.knnTeacher)}, student ${pct(e.knnStudent)}`);
   console.log(`${report.steps} steps in ${report.seconds.toFixed(0)} s on ${report.backend}; metrics in ${cfg.right.outDir}/metrics.jsonl`);
   if (report.stoppedEarly) {
     console.error(report.stoppedEarly);

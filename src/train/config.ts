@@ -69,7 +69,8 @@ export type PretrainConfig = t.TypeOf<typeof PretrainConfig>;
 
 /**
  * Defaults: spec §10's model, with the run scaled to about ten minutes on lavapipe, where the step
- * runs at ~5 images/s today (2 epochs over 1280 images, k-NN on 3000/1000 images). Longer runs:
+ * runs at ~5 images/s today (2 epochs over 1280 images, k-NN of teacher and student on 3000/1000
+ * images at the end). Longer runs:
  * raise trainSubset, epochs, knnBank and knnQueries.
  */
 export const DEFAULT_CONFIG: PretrainConfig = {
@@ -109,7 +110,7 @@ export const DEFAULT_CONFIG: PretrainConfig = {
   knnTemperature: 0.07,
   knnBank: 3000,
   knnQueries: 1000,
-  evalEvery: 1,
+  evalEvery: 2,
   resume: "",
 };
 

@@ -31,16 +31,19 @@ export function lossPlot(steps: readonly StepLog[]): Promise<string> {
   });
 }
 
-/** Teacher k-NN accuracy per epoch, with the raw-pixel and random-init baselines as dashed rules. */
+/** Teacher and student k-NN accuracy per epoch, with the raw-pixel and random-init baselines as dashed rules. */
 export function knnPlot(evals: readonly EvalLog[], baselines: { rawPixels: number; randomInit: number }): Promise<string> {
-  const color = { field: "series", type: "nominal", title: null, scale: { domain: ["iBOT teacher", "raw pixels", "random-init ViT"] } } as const;
+  const color = { field: "series", type: "nominal", title: null, scale: { domain: ["iBOT teacher", "iBOT student", "raw pixels", "random-init ViT"] } } as const;
   return render({
     title: "k-NN accuracy on TEST (k = 20)",
     width: 560,
     height: 260,
     layer: [
       {
-        data: { values: evals.map((e) => ({ epoch: e.epoch + 1, accuracy: 100 * e.knnTeacher, series: "iBOT teacher" })) },
+        data: { values: evals.flatMap((e) => [
+          { epoch: e.epoch + 1, accuracy: 100 * e.knnTeacher, series: "iBOT teacher" },
+          { epoch: e.epoch + 1, accuracy: 100 * e.knnStudent, series: "iBOT student" },
+        ]) },
         mark: { type: "line", point: true },
         encoding: {
           x: { field: "epoch", type: "quantitative", title: "epoch", axis: { tickMinStep: 1 } },

@@ -32,6 +32,7 @@ export interface StepLog {
 export interface EvalLog {
   readonly epoch: number;
   readonly knnTeacher: number;
+  readonly knnStudent: number;
 }
 
 export interface PretrainReport {
@@ -145,7 +146,7 @@ export async function pretrain(c: PretrainConfig, hooks: PretrainHooks = {}): Pr
     for (const line of earlier) {
       const m = JSON.parse(line) as { kind: string } & StepLog & EvalLog;
       if (m.kind === "step" && m.step < step) stepLogs.push(m);
-      if (m.kind === "eval" && m.epoch < firstEpoch) evals.push({ epoch: m.epoch, knnTeacher: m.knnTeacher });
+      if (m.kind === "eval" && m.epoch < firstEpoch) evals.push({ epoch: m.epoch, knnTeacher: m.knnTeacher, knnStudent: m.knnStudent });
     }
   } else writeFileSync(metricsPath, "");
   let stoppedEarly: string | undefined;
@@ -178,10 +179,11 @@ export async function pretrain(c: PretrainConfig, hooks: PretrainHooks = {}): Pr
       hooks.onStep?.(s, total);
     }
     if ((epoch + 1) % c.evalEvery === 0 || epoch === c.epochs - 1) {
-      const acc = await evalTeacher((state as IbotState).teacher);
-      evals.push({ epoch, knnTeacher: acc });
-      appendFileSync(metricsPath, JSON.stringify({ kind: "eval", epoch, knnTeacher: acc }) + "\n");
-      log(`epoch ${epoch + 1}/${c.epochs}: teacher k-NN ${(100 * acc).toFixed(2)}%`);
+      // The student is evaluated through the same backbone function (its mask token is unused without masks).
+      const e: EvalLog = { epoch, knnTeacher: await evalTeacher((state as IbotState).teacher), knnStudent: await evalTeacher((state as IbotState).student) };
+      evals.push(e);
+      appendFileSync(metricsPath, JSON.stringify({ kind: "eval", ...e }) + "\n");
+      log(`epoch ${epoch + 1}/${c.epochs}: k-NN teacher ${(100 * e.knnTeacher).toFixed(2)}%, student ${(100 * e.knnStudent).toFixed(2)}%`);
     }
     writeFileSync(join(c.outDir, "loss.svg"), await lossPlot(stepLogs));
     if (evals.length) writeFileSync(join(c.outDir, "knn.svg"), await knnPlot(evals, { rawPixels: raw.accuracy, randomInit }));
