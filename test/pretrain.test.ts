@@ -36,6 +36,14 @@ test("a short run on a tiny subset: the loss falls in the first epoch, a checkpo
   assert.equal(ev.knn, report.evals[3].knnTeacher);
   assert.ok(ev.linearProbe > 0.3 && ev.linearProbe <= 1, `linear probe ${ev.linearProbe}`);
 
+  // The token picture: a PNG of TEST images tinted by their teacher patch tokens.
+  const { tokensPicture } = await import("../src/train/tokens.js");
+  const pic = await tokensPicture(join(full, "checkpoint.safetensors"), join(full, "tokens.png"), 4, 2);
+  const png = readFileSync(pic.path);
+  assert.deepEqual([...png.subarray(1, 4)].map((b) => String.fromCharCode(b)).join(""), "PNG");
+  assert.equal(png.readUInt32BE(16), 2 * (28 * 2 + 4) + 4); // width: 2 columns of 56-px tiles
+  assert.ok(pic.distinctTokens >= 1 && pic.distinctTokens <= 64);
+
   const part = mkdtempSync(join(tmpdir(), "ibot-part-"));
   await pretrain(tiny(part, { epochs: 4 }), { ...quiet, stopAfterEpoch: (e) => e === 1 }); // interrupted after 2 epochs
   await pretrain(tiny(part, { epochs: 4, resume: join(part, "checkpoint.safetensors") }), quiet);

@@ -11,9 +11,11 @@ import { SingleBar, Presets } from "cli-progress";
 import { decodeConfig, DEFAULT_CONFIG, ConfigError } from "../train/config.js";
 import { pretrain } from "../train/pretrain.js";
 import { evaluateCheckpoint } from "../train/evaluate.js";
+import { tokensPicture } from "../train/tokens.js";
 
 const USAGE = `usage: wgrad pretrain [--config file.json] [--<field> value ...]
        wgrad eval --checkpoint runs/ibot/checkpoint.safetensors [--backend auto|webgpu|cpu] [--knn-bank N] [--knn-queries N]
+       wgrad tokens --checkpoint runs/ibot/checkpoint.safetensors [--out tokens.png] [--count 16]
 
 Fields (defaults): ${Object.entries(DEFAULT_CONFIG).map(([k, v]) => `--${kebab(k)} ${JSON.stringify(v)}`).join(" ")}`;
 
@@ -79,9 +81,26 @@ async function evalCommand(rest: readonly string[]): Promise<number> {
   return 0;
 }
 
+async function tokensCommand(rest: readonly string[]): Promise<number> {
+  const { values } = parseArgs({ args: [...rest], options: { checkpoint: { type: "string" }, out: { type: "string" }, count: { type: "string" } }, strict: true });
+  if (!values.checkpoint) {
+    console.error(`wgrad tokens needs --checkpoint <file.safetensors>\n\n${USAGE}`);
+    return 2;
+  }
+  const count = Number(values.count ?? 16);
+  if (!Number.isInteger(count) || count < 1) {
+    console.error(`--count must be a positive integer, got ${values.count}`);
+    return 2;
+  }
+  const r = await tokensPicture(values.checkpoint, values.out ?? "tokens.png", count);
+  console.log(`${r.path}: ${r.images} TEST images, ${r.distinctTokens} distinct patch tokens`);
+  return 0;
+}
+
 async function main(argv: readonly string[]): Promise<number> {
   const [command, ...rest] = argv;
   if (command === "eval") return evalCommand(rest);
+  if (command === "tokens") return tokensCommand(rest).catch((e) => (console.error(String(e)), 2));
   if (command !== "pretrain") {
     console.error(command ? `unknown command "${command}"\n\n${USAGE}` : USAGE);
     return command === "--help" || command === "help" ? 0 : 2;

@@ -1,0 +1,87 @@
+/**
+ * A picture of the teacher's patch tokens: each image of a sample, enlarged, with every patch
+ * tinted by the prototype (token) the teacher assigns it, so one sees which parts of garments
+ * share a token. Also the number of distinct tokens used (a quick collapse check).
+ */
+import { writeFileSync } from "node:fs";
+import { PNG } from "pngjs";
+import * as E from "fp-ts/lib/Either.js";
+import { evaluate, HostTensor } from "../backend/index.js";
+import { loadDataset, pixelStats } from "../data/index.js";
+import { argmax, mapTree, randomKey, spec, type Tree } from "../dsl/index.js";
+import { readSafetensors } from "../io/safetensors.js";
+import { adamInit, backbone, headOutputs, initCenters, initStudent, teacherOf, type TeacherParams } from "../models/index.js";
+import { stateFromCheckpoint } from "./checkpoint.js";
+import { ConfigError, decodeConfig } from "./config.js";
+import { compileOn, normalise, sampleSplit } from "./features.js";
+import { modelConfig } from "./pretrain.js";
+
+/** A colour per token: golden-angle hues, so neighbouring ids differ. */
+function tokenColour(id: number): [number, number, number] {
+  const h = (id * 137.508) % 360;
+  const f = (n: number) => {
+    const k = (n + h / 30) % 12;
+    return Math.round(255 * (0.5 - 0.45 * Math.max(-1, Math.min(k - 3, 9 - k, 1))));
+  };
+  return [f(0), f(8), f(4)];
+}
+
+export interface TokensReport {
+  readonly images: number;
+  readonly distinctTokens: number;
+  readonly path: string;
+}
+
+/** Writes a PNG of `count` TEST images with their patch tokens; returns how many distinct tokens appear. */
+export async function tokensPicture(checkpoint: string, out: string, count = 16, scale = 8): Promise<TokensReport> {
+  const ck = await readSafetensors(checkpoint)();
+  if (E.isLeft(ck)) throw ck.left;
+  const saved = (() => {
+    try {
+      return JSON.parse(ck.right.metadata.config ?? "") as Record<string, unknown>;
+    } catch {
+      throw new ConfigError(`${checkpoint} has no wgrad config in its metadata; was it written by wgrad pretrain?`);
+    }
+  })();
+  const cfg = decodeConfig(saved);
+  if (E.isLeft(cfg)) throw cfg.left;
+  const c = cfg.right;
+  const mc = modelConfig(c);
+  const like = evaluate(() => {
+    const student = initStudent(randomKey(0), mc);
+    return { student, teacher: teacherOf(student), opt: adamInit(student), centers: initCenters(c.outDim) };
+  });
+  const teacher = (stateFromCheckpoint(like as never, ck.right.tensors) as { teacher: unknown }).teacher;
+  const data = await loadDataset(c.dataset)();
+  if (E.isLeft(data)) throw data.left;
+  const stats = pixelStats(data.right.train);
+  const sample = sampleSplit(data.right.test, count, c.seed, 104);
+  const n = sample.count;
+  const grid = 28 / c.patchSize;
+  const tSpec = mapTree((like as unknown as { teacher: Tree<HostTensor> }).teacher, (x): x is HostTensor => x instanceof HostTensor, (t) => spec(t.shape, t.dtype));
+  const specs = [tSpec, spec([n, 1, 28, 28])];
+  const ids = compileOn(null, (t: TeacherParams, x: never) => argmax(headOutputs(backbone(x, t.backbone, mc.vit), t.head).patch, -1), specs).run(teacher, normalise(sample, 0, n, stats.mean, stats.std)) as HostTensor;
+  // Lay the images out in a row-major grid of tiles, each 28·scale pixels with a 4-pixel gap.
+  const cols = Math.ceil(Math.sqrt(n));
+  const rows = Math.ceil(n / cols);
+  const tile = 28 * scale;
+  const png = new PNG({ width: cols * (tile + 4) + 4, height: rows * (tile + 4) + 4 });
+  png.data.fill(255);
+  const used = new Set<number>();
+  for (let i = 0; i < n; i++) {
+    const [ox, oy] = [4 + (i % cols) * (tile + 4), 4 + Math.floor(i / cols) * (tile + 4)];
+    for (let y = 0; y < tile; y++)
+      for (let x = 0; x < tile; x++) {
+        const [py, px] = [Math.floor(y / scale), Math.floor(x / scale)];
+        const g = sample.images[i * 784 + py * 28 + px] / 255;
+        const token = ids.data[i * grid * grid + Math.floor(py / c.patchSize) * grid + Math.floor(px / c.patchSize)];
+        used.add(token);
+        const col = tokenColour(token);
+        const o = ((oy + y) * png.width + ox + x) * 4;
+        for (let ch = 0; ch < 3; ch++) png.data[o + ch] = Math.round(0.45 * col[ch] + 0.55 * 255 * g);
+        png.data[o + 3] = 255;
+      }
+  }
+  writeFileSync(out, PNG.sync.write(png));
+  return { images: n, distinctTokens: used.size, path: out };
+}
