@@ -2,3 +2,4 @@ export * from "./vit.js";
 export * from "./init.js";
 export * from "./optim.js";
 export * from "./ibot/index.js";
+export * from "./vq.js";
