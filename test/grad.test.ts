@@ -7,7 +7,7 @@ import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import * as w from "../src/index.js";
-import { arbBroadcastShapes, arbShape, arbShapedTensor, arbTensor, checkGrads, type TensorOptions } from "../src/testing/index.js";
+import { arbBroadcastShapes, arbShape, arbShapedTensor, arbTensor, checkGrads, type CheckGradsOptions, type TensorOptions } from "../src/testing/index.js";
 import type { Tensor } from "../src/index.js";
 
 const RUNS = { numRuns: 25 };
@@ -173,7 +173,7 @@ describe("movement primitives", () => {
 
 describe("composites", () => {
   const lastAxis = { minRank: 1, maxRank: 3, maxDim: 5 };
-  const cases: [string, (x: Tensor) => Tensor, TensorOptions?][] = [
+  const cases: [string, (x: Tensor) => Tensor, TensorOptions?, CheckGradsOptions?][] = [
     ["softmax", (x) => w.softmax(x)],
     ["logSoftmax", (x) => w.logSoftmax(x)],
     ["logSumExp (custom VJP)", (x) => w.logSumExp(w.mul(x, 3))],
@@ -186,15 +186,16 @@ describe("composites", () => {
     ["mean", (x) => w.mean(w.mul(x, x), -1)],
     ["variance", (x) => w.variance(x, -1)],
     ["min", (x) => w.min(w.mul(x, x), 0)],
-    ["erfinv", w.erfinv, { min: -0.95, max: 0.95 }],
+    // erfinv's third derivative is large near ±1: a smaller step keeps central differences exact enough.
+    ["erfinv", w.erfinv, { min: -0.95, max: 0.95 }, { eps: 1e-6 }],
   ];
-  for (const [name, f, opts] of cases)
+  for (const [name, f, opts, check] of cases)
     test(`${name}: first and second order`, () => {
       fc.assert(
         fc.property(arbShapedTensor(lastAxis, opts ?? {}), (x) => {
           if (name === "min") fc.pre(minSpread(w.evaluate((t: Tensor) => w.mul(t, t), x)) > 1e-3);
           if (name.startsWith("layerNorm")) fc.pre(minRowVariance(x) > 0.05);
-          checkGrads(f, [x], { order: 2 });
+          checkGrads(f, [x], { order: 2, ...check });
         }),
         RUNS,
       );
