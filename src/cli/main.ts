@@ -56,14 +56,19 @@ function flagsToConfig(args: readonly string[]): Record<string, unknown> {
   return out;
 }
 
-async function evalCommand(rest: readonly string[]): Promise<number> {
-  let flags: Record<string, unknown>;
+/** The flags as config fields, or null after printing what is wrong with them. */
+function flagsOrUsage(args: readonly string[]): Record<string, unknown> | null {
   try {
-    flags = flagsToConfig(rest);
+    return flagsToConfig(args);
   } catch (e) {
     console.error(`${String(e)}\n\n${USAGE}`);
-    return 2;
+    return null;
   }
+}
+
+async function evalCommand(rest: readonly string[]): Promise<number> {
+  const flags = flagsOrUsage(rest);
+  if (!flags) return 2;
   const { checkpoint, ...overrides } = flags;
   if (typeof checkpoint !== "string") {
     console.error(`wgrad eval needs --checkpoint <file.safetensors>\n\n${USAGE}`);
@@ -105,13 +110,8 @@ async function main(argv: readonly string[]): Promise<number> {
     console.error(command ? `unknown command "${command}"\n\n${USAGE}` : USAGE);
     return command === "--help" || command === "help" ? 0 : 2;
   }
-  let overrides: Record<string, unknown>;
-  try {
-    overrides = flagsToConfig(rest);
-  } catch (e) {
-    console.error(`${String(e)}\n\n${USAGE}`);
-    return 2;
-  }
+  const overrides = flagsOrUsage(rest);
+  if (!overrides) return 2;
   const fileCfg: Record<string, unknown> = {};
   if (typeof overrides.config === "string") {
     try {

@@ -40,16 +40,26 @@ export async function knnClassify(
   const top = new Float64Array(kk);
   const topIdx = new Int32Array(kk);
   const votes = new Float64Array(numClasses);
+  // One compiled similarity function per chunk size (every chunk but the last shares one).
+  const simsFor = new Map<number, (rows: Float32Array) => Promise<Float32Array>>();
+  const compileFor = (c: number): ((rows: Float32Array) => Promise<Float32Array>) => {
+    const specs = [spec([c, dim]), spec([m, dim])] as const;
+    if (!gpu) {
+      const exe = compile(sims, specs);
+      return async (rows) => exe.run(rows, bank).data as Float32Array;
+    }
+    const exe = compile(sims, specs, { backend: gpu });
+    return async (rows) => {
+      const out = exe.run(rows, bank);
+      const s = (await out.toArray()) as Float32Array;
+      out.dispose();
+      return s;
+    };
+  };
   for (let start = 0; start < q; start += chunk) {
     const c = Math.min(chunk, q - start);
-    const specs = [spec([c, dim]), spec([m, dim])] as const;
-    const rows = queries.subarray(start * dim, (start + c) * dim);
-    let s: Float32Array;
-    if (gpu) {
-      const out = compile(sims, specs, { backend: gpu }).run(rows, bank);
-      s = (await out.toArray()) as Float32Array;
-      out.dispose();
-    } else s = compile(sims, specs).run(rows, bank).data as Float32Array;
+    const run = simsFor.get(c) ?? simsFor.set(c, compileFor(c)).get(c)!;
+    const s = await run(queries.subarray(start * dim, (start + c) * dim));
     for (let i = 0; i < c; i++) {
       // Keep the k largest similarities (insertion into a small sorted buffer).
       top.fill(-Infinity);

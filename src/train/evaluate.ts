@@ -23,8 +23,8 @@ export interface EvalReport {
   readonly queries: number;
 }
 
-/** Evaluates the teacher of a checkpoint written by `pretrain`; `overrides` may change the backend and the k-NN sample sizes. */
-export async function evaluateCheckpoint(path: string, overrides: Partial<Pick<PretrainConfig, "backend" | "knnBank" | "knnQueries">> = {}): Promise<EvalReport> {
+/** A checkpoint written by `pretrain`: its configuration (with `overrides`) and its teacher's parameters. */
+export async function loadCheckpoint(path: string, overrides: Record<string, unknown> = {}): Promise<{ config: PretrainConfig; teacher: unknown; epoch: number }> {
   const ck = await readSafetensors(path)();
   if (E.isLeft(ck)) throw ck.left;
   let saved: Record<string, unknown>;
@@ -42,6 +42,13 @@ export async function evaluateCheckpoint(path: string, overrides: Partial<Pick<P
     return { student, teacher: teacherOf(student), opt: adamInit(student), centers: initCenters(c.outDim) };
   });
   const state = stateFromCheckpoint(like as never, ck.right.tensors) as { teacher: unknown };
+  return { config: c, teacher: state.teacher, epoch: Number(ck.right.metadata.epoch) };
+}
+
+/** Evaluates the teacher of a checkpoint written by `pretrain`; `overrides` may change the backend and the k-NN sample sizes. */
+export async function evaluateCheckpoint(path: string, overrides: Partial<Pick<PretrainConfig, "backend" | "knnBank" | "knnQueries">> = {}): Promise<EvalReport> {
+  const { config: c, teacher, epoch } = await loadCheckpoint(path, overrides);
+  const mc = modelConfig(c);
   const data = await loadDataset(c.dataset)();
   if (E.isLeft(data)) throw data.left;
   let gpu: GpuContext | null = null;
@@ -53,10 +60,10 @@ export async function evaluateCheckpoint(path: string, overrides: Partial<Pick<P
   const stats = pixelStats(data.right.train);
   const bank = sampleSplit(data.right.train, c.knnBank, c.seed, 102);
   const queries = sampleSplit(data.right.test, c.knnQueries, c.seed, 103);
-  const fb = await features(state.teacher, bank, bank.count, mc, stats, gpu);
-  const fq = await features(state.teacher, queries, queries.count, mc, stats, gpu);
+  const fb = await features(teacher, bank, bank.count, mc, stats, gpu);
+  const fq = await features(teacher, queries, queries.count, mc, stats, gpu);
   const knn = await knnClassify(fb, bank.labels, fq, queries.labels, c.width, { k: c.knnK, temperature: c.knnTemperature, numClasses: 10, ...(gpu ? { gpu } : {}) });
   const probe = linearProbe(fb, bank.labels, fq, queries.labels, c.width, { numClasses: 10 });
-  return { epoch: Number(ck.right.metadata.epoch), knn: knn.accuracy, linearProbe: probe, bank: bank.count, queries: queries.count };
+  return { epoch, knn: knn.accuracy, linearProbe: probe, bank: bank.count, queries: queries.count };
 }
 

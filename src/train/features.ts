@@ -27,11 +27,13 @@ export async function features(teacher: unknown, d: ImageDataset, count: number,
   const out = new Float32Array(count * mc.vit.width);
   const f = (t: TeacherParams, x: Tensor) => reshape(sliceAxis(backbone(x, t.backbone, mc.vit), 1, 0, 1), [x.shape[0], mc.vit.width]);
   const tSpec = mapTree(teacher as Tree<HostTensor | GpuArray>, isLeaf, (t) => spec(t.shape, t.dtype));
+  // One executable per chunk size (every chunk but the last shares one).
+  const exes = new Map<number, { run: (...a: unknown[]) => unknown }>();
+  const exeFor = (n: number) => exes.get(n) ?? exes.set(n, compileOn(gpu, f, [tSpec, spec([n, 1, 28, 28])])).get(n)!;
   for (let s = 0; s < count; s += chunk) {
     const n = Math.min(chunk, count - s);
-    const specs = [tSpec, spec([n, 1, 28, 28])] as const;
     const x = normalise(d, s, n, stats.mean, stats.std);
-    const r = compileOn(gpu, f, specs).run(teacher, x) as HostTensor | GpuArray;
+    const r = exeFor(n).run(teacher, x) as HostTensor | GpuArray;
     if (r instanceof GpuArray) {
       out.set(await r.toArray(), s * mc.vit.width);
       r.dispose();

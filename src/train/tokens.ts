@@ -9,10 +9,8 @@ import * as E from "fp-ts/lib/Either.js";
 import { evaluate, HostTensor } from "../backend/index.js";
 import { loadDataset, pixelStats } from "../data/index.js";
 import { argmax, mapTree, randomKey, spec, type Tree } from "../dsl/index.js";
-import { readSafetensors } from "../io/safetensors.js";
-import { adamInit, backbone, headOutputs, initCenters, initStudent, teacherOf, type TeacherParams } from "../models/index.js";
-import { stateFromCheckpoint } from "./checkpoint.js";
-import { ConfigError, decodeConfig } from "./config.js";
+import { backbone, headOutputs, initStudent, teacherOf, type TeacherParams } from "../models/index.js";
+import { loadCheckpoint } from "./evaluate.js";
 import { compileOn, normalise, sampleSplit } from "./features.js";
 import { modelConfig } from "./pretrain.js";
 
@@ -34,31 +32,16 @@ export interface TokensReport {
 
 /** Writes a PNG of `count` TEST images with their patch tokens; returns how many distinct tokens appear. */
 export async function tokensPicture(checkpoint: string, out: string, count = 16, scale = 8): Promise<TokensReport> {
-  const ck = await readSafetensors(checkpoint)();
-  if (E.isLeft(ck)) throw ck.left;
-  const saved = (() => {
-    try {
-      return JSON.parse(ck.right.metadata.config ?? "") as Record<string, unknown>;
-    } catch {
-      throw new ConfigError(`${checkpoint} has no wgrad config in its metadata; was it written by wgrad pretrain?`);
-    }
-  })();
-  const cfg = decodeConfig(saved);
-  if (E.isLeft(cfg)) throw cfg.left;
-  const c = cfg.right;
+  const { config: c, teacher } = await loadCheckpoint(checkpoint);
   const mc = modelConfig(c);
-  const like = evaluate(() => {
-    const student = initStudent(randomKey(0), mc);
-    return { student, teacher: teacherOf(student), opt: adamInit(student), centers: initCenters(c.outDim) };
-  });
-  const teacher = (stateFromCheckpoint(like as never, ck.right.tensors) as { teacher: unknown }).teacher;
+  const like = evaluate(() => teacherOf(initStudent(randomKey(0), mc)));
   const data = await loadDataset(c.dataset)();
   if (E.isLeft(data)) throw data.left;
   const stats = pixelStats(data.right.train);
   const sample = sampleSplit(data.right.test, count, c.seed, 104);
   const n = sample.count;
   const grid = 28 / c.patchSize;
-  const tSpec = mapTree((like as unknown as { teacher: Tree<HostTensor> }).teacher, (x): x is HostTensor => x instanceof HostTensor, (t) => spec(t.shape, t.dtype));
+  const tSpec = mapTree(like as unknown as Tree<HostTensor>, (x): x is HostTensor => x instanceof HostTensor, (t) => spec(t.shape, t.dtype));
   const specs = [tSpec, spec([n, 1, 28, 28])];
   const ids = compileOn(null, (t: TeacherParams, x: never) => argmax(headOutputs(backbone(x, t.backbone, mc.vit), t.head).patch, -1), specs).run(teacher, normalise(sample, 0, n, stats.mean, stats.std)) as HostTensor;
   // Lay the images out in a row-major grid of tiles, each 28·scale pixels with a 4-pixel gap.

@@ -119,7 +119,7 @@ function generate(
         if (k.prim === "matmul") {
           const isMat = (n: Tensor) => sched.materialized.has(n) && n !== core && n !== r;
           const p = mm ?? tuned.get(matmulClass(k, isMat).key) ?? DEFAULT_MATMUL;
-          src = vec4Applicable(k, p, isMat) ? matmulVec4Kernel(g, k, r, "__NAME__", p, isMat) : matmulKernel(g, k, r, "__NAME__", p.tn % 4 === 0 || p.tm > 4 ? scalarTiles(k) : p);
+          src = vec4Applicable(k, p, isMat) ? matmulVec4Kernel(g, k, r, "__NAME__", p, isMat) : matmulKernel(g, k, r, "__NAME__", mm ?? scalarTiles(k));
         }
         else if (k.prim === "scatterAdd") src = scatterKernel(g, k, "__NAME__");
         else if (needsKernel(k)) src = reduceKernel(g, k, r, "__NAME__");
