@@ -87,7 +87,13 @@ async function evalCommand(rest: readonly string[]): Promise<number> {
 }
 
 async function tokensCommand(rest: readonly string[]): Promise<number> {
-  const { values } = parseArgs({ args: [...rest], options: { checkpoint: { type: "string" }, out: { type: "string" }, count: { type: "string" } }, strict: true });
+  let values: { checkpoint?: string; out?: string; count?: string };
+  try {
+    ({ values } = parseArgs({ args: [...rest], options: { checkpoint: { type: "string" }, out: { type: "string" }, count: { type: "string" } }, strict: true }));
+  } catch (e) {
+    console.error(`${e instanceof Error ? e.message : String(e)}\n\n${USAGE}`);
+    return 2;
+  }
   if (!values.checkpoint) {
     console.error(`wgrad tokens needs --checkpoint <file.safetensors>\n\n${USAGE}`);
     return 2;
