@@ -1,5 +1,5 @@
 /** The VQ codebook tokenizer (spec §11): nearest codes, straight-through gradients, loss placement, EMA updates, usage. */
-import { test } from "node:test";
+import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import * as w from "../src/index.js";
@@ -82,4 +82,148 @@ test("code usage: perplexity K when uniform, 1 when collapsed; the share of code
   });
   assert.ok(Math.abs(pu.item() - 4) < 1e-4 && Math.abs(fu.item() - 1) < 1e-6);
   assert.ok(Math.abs(pc.item() - 1) < 1e-4 && Math.abs(fc1.item() - 1 / 8) < 1e-6);
+});
+
+// ---- The VQ variant of iBOT's patch targets (spec §11) ----
+
+const vqCfg = (o: Partial<w.VqTokenizerConfig> = {}): w.VqTokenizerConfig => ({
+  codebooks: [6, 4], beta: 0.25, placement: "standard", alpha: 1, ema: false, decay: 0.9, deadThreshold: 0, ...o,
+});
+
+test("VQ patch loss: hard targets are the teacher's nearest codes; −log p at masked positions, per image then over images", () => {
+  const cfg = vqCfg({ codebooks: [5] });
+  const [gb, n, d] = [2, 3, 4];
+  const r = w.evaluate(() => {
+    const studentZ = w.normal(w.randomKey(1), [gb, n, d], "f64");
+    const teacherZ = w.normal(w.randomKey(2), [gb, n, d], "f64");
+    const vq = w.initVq(w.randomKey(3), d, cfg);
+    const teacher = { codebooks: [w.cast(w.normal(w.randomKey(4), [5, d]), "f64")], predictors: vq.predictors };
+    const student = { codebooks: vq.codebooks.map((e) => w.cast(e, "f64")), predictors: vq.predictors.map((p) => ({ w: w.cast(p.w, "f64"), b: w.cast(p.b!, "f64") })) };
+    const masks = w.constant([[1, 0, 1], [0, 0, 0]], "f64");
+    const l = w.vqPatchLoss({ studentZ, teacherZ, masks, student, teacher }, cfg);
+    return { l, studentZ, teacherZ, tc: teacher.codebooks[0], pw: student.predictors[0].w, pb: student.predictors[0].b };
+  });
+  const { l } = r;
+  const row = (t: w.HostTensor, i: number, len: number) => Array.from(t.data.subarray(i * len, (i + 1) * len));
+  const targets = [...l.targets[0].data];
+  for (let i = 0; i < gb * n; i++) {
+    const zt = row(r.teacherZ, i, d);
+    const dist = (k: number) => row(r.tc, k, d).reduce((a, e, c) => a + (zt[c] - e) ** 2, 0);
+    const best = [0, 1, 2, 3, 4].reduce((a, k) => (dist(k) < dist(a) ? k : a), 0);
+    assert.equal(targets[i], best, `target of patch ${i}`);
+  }
+  // −log softmax(W z + b)[target] at the masked patches of image 0 (patches 0 and 2); image 1 has none and counts as 0.
+  const nll = (i: number) => {
+    const z = row(r.studentZ, i, d);
+    const logits = [0, 1, 2, 3, 4].map((k) => r.pb.data[k] + z.reduce((a, zc, c) => a + zc * r.pw.data[c * 5 + k], 0));
+    const m = Math.max(...logits);
+    return m + Math.log(logits.reduce((a, v) => a + Math.exp(v - m), 0)) - logits[targets[i]];
+  };
+  const expected = ((nll(0) + nll(2)) / 2 + 0) / 2;
+  assert.ok(Math.abs(l.recon.item() - expected) < 1e-9, `${l.recon.item()} vs ${expected}`);
+  // The tokenizer terms see the visible patches only (4 of 6).
+  assert.ok(Number.isFinite(l.tokenizer.item()) && l.tokenizer.item() > 0);
+  assert.ok(Math.abs(l.loss.item() - (l.recon.item() + l.tokenizer.item())) < 1e-9);
+});
+
+test("dead codes restart at teacher features of the batch; live codes and a zero threshold leave the codebook alone", () => {
+  const run = (threshold: number, ema: boolean) =>
+    w.evaluate(() => {
+      const cfg = vqCfg({ codebooks: [6], deadThreshold: threshold, ema });
+      const z = w.normal(w.randomKey(5), [10, 3]);
+      const teacherZ = w.normal(w.randomKey(6), [10, 3]);
+      const e = w.normal(w.randomKey(7), [6, 3]);
+      const indices = w.quantize(z, e).indices;
+      const state = w.initVqState({ codebooks: [e], predictors: [] }, cfg, 10);
+      const online = { z, weights: w.ones([10]), indices: [indices], teacherZ };
+      return { e, teacherZ, u: w.updateCodebooks([e], state, online, w.randomKey(8), cfg) };
+    });
+  const kept = run(0, false);
+  assert.deepEqual([...kept.u.codebooks[0].data], [...kept.e.data]);
+  assert.equal(kept.u.restarts.item(), 0);
+  const all = run(1e9, false); // every code counts as dead
+  assert.equal(all.u.restarts.item(), 6);
+  const rows = Array.from({ length: 10 }, (_, i) => Array.from(all.teacherZ.data.subarray(3 * i, 3 * i + 3)).join());
+  for (let k = 0; k < 6; k++) assert.ok(rows.includes(Array.from(all.u.codebooks[0].data.subarray(3 * k, 3 * k + 3)).join()), `code ${k} is a teacher feature`);
+  // EMA mode: restarted codes take the feature too (m/N with N reset).
+  const ema = run(1e9, true);
+  for (let k = 0; k < 6; k++) {
+    const code = Array.from(ema.u.codebooks[0].data.subarray(3 * k, 3 * k + 3));
+    assert.ok(rows.some((r) => r.split(",").every((v, c) => Math.abs(Number(v) - code[c]) < 1e-5)), `EMA code ${k}`);
+  }
+});
+
+describe("iBOT with VQ tokens", () => {
+  const cfg: w.IbotModelConfig = {
+    vit: { imageSize: 8, channels: 1, patchSize: 4, width: 8, depth: 1, heads: 2, mlpRatio: 2, qkvBias: true },
+    head: { inDim: 8, hiddenDim: 16, bottleneckDim: 8, outDim: 16 },
+    globalCrops: 2,
+    localCrops: 1,
+    dropPath: 0,
+    clipGrad: 3,
+    vq: vqCfg({ codebooks: [6, 4], deadThreshold: 0.5 }),
+  };
+  const B = 3;
+
+  test("one compiled step: loss falls on a fixed batch, two heads each report their token histogram, the momentum tokenizer follows by EMA", () => {
+    const init = w.evaluate(() => w.initIbotState(w.randomKey(1), cfg, B));
+    assert.equal(init.student.vq!.codebooks.length, 2);
+    const specOf = (t: w.HostTensor) => w.spec(t.shape, t.dtype);
+    const stateSpec = w.mapTree(init as unknown as w.Tree<w.HostTensor>, (x): x is w.HostTensor => x instanceof w.HostTensor, specOf);
+    const batchSpec = { globals: w.spec([2 * B, 1, 8, 8]), locals: w.spec([B, 1, 4, 4]), masks: w.spec([2 * B, 4]) };
+    const schedSpec = { lr: w.spec([]), weightDecay: w.spec([]), momentum: w.spec([]), teacherTemp: w.spec([]), teacherPatchTemp: w.spec([]), step: w.spec([]), freezeLastLayer: w.spec([]), key: w.spec([2], "i32") };
+    const exe = w.compile((st: w.IbotState, b: w.IbotBatch, s: w.IbotSchedule) => w.ibotStep(st, b, s, cfg), [stateSpec, batchSpec, schedSpec] as never) as unknown as { run: (...a: unknown[]) => unknown };
+    const batch = w.evaluate(() => {
+      const x = w.uniform(w.randomKey(2), [B, 1, 8, 8]);
+      return { globals: w.concat([x, x], 0), locals: w.mean(w.reshape(x, [B, 1, 4, 2, 4, 2]), [3, 5]), masks: w.cast(w.bernoulli(w.randomKey(5), 0.5, [2 * B, 4]), "f32") };
+    });
+    type Out = { state: w.IbotState; metrics: { loss: w.HostTensor; patch: w.HostTensor; tokenizer: w.HostTensor; restarts: w.HostTensor; tokenCounts: w.HostTensor[] } };
+    let state: unknown = init;
+    const losses: number[] = [];
+    let last: Out | null = null;
+    for (let i = 1; i <= 30; i++) {
+      const sched = { lr: 1e-3, weightDecay: 0.04, momentum: 0.9, teacherTemp: 0.04, teacherPatchTemp: 0.07, step: i, freezeLastLayer: 0, key: new Int32Array([0, i]) };
+      last = exe.run(state, batch, sched) as Out;
+      losses.push(last.metrics.loss.item());
+      state = last.state;
+    }
+    assert.ok(losses.every(Number.isFinite));
+    assert.ok(losses.slice(-3).reduce((a, b) => a + b) / 3 < losses[0] * 0.8, `loss ${losses.map((l) => l.toFixed(3)).join(" ")}`);
+    const counts = last!.metrics.tokenCounts;
+    assert.deepEqual(counts.map((c) => c.size), [6, 4]);
+    for (const c of counts) assert.equal([...c.data].reduce((a, b) => a + b), 2 * B * 4, "every patch has one token per head");
+    assert.ok(Number.isFinite(last!.metrics.tokenizer.item()) && last!.metrics.restarts.item() >= 0);
+    // The teacher's codebook is an EMA of the student's: it moved, and not onto the student's.
+    const t = last!.state.teacher.vq!.codebooks[0] as unknown as w.HostTensor;
+    const s = last!.state.student.vq!.codebooks[0] as unknown as w.HostTensor;
+    const t0 = init.teacher.vq!.codebooks[0] as unknown as w.HostTensor;
+    assert.ok(t.data.some((v, i) => v !== t0.data[i]) && t.data.some((v, i) => v !== s.data[i]));
+  });
+
+  test("no gradient reaches the teacher's codebooks or predictors; the student's codebook learns only from the tokenizer terms", () => {
+    const g = w.evaluate(() => {
+      const st = w.initIbotState(w.randomKey(3), cfg, B);
+      const batch = { globals: w.uniform(w.randomKey(2), [2 * B, 1, 8, 8]), locals: w.uniform(w.randomKey(3), [B, 1, 4, 4]), masks: w.full([2 * B, 4], 1) };
+      const s = { lr: w.scalar(0), weightDecay: w.scalar(0), momentum: w.scalar(1), teacherTemp: w.scalar(0.04), teacherPatchTemp: w.scalar(0.07), step: w.scalar(1), freezeLastLayer: w.scalar(0), key: w.randomKey(4) };
+      const loss = (student: w.StudentParams, teacher: w.TeacherParams) => w.studentLoss(student, teacher, st.centers, batch, s, cfg)[0];
+      return w.grad(loss, { argnums: [0, 1] })(st.student, st.teacher);
+    });
+    const [gs, gt] = g as unknown as [w.StudentParams, w.TeacherParams];
+    for (const x of [...gt.vq!.codebooks, ...gt.vq!.predictors.map((p) => p.w)]) assert.ok([...(x as unknown as w.HostTensor).data].every((v) => v === 0));
+    // Every patch is masked here, so no visible patch feeds the codebook terms: the codebook gets no gradient; the predictors do.
+    assert.ok([...(gs.vq!.codebooks[0] as unknown as w.HostTensor).data].every((v) => v === 0));
+    assert.ok([...(gs.vq!.predictors[0].w as unknown as w.HostTensor).data].some((v) => v !== 0));
+  });
+
+  test("checkpoints keep codebooks as [K, d], predictors in PyTorch's Linear layout, and the VQ statistics for resuming", async () => {
+    const { checkpointTensors, stateFromCheckpoint } = await import("../src/train/checkpoint.js");
+    const st = w.evaluate(() => w.initIbotState(w.randomKey(1), cfg, B));
+    const t = await checkpointTensors(st as never, { channels: 1, size: 4 });
+    assert.deepEqual(t["student.vq.codebooks.1"].shape, [4, 8]);
+    assert.deepEqual(t["teacher.vq.predictors.0.weight"].shape, [6, 8]);
+    assert.ok(t["wgrad.vq.usage.0"]);
+    const back = stateFromCheckpoint(st, t);
+    assert.deepEqual([...(back.student.vq!.predictors[0].w as unknown as w.HostTensor).data], [...(st.student.vq!.predictors[0].w as unknown as w.HostTensor).data]);
+    assert.deepEqual([...(back.vq!.usage[1] as unknown as w.HostTensor).data], [...(st.vq!.usage[1] as unknown as w.HostTensor).data]);
+  });
 });

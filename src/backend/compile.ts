@@ -86,19 +86,25 @@ function flattenArgs(args: readonly unknown[], defs: readonly TreeDef[], inputs:
   let k = 0;
   for (let a = 0; a < args.length; a++) {
     const { leaves, def } = flatten(args[a], isHostInput, "host array");
-    if (!sameStructure(def, defs[a])) throw new ArgumentError("run", `argument ${a} does not have the structure it was compiled with`);
+    const differs = structureDifference(def, defs[a], `argument ${a}`);
+    if (differs) throw new ArgumentError("run", `${differs}: pass the structure it was compiled with`);
     const paths = leafPaths(defs[a], `argument ${a}`);
     for (let i = 0; i < leaves.length; i++, k++) flat.push(toHostData(leaves[i], inputs[k].shape, inputs[k].dtype, paths[i]));
   }
   return flat;
 }
 
-function sameStructure(a: TreeDef, b: TreeDef): boolean {
-  if (a.kind !== b.kind) return false;
-  if (a.kind === "leaf" || b.kind === "leaf") return true;
-  if (a.children.length !== b.children.length) return false;
-  if (a.kind === "object" && b.kind === "object" && a.keys.some((k, i) => k !== b.keys[i])) return false;
-  return a.children.every((c, i) => sameStructure(c, b.children[i]));
+/** Where a run-time tree (a) departs from the compiled one (b), in words; undefined where they agree. */
+function structureDifference(a: TreeDef, b: TreeDef, path: string): string | undefined {
+  const what = (d: TreeDef) => (d.kind === "leaf" ? "an array" : d.kind === "array" ? `a list of ${d.children.length}` : `an object with keys {${d.keys.join(", ")}}`);
+  if (a.kind === "leaf" && b.kind === "leaf") return undefined;
+  if (a.kind === "leaf" || b.kind === "leaf" || a.kind !== b.kind || a.children.length !== b.children.length) return `${path} is ${what(a)}, compiled with ${what(b)}`;
+  if (a.kind === "object" && b.kind === "object" && a.keys.some((k, i) => k !== b.keys[i])) return `${path} is ${what(a)}, compiled with ${what(b)}`;
+  for (let i = 0; i < a.children.length; i++) {
+    const d = structureDifference(a.children[i], b.children[i], b.kind === "object" ? `${path}.${b.keys[i]}` : `${path}[${i}]`);
+    if (d) return d;
+  }
+  return undefined;
 }
 
 function leafPaths(def: TreeDef, prefix: string): string[] {

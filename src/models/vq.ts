@@ -5,7 +5,7 @@
  * codebook updates with Laplace smoothing, and code-usage statistics.
  */
 import {
-  add, argmin, div, exp, gather, log, matmul, mean, mul, neg, oneHot, reshape, stopGradient, sub, sum, swapAxes, type Tensor,
+  add, argmin, div, exp, gather, log, matmul, maximum, mean, mul, neg, oneHot, reshape, stopGradient, sub, sum, swapAxes, type Tensor,
 } from "../dsl/index.js";
 
 export interface Quantized {
@@ -38,10 +38,14 @@ export interface VqLossOptions {
   readonly placement?: "standard" | "seed";
 }
 
-/** The codebook and commitment terms (means over rows and features), and their weighted sum. */
-export function vqLoss(z: Tensor, codes: Tensor, o: VqLossOptions = {}): { loss: Tensor; codebook: Tensor; commitment: Tensor } {
+/**
+ * The codebook and commitment terms (means over rows and features, or weighted means over rows
+ * when `weights` [N] is given), and their weighted sum.
+ */
+export function vqLoss(z: Tensor, codes: Tensor, o: VqLossOptions = {}, weights?: Tensor): { loss: Tensor; codebook: Tensor; commitment: Tensor } {
   const { beta = 0.25, placement = "standard" } = o;
-  const sq = (a: Tensor, b: Tensor) => mean(mul(sub(a, b), sub(a, b)));
+  const rowMean = (v: Tensor) => (weights ? div(sum(mul(mean(v, -1), weights)), maximum(sum(weights), 1e-12)) : mean(v));
+  const sq = (a: Tensor, b: Tensor) => rowMean(mul(sub(a, b), sub(a, b)));
   const codebook = sq(stopGradient(z), codes); // moves the codes towards the encoder outputs
   const commitment = sq(z, stopGradient(codes)); // keeps the encoder close to its codes
   const loss = placement === "standard" ? add(codebook, mul(commitment, beta)) : add(mul(codebook, beta), commitment);
@@ -58,10 +62,12 @@ export interface EmaCodebook {
 /**
  * One EMA codebook update (Sonnet's VectorQuantizerEMA): N ← γN + (1−γ)n, m ← γm + (1−γ)Σz,
  * Laplace smoothing N ← (N + ε)/(n_total + Kε)·n_total, e = m/N. Everything through stopGradient.
+ * Optional `weights` [N] count rows fractionally (0 leaves a row out).
  */
-export function emaCodebookUpdate(state: EmaCodebook, z: Tensor, indices: Tensor, decay = 0.99, eps = 1e-5): { state: EmaCodebook; codebook: Tensor } {
+export function emaCodebookUpdate(state: EmaCodebook, z: Tensor, indices: Tensor, decay = 0.99, eps = 1e-5, weights?: Tensor): { state: EmaCodebook; codebook: Tensor } {
   const k = state.counts.shape[0];
-  const assign = oneHot(indices, k, z.dtype); // [N, K]
+  const hard = oneHot(indices, k, z.dtype); // [N, K]
+  const assign = weights ? mul(hard, reshape(weights, [weights.shape[0], 1])) : hard;
   const n = sum(assign, 0);
   const zs = stopGradient(z);
   const counts = add(mul(state.counts, decay), mul(n, 1 - decay));
@@ -73,7 +79,13 @@ export function emaCodebookUpdate(state: EmaCodebook, z: Tensor, indices: Tensor
 
 /** Code usage of a batch: perplexity exp(H(p)) of the code histogram (K when uniform, 1 when collapsed) and the share of codes used. */
 export function codeUsage(indices: Tensor, k: number): { perplexity: Tensor; usedFraction: Tensor } {
-  const p = mean(oneHot(indices, k), 0);
+  return usageOfCounts(sum(oneHot(indices, k), 0));
+}
+
+/** Perplexity and used share of a code histogram [K]. */
+export function usageOfCounts(counts: Tensor): { perplexity: Tensor; usedFraction: Tensor } {
+  const k = counts.shape[0];
+  const p = div(counts, maximum(sum(counts), 1e-12));
   const entropy = neg(sum(mul(p, log(add(p, 1e-10)))));
   const used = sum(div(p, add(p, 1e-12))); // ~1 per used code, 0 per unused
   return { perplexity: exp(entropy), usedFraction: div(used, k) };

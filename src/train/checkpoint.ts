@@ -2,8 +2,9 @@
  * Checkpoints with the official iBOT key names and PyTorch layouts, so PyTorch users can load
  * them: Linear weights [out, in], the patch embedding as a Conv2d weight [D, C, p, p], the
  * weight-normalised prototypes as weight_v [K, bottleneck] and weight_g [K, 1] (under both
- * last_layer and last_layer2: the head is shared). Optimizer moments and centres are stored under
- * "wgrad." names for resuming.
+ * last_layer and last_layer2: the head is shared). VQ mode adds vq.codebooks.h ([K, d], like an
+ * nn.Embedding) and vq.predictors.h (Linear). Optimizer moments, centres and VQ statistics are
+ * stored under "wgrad." names for resuming.
  */
 import * as TE from "fp-ts/lib/TaskEither.js";
 import { GpuArray, HostTensor, hostTensor } from "../backend/index.js";
@@ -35,7 +36,9 @@ export function officialName(path: string): string {
     .replace(/\.(norm1|norm2|norm)\.b$/, ".$1.bias")
     .replace(/\.(qkv|proj|fc1|fc2|mlp1|mlp2|mlp3)\.w$/, (_, l: string) => `.${LINEAR_NAMES[l]}.weight`)
     .replace(/\.(qkv|proj|fc1|fc2|mlp1|mlp2|mlp3)\.b$/, (_, l: string) => `.${LINEAR_NAMES[l]}.bias`)
-    .replace(/^head\.lastLayer\.v$/, "head.last_layer.weight_v");
+    .replace(/^head\.lastLayer\.v$/, "head.last_layer.weight_v")
+    .replace(/^vq\.predictors\.(\d+)\.w$/, "vq.predictors.$1.weight")
+    .replace(/^vq\.predictors\.(\d+)\.b$/, "vq.predictors.$1.bias");
   return p;
 }
 
@@ -45,9 +48,12 @@ function transpose2d(data: HostData, rows: number, cols: number): Float32Array {
   return out;
 }
 
+/** Rank-2 weights we store [in, out] and PyTorch [out, in]; the mask token and codebooks ([K, d], like nn.Embedding) are the same in both. */
+const isTorchLinear = (name: string, t: { rank: number }) => t.rank === 2 && !name.endsWith("masked_embed") && !/vq\.codebooks\./.test(name);
+
 /** Our layout → PyTorch's: [in, out] matrices transposed; the patch embedding as a conv weight. */
 export function toTorchLayout(name: string, t: HostTensor, patch: { channels: number; size: number }): HostTensor {
-  if (t.rank !== 2 || name.endsWith("masked_embed")) return t;
+  if (!isTorchLinear(name, t)) return t;
   const [r, c] = t.shape;
   const data = transpose2d(t.data, r, c);
   if (name === "backbone.patch_embed.proj.weight") return hostTensor(data, [c, patch.channels, patch.size, patch.size], "f32");
@@ -58,7 +64,7 @@ const toHost = async (x: Leaf): Promise<HostTensor> => (x instanceof GpuArray ? 
 
 /** The named tensors of a training state, ready to write. */
 export async function checkpointTensors(
-  state: { student: unknown; teacher: unknown; opt: { m: unknown; v: unknown }; centers: unknown },
+  state: { student: unknown; teacher: unknown; opt: { m: unknown; v: unknown }; centers: unknown; vq?: unknown },
   patch: { channels: number; size: number },
 ): Promise<Record<string, HostTensor>> {
   const out: Record<string, HostTensor> = {};
@@ -74,7 +80,8 @@ export async function checkpointTensors(
         out[`${net}.head.last_layer2.weight_g`] = g;
       }
     }
-  for (const [path, leaf] of [...leafPaths(state.opt, "wgrad.opt"), ...leafPaths(state.centers, "wgrad.centers")]) out[path] = await toHost(leaf);
+  const extra = [...leafPaths(state.opt, "wgrad.opt"), ...leafPaths(state.centers, "wgrad.centers"), ...(state.vq ? leafPaths(state.vq, "wgrad.vq") : [])];
+  for (const [path, leaf] of extra) out[path] = await toHost(leaf);
   return out;
 }
 
@@ -94,14 +101,14 @@ export function fromTorchLayout(t: HostTensor, expected: readonly number[]): Hos
  * Rebuilds a training state from checkpoint tensors, shaped like `like` (a freshly initialised
  * state of the same configuration). Missing or mis-shaped tensors are errors naming the tensor.
  */
-export function stateFromCheckpoint<S extends { student: unknown; teacher: unknown; opt: { m: unknown; v: unknown }; centers: unknown }>(
+export function stateFromCheckpoint<S extends { student: unknown; teacher: unknown; opt: { m: unknown; v: unknown }; centers: unknown; vq?: unknown }>(
   like: S,
   tensors: Readonly<Record<string, HostTensor>>,
 ): S {
   const take = (name: string, expected: HostTensor, torch: boolean): HostTensor => {
     const t = tensors[name];
     if (!t) throw new CheckpointError(`checkpoint: tensor "${name}" is missing; was it written by another model configuration?`);
-    const v = torch && expected.rank === 2 && !name.endsWith("masked_embed") ? fromTorchLayout(t, expected.shape) : t;
+    const v = torch && isTorchLinear(name, expected) ? fromTorchLayout(t, expected.shape) : t;
     if (v.size !== expected.size || v.shape.some((d, i) => d !== expected.shape[i]))
       throw new CheckpointError(`checkpoint: tensor "${name}" has shape [${t.shape}], the model expects [${expected.shape}] (in PyTorch layout for weights)`);
     return v;
@@ -117,5 +124,6 @@ export function stateFromCheckpoint<S extends { student: unknown; teacher: unkno
     teacher: rebuild(like.teacher, (p) => `teacher.${officialName(p)}`, true),
     opt: rebuild(like.opt, (p) => `wgrad.opt.${p}`, false),
     centers: rebuild(like.centers, (p) => `wgrad.centers.${p}`, false),
+    ...(like.vq ? { vq: rebuild(like.vq, (p) => `wgrad.vq.${p}`, false) } : {}),
   } as S;
 }

@@ -54,6 +54,19 @@ export const PretrainConfig = t.type({
   warmupTeacherPatchTemp: Positive,
   teacherPatchTemp: Positive,
   warmupTeacherTempEpochs: NonNegInt,
+  // Patch targets: iBOT's soft prototype tokens, or the seed's VQ codebook tokens (spec §11)
+  tokenizer: t.keyof({ ibot: null, vq: null }),
+  /** VQ: vocabulary size of each prediction head (one codebook and one head each). */
+  vqCodebooks: t.array(PositiveInt),
+  vqBeta: t.number,
+  vqPlacement: t.keyof({ standard: null, seed: null }),
+  vqAlpha: t.number,
+  vqEma: t.boolean,
+  vqDecay: Fraction,
+  /** VQ: restart a code whose EMA assignment count per step falls below this (0: never). */
+  vqDeadThreshold: t.number,
+  /** VQ: momentum τ of the momentum tokenizer (the teacher), cosine-scheduled to 1 like momentumTeacher. */
+  vqMomentum: Fraction,
   // Evaluation
   knnK: PositiveInt,
   knnTemperature: Positive,
@@ -106,6 +119,15 @@ export const DEFAULT_CONFIG: PretrainConfig = {
   warmupTeacherPatchTemp: 0.04,
   teacherPatchTemp: 0.07,
   warmupTeacherTempEpochs: 1,
+  tokenizer: "ibot",
+  vqCodebooks: [1024],
+  vqBeta: 0.25,
+  vqPlacement: "standard",
+  vqAlpha: 1,
+  vqEma: false,
+  vqDecay: 0.99,
+  vqDeadThreshold: 1,
+  vqMomentum: 0.999,
   knnK: 20,
   knnTemperature: 0.07,
   knnBank: 3000,
@@ -134,7 +156,9 @@ export function decodeConfig(...overrides: readonly Record<string, unknown>[]): 
         ? E.left(new ConfigError(`invalid config: width ${c.width} must be divisible by heads ${c.heads}`))
         : c.predRatio.length !== c.predRatioVar.length && c.predRatioVar.length !== 1
           ? E.left(new ConfigError("invalid config: predRatioVar must have one entry or as many as predRatio"))
-          : E.right(c),
+          : c.tokenizer === "vq" && c.vqCodebooks.length === 0
+            ? E.left(new ConfigError("invalid config: vqCodebooks needs at least one vocabulary size (one per prediction head), e.g. [1024]"))
+            : E.right(c),
     ),
   );
 }

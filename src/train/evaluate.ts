@@ -9,7 +9,7 @@ import { randomKey } from "../dsl/index.js";
 import { knnClassify } from "../eval/knn.js";
 import { linearProbe } from "../eval/linearProbe.js";
 import { readSafetensors } from "../io/safetensors.js";
-import { adamInit, initCenters, initStudent, teacherOf } from "../models/index.js";
+import { initIbotState } from "../models/index.js";
 import { stateFromCheckpoint } from "./checkpoint.js";
 import { ConfigError, decodeConfig, type PretrainConfig } from "./config.js";
 import { features, sampleSplit } from "./features.js";
@@ -37,10 +37,7 @@ export async function loadCheckpoint(path: string, overrides: Record<string, unk
   if (E.isLeft(cfg)) throw cfg.left;
   const c = cfg.right;
   const mc = modelConfig(c);
-  const like = evaluate(() => {
-    const student = initStudent(randomKey(0), mc);
-    return { student, teacher: teacherOf(student), opt: adamInit(student), centers: initCenters(c.outDim) };
-  });
+  const like = evaluate(() => initIbotState(randomKey(0), mc, c.batchSize));
   const state = stateFromCheckpoint(like as never, ck.right.tensors) as { teacher: unknown };
   return { config: c, teacher: state.teacher, epoch: Number(ck.right.metadata.epoch) };
 }

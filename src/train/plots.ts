@@ -11,7 +11,7 @@ async function render(spec: vl.TopLevelSpec): Promise<string> {
 }
 
 /** Loss, [CLS] and patch parts per step. */
-export function lossPlot(steps: readonly StepLog[]): Promise<string> {
+export function lossPlot(steps: readonly Pick<StepLog, "step" | "loss" | "cls" | "patch">[]): Promise<string> {
   const values = steps.flatMap((s) => [
     { step: s.step, value: s.loss, part: "total" },
     { step: s.step, value: s.cls, part: "[CLS]" },

@@ -10,8 +10,8 @@ import { flatten, mapTree, randomKey, spec, type Tree } from "../dsl/index.js";
 import { loadDataset, mixSeeds, multiCropBatch, multiCropConfig, pixelStats } from "../data/index.js";
 import { knnClassify } from "../eval/knn.js";
 import {
-  adamInit, initCenters, initStudent, learningRateSchedule, maskBatch, teacherMomentumSchedule, teacherOf, teacherTempSchedule, weightDecaySchedule,
-  ibotStep, type IbotModelConfig, type IbotState,
+  learningRateSchedule, maskBatch, teacherMomentumSchedule, teacherTempSchedule, weightDecaySchedule,
+  ibotStep, initIbotState, type IbotModelConfig, type IbotState,
 } from "../models/index.js";
 import { readSafetensors } from "../io/safetensors.js";
 import { checkpointTensors, saveCheckpoint, stateFromCheckpoint } from "./checkpoint.js";
@@ -27,6 +27,19 @@ export interface StepLog {
   readonly patch: number;
   readonly lr: number;
   readonly imagesPerSecond: number;
+  /** Perplexity of this batch's patch tokens (first head): the vocabulary's effective size. */
+  readonly tokenPerplexity: number;
+  /** VQ mode: the tokenizer terms and the codes restarted this step. */
+  readonly tokenizer?: number;
+  readonly restarts?: number;
+}
+
+/** Token usage over an epoch, per head: distinct tokens used and the perplexity of their histogram. */
+export interface TokenLog {
+  readonly epoch: number;
+  readonly used: readonly number[];
+  readonly vocabulary: readonly number[];
+  readonly perplexity: readonly number[];
 }
 
 export interface EvalLog {
@@ -39,6 +52,7 @@ export interface PretrainReport {
   readonly backend: string;
   readonly baselines: { readonly rawPixels: number; readonly randomInit: number };
   readonly evals: readonly EvalLog[];
+  readonly tokens: readonly TokenLog[];
   readonly steps: number;
   readonly seconds: number;
   readonly stoppedEarly?: string;
@@ -58,6 +72,9 @@ export const modelConfig = (c: PretrainConfig): IbotModelConfig => ({
   localCrops: c.localCrops,
   dropPath: c.dropPath,
   clipGrad: c.clipGrad,
+  ...(c.tokenizer === "vq"
+    ? { vq: { codebooks: c.vqCodebooks, beta: c.vqBeta, placement: c.vqPlacement, alpha: c.vqAlpha, ema: c.vqEma, decay: c.vqDecay, deadThreshold: c.vqDeadThreshold } }
+    : {}),
 });
 
 const isHost = (x: unknown): x is HostTensor => x instanceof HostTensor;
@@ -91,18 +108,17 @@ export async function pretrain(c: PretrainConfig, hooks: PretrainHooks = {}): Pr
   const total = itersPerEpoch * c.epochs;
   const lrs = learningRateSchedule({ epochs: c.epochs, itersPerEpoch, batchSize: B, lr: c.lr, minLr: c.minLr, warmupEpochs: c.warmupEpochs });
   const wds = weightDecaySchedule({ epochs: c.epochs, itersPerEpoch, weightDecay: c.weightDecay, weightDecayEnd: c.weightDecayEnd });
-  const moms = teacherMomentumSchedule({ epochs: c.epochs, itersPerEpoch, momentum: c.momentumTeacher });
+  // In VQ mode the teacher is the momentum tokenizer, with its own τ.
+  const moms = teacherMomentumSchedule({ epochs: c.epochs, itersPerEpoch, momentum: c.tokenizer === "vq" ? c.vqMomentum : c.momentumTeacher });
   const warm = Math.min(c.warmupTeacherTempEpochs, c.epochs);
   const temps = teacherTempSchedule(c.warmupTeacherTemp, c.teacherTemp, warm, c.epochs);
   const patchTemps = teacherTempSchedule(c.warmupTeacherPatchTemp, c.teacherPatchTemp, warm, c.epochs);
 
   // Initial state, computed once on the CPU; the first step uploads it.
-  const init = evaluate(() => {
-    const student = initStudent(randomKey(c.seed), mc);
-    return { student, teacher: teacherOf(student), opt: adamInit(student), centers: initCenters(c.outDim) };
-  });
+  const init = evaluate(() => initIbotState(randomKey(c.seed), mc, B));
   const paramCount = flatten(init.student, isHost).leaves.reduce((a, t) => a + t.size, 0);
-  log(`model: ViT width ${c.width}, depth ${c.depth}, ${c.heads} heads, patch ${c.patchSize}; head → ${c.outDim} prototypes; ${paramCount.toLocaleString("en")} student parameters`);
+  const targets = c.tokenizer === "vq" ? `VQ tokens from ${c.vqCodebooks.length} codebook${c.vqCodebooks.length > 1 ? "s" : ""} of ${c.vqCodebooks.join(", ")} codes` : "iBOT soft tokens";
+  log(`model: ViT width ${c.width}, depth ${c.depth}, ${c.heads} heads, patch ${c.patchSize}; head → ${c.outDim} prototypes; patch targets: ${targets}; ${paramCount.toLocaleString("en")} student parameters`);
 
   // Baselines: raw pixels and the random-init teacher through the same k-NN.
   const bank = sampleSplit(trainAll, c.knnBank, c.seed, 102);
@@ -120,13 +136,15 @@ export async function pretrain(c: PretrainConfig, hooks: PretrainHooks = {}): Pr
   const schedSpec = { lr: spec([]), weightDecay: spec([]), momentum: spec([]), teacherTemp: spec([]), teacherPatchTemp: spec([]), step: spec([]), freezeLastLayer: spec([]), key: spec([2], "i32") };
   const stepFn = (st: IbotState, b: never, s: never) => ibotStep(st, b, s, mc);
   const tc = performance.now();
-  type Run = (...a: unknown[]) => { state: unknown; metrics: { loss: HostTensor | GpuArray; cls: HostTensor | GpuArray; patch: HostTensor | GpuArray } };
+  type Value = HostTensor | GpuArray;
+  type Run = (...a: unknown[]) => { state: unknown; metrics: { loss: Value; cls: Value; patch: Value; tokenCounts: Value[]; tokenizer?: Value; restarts?: Value } };
   const exe = compileOn(gpu, stepFn, [stateSpec, batchSpec, schedSpec], [0]) as { run: Run };
   log(`compiled the training step in ${((performance.now() - tc) / 1000).toFixed(1)} s`);
 
   mkdirSync(c.outDir, { recursive: true });
   const metricsPath = join(c.outDir, "metrics.jsonl");
   const evals: EvalLog[] = [];
+  const tokenLogs: TokenLog[] = [];
   const stepLogs: StepLog[] = [];
   let state: unknown = init;
   let step = 0;
@@ -147,13 +165,21 @@ export async function pretrain(c: PretrainConfig, hooks: PretrainHooks = {}): Pr
       const m = JSON.parse(line) as { kind: string } & StepLog & EvalLog;
       if (m.kind === "step" && m.step < step) stepLogs.push(m);
       if (m.kind === "eval" && m.epoch < firstEpoch) evals.push({ epoch: m.epoch, knnTeacher: m.knnTeacher, knnStudent: m.knnStudent });
+      if (m.kind === "tokens" && m.epoch < firstEpoch) tokenLogs.push(m as unknown as TokenLog);
     }
   } else writeFileSync(metricsPath, "");
   let stoppedEarly: string | undefined;
   const grid = 28 / c.patchSize;
-  const read = async (x: HostTensor | GpuArray) => (x instanceof GpuArray ? (await x.toArray())[0] : x.data[0]);
+  const readAll = async (x: Value): Promise<ArrayLike<number>> => {
+    if (!(x instanceof GpuArray)) return x.data;
+    const a = await x.toArray();
+    x.dispose();
+    return a;
+  };
+  const read = async (x: Value) => (await readAll(x))[0];
   outer: for (let epoch = firstEpoch; epoch < c.epochs; epoch++) {
     const order = shuffled(train.count, mixSeeds(c.seed, epoch, 17));
+    const epochCounts = (c.tokenizer === "vq" ? c.vqCodebooks : [c.outDim]).map((k) => new Float64Array(k));
     for (let it = 0; it < itersPerEpoch; it++, step++) {
       const ts = performance.now();
       const idx = order.subarray(it * B, (it + 1) * B);
@@ -165,19 +191,29 @@ export async function pretrain(c: PretrainConfig, hooks: PretrainHooks = {}): Pr
         step: step + 1, freezeLastLayer: epoch < c.freezeLastLayer ? 1 : 0, key: new Int32Array([c.seed, step]),
       };
       const r = exe.run(state, batch, sched);
-      const [loss, cls, patch] = [await read(r.metrics.loss), await read(r.metrics.cls), await read(r.metrics.patch)];
-      for (const k of ["loss", "cls", "patch"] as const) if (r.metrics[k] instanceof GpuArray) (r.metrics[k] as GpuArray).dispose();
+      const mt = r.metrics;
+      const [loss, cls, patch] = [await read(mt.loss), await read(mt.cls), await read(mt.patch)];
+      const counts = await Promise.all(mt.tokenCounts.map(readAll));
+      counts.forEach((h, i) => { for (let k = 0; k < h.length; k++) epochCounts[i][k] += h[k]; });
+      const vq = mt.tokenizer && mt.restarts ? { tokenizer: await read(mt.tokenizer), restarts: await read(mt.restarts) } : {};
       if (!Number.isFinite(loss)) {
         stoppedEarly = `the loss became ${loss} at step ${step} (epoch ${epoch}); the last good checkpoint is kept`;
         log(stoppedEarly);
         break outer;
       }
       state = r.state;
-      const s: StepLog = { epoch, step, loss, cls, patch, lr: lrs[step], imagesPerSecond: B / ((performance.now() - ts) / 1000) };
+      const s: StepLog = {
+        epoch, step, loss, cls, patch, lr: lrs[step], imagesPerSecond: B / ((performance.now() - ts) / 1000), tokenPerplexity: histogramUsage(counts[0]).perplexity, ...vq,
+      };
       appendFileSync(metricsPath, JSON.stringify({ kind: "step", ...s }) + "\n");
       stepLogs.push(s);
       hooks.onStep?.(s, total);
     }
+    const usage = epochCounts.map(histogramUsage);
+    const tl: TokenLog = { epoch, used: usage.map((u) => u.used), vocabulary: epochCounts.map((h) => h.length), perplexity: usage.map((u) => u.perplexity) };
+    tokenLogs.push(tl);
+    appendFileSync(metricsPath, JSON.stringify({ kind: "tokens", ...tl }) + "\n");
+    log(`epoch ${epoch + 1}/${c.epochs}: patch tokens used ${tl.used.map((u, i) => `${u}/${tl.vocabulary[i]}`).join(", ")} (perplexity ${tl.perplexity.map((p) => p.toFixed(1)).join(", ")})`);
     if ((epoch + 1) % c.evalEvery === 0 || epoch === c.epochs - 1) {
       // The student is evaluated through the same backbone function (its mask token is unused without masks).
       const e: EvalLog = { epoch, knnTeacher: await evalTeacher((state as IbotState).teacher), knnStudent: await evalTeacher((state as IbotState).student) };
@@ -197,6 +233,7 @@ export async function pretrain(c: PretrainConfig, hooks: PretrainHooks = {}): Pr
     backend: gpu ? `webgpu (${gpu.adapterName})` : "cpu",
     baselines: { rawPixels: raw.accuracy, randomInit },
     evals,
+    tokens: tokenLogs,
     steps: step,
     seconds: (performance.now() - t0) / 1000,
     ...(stoppedEarly ? { stoppedEarly } : {}),
@@ -205,3 +242,16 @@ export async function pretrain(c: PretrainConfig, hooks: PretrainHooks = {}): Pr
   return report;
 }
 
+
+/** Distinct tokens in a histogram and its perplexity exp(H). */
+export function histogramUsage(counts: ArrayLike<number>): { used: number; perplexity: number } {
+  let total = 0;
+  let used = 0;
+  for (let k = 0; k < counts.length; k++) {
+    total += counts[k];
+    if (counts[k] > 0) used++;
+  }
+  let h = 0;
+  for (let k = 0; k < counts.length; k++) if (counts[k] > 0) h -= (counts[k] / total) * Math.log(counts[k] / total);
+  return { used, perplexity: Math.exp(h) };
+}

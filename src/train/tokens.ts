@@ -8,8 +8,8 @@ import { PNG } from "pngjs";
 import * as E from "fp-ts/lib/Either.js";
 import { evaluate, HostTensor } from "../backend/index.js";
 import { loadDataset, pixelStats } from "../data/index.js";
-import { argmax, mapTree, randomKey, spec, type Tree } from "../dsl/index.js";
-import { backbone, headOutputs, initStudent, teacherOf, type TeacherParams } from "../models/index.js";
+import { mapTree, randomKey, spec, type Tree } from "../dsl/index.js";
+import { initIbotState, teacherTokens, type TeacherParams } from "../models/index.js";
 import { loadCheckpoint } from "./evaluate.js";
 import { compileOn, normalise, sampleSplit } from "./features.js";
 import { modelConfig } from "./pretrain.js";
@@ -34,7 +34,7 @@ export interface TokensReport {
 export async function tokensPicture(checkpoint: string, out: string, count = 16, scale = 8): Promise<TokensReport> {
   const { config: c, teacher } = await loadCheckpoint(checkpoint);
   const mc = modelConfig(c);
-  const like = evaluate(() => teacherOf(initStudent(randomKey(0), mc)));
+  const like = evaluate(() => initIbotState(randomKey(0), mc, 1).teacher);
   const data = await loadDataset(c.dataset)();
   if (E.isLeft(data)) throw data.left;
   const stats = pixelStats(data.right.train);
@@ -43,7 +43,7 @@ export async function tokensPicture(checkpoint: string, out: string, count = 16,
   const grid = 28 / c.patchSize;
   const tSpec = mapTree(like as unknown as Tree<HostTensor>, (x): x is HostTensor => x instanceof HostTensor, (t) => spec(t.shape, t.dtype));
   const specs = [tSpec, spec([n, 1, 28, 28])];
-  const ids = compileOn(null, (t: TeacherParams, x: never) => argmax(headOutputs(backbone(x, t.backbone, mc.vit), t.head).patch, -1), specs).run(teacher, normalise(sample, 0, n, stats.mean, stats.std)) as HostTensor;
+  const ids = compileOn(null, (t: TeacherParams, x: never) => teacherTokens(x, t, mc), specs).run(teacher, normalise(sample, 0, n, stats.mean, stats.std)) as HostTensor;
   // Lay the images out in a row-major grid of tiles, each 28·scale pixels with a 4-pixel gap.
   const cols = Math.ceil(Math.sqrt(n));
   const rows = Math.ceil(n / cols);

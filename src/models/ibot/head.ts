@@ -34,11 +34,17 @@ export function initHead(key: Tensor, cfg: HeadConfig): HeadParams {
   };
 }
 
-/** Token-wise head: [..., D] → logits [..., K]. */
-export function head(x: Tensor, p: HeadParams): Tensor {
-  const h = linear(gelu(linear(gelu(linear(x, p.mlp1.w, p.mlp1.b)), p.mlp2.w, p.mlp2.b)), p.mlp3.w, p.mlp3.b);
-  const z = l2Normalize(h, -1);
+/** The head's MLP and L2-normalised bottleneck: [..., D] → z [..., bottleneck], ‖z‖ = 1. */
+export function bottleneck(x: Tensor, p: HeadParams): Tensor {
+  return l2Normalize(linear(gelu(linear(gelu(linear(x, p.mlp1.w, p.mlp1.b)), p.mlp2.w, p.mlp2.b)), p.mlp3.w, p.mlp3.b), -1);
+}
+
+/** Cosines between bottleneck vectors z [..., bottleneck] and the unit-norm prototypes: logits [..., K]. */
+export function prototypeLogits(z: Tensor, p: HeadParams): Tensor {
   const prototypes = l2Normalize(p.lastLayer.v, 0); // g ≡ 1: unit-norm columns
   const flat = reshape(z, [-1, z.shape[z.rank - 1]]);
   return reshape(matmul(flat, prototypes), [...z.shape.slice(0, -1), prototypes.shape[1]]);
 }
+
+/** Token-wise head: [..., D] → logits [..., K]. */
+export const head = (x: Tensor, p: HeadParams): Tensor => prototypeLogits(bottleneck(x, p), p);

@@ -4,3 +4,4 @@ export * from "./posembed.js";
 export * from "./model.js";
 export * from "./masking.js";
 export * from "./schedules.js";
+export * from "./vqTokens.js";

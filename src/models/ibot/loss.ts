@@ -46,40 +46,56 @@ export const chunks = (x: Tensor, n: number): Tensor[] => {
   return Array.from({ length: n }, (_, i) => sliceAxis(x, 0, i * b, (i + 1) * b));
 };
 
-export function ibotLoss(x: IbotLossInputs, opts: IbotLossOptions): IbotLoss {
-  const { globalCrops: G, studentTemp = 0.1, centerMomentum = 0.9, centerMomentum2 = 0.9, lambda1 = 1, lambda2 = 1 } = opts;
+/** The DINO [CLS] loss across views (spec §4) and the centre that follows it. */
+export function clsLoss(
+  x: Pick<IbotLossInputs, "teacherCls" | "studentCls" | "center" | "teacherTemp">,
+  o: Pick<IbotLossOptions, "globalCrops" | "studentTemp" | "centerMomentum">,
+): { cls: Tensor; center: Tensor } {
+  const { globalCrops: G, studentTemp = 0.1, centerMomentum = 0.9 } = o;
   const B = x.teacherCls.shape[0] / G;
   const V = x.studentCls.shape[0] / B;
   // Teacher targets: centred, sharpened, and cut from the graph.
-  const tCls = chunks(stopGradient(softmax(div(sub(x.teacherCls, x.center), x.teacherTemp), -1)), G);
-  const tPatch = chunks(stopGradient(softmax(div(sub(x.teacherPatch, x.center2), x.teacherPatchTemp), -1)), G);
-  const sCls = chunks(logSoftmax(div(x.studentCls, studentTemp), -1), V);
-  const sPatch = chunks(logSoftmax(div(x.studentPatch, studentTemp), -1), G);
-  const masks = chunks(x.masks, G);
-  let clsTotal: Tensor | null = null;
-  let patchTotal: Tensor | null = null;
+  const t = chunks(stopGradient(softmax(div(sub(x.teacherCls, x.center), x.teacherTemp), -1)), G);
+  const s = chunks(logSoftmax(div(x.studentCls, studentTemp), -1), V);
+  let total: Tensor | null = null;
   let terms = 0;
   for (let q = 0; q < G; q++)
     for (let v = 0; v < V; v++) {
-      if (v === q) {
-        // Same view: masked-patch loss, averaged over each image's masked patches, then over all images.
-        const ce = sum(mul(tPatch[q], sPatch[v]), -1); // [B, N], the negative cross-entropy
-        const perImage = div(sum(mul(ce, masks[q]), -1), maximum(sum(masks[q], -1), 1));
-        const l = mean(perImage);
-        patchTotal = patchTotal ? add(patchTotal, l) : l;
-      } else {
-        const l = mean(sum(mul(tCls[q], sCls[v]), -1));
-        clsTotal = clsTotal ? add(clsTotal, l) : l;
-        terms++;
-      }
+      if (v === q) continue; // the same view is the patch loss's
+      const l = mean(sum(mul(t[q], s[v]), -1));
+      total = total ? add(total, l) : l;
+      terms++;
     }
-  const cls = mul(clsTotal!, -1 / terms);
-  const patch = mul(patchTotal!, -1 / G);
-  const loss = add(mul(cls, lambda1), mul(patch, lambda2));
-  // Centres move after the loss: EMA of the raw teacher logits' batch means.
-  const t = stopGradient(x.teacherCls);
-  const center = add(mul(x.center, centerMomentum), mul(mean(t, 0, true), 1 - centerMomentum));
+  // The centre moves after the loss: EMA of the raw teacher logits' batch mean.
+  const center = add(mul(x.center, centerMomentum), mul(mean(stopGradient(x.teacherCls), 0, true), 1 - centerMomentum));
+  return { cls: mul(total!, -1 / terms), center };
+}
+
+/**
+ * The same-view masked-patch loss (spec §4): the cross-entropy at masked positions, averaged over
+ * each image's masked patches, then over all images (unmasked images count as zero).
+ */
+export function maskedPatchLoss(
+  x: Pick<IbotLossInputs, "teacherPatch" | "studentPatch" | "masks" | "center2" | "teacherPatchTemp">,
+  o: Pick<IbotLossOptions, "studentTemp" | "centerMomentum2"> = {},
+): { patch: Tensor; center2: Tensor } {
+  const { studentTemp = 0.1, centerMomentum2 = 0.9 } = o;
+  const t = stopGradient(softmax(div(sub(x.teacherPatch, x.center2), x.teacherPatchTemp), -1));
+  const ce = sum(mul(t, logSoftmax(div(x.studentPatch, studentTemp), -1)), -1); // [G·B, N], the negative cross-entropy
+  // The mean over all G·B images equals the official mean over crops of per-crop means.
+  const patch = mul(maskedMean(ce, x.masks), -1);
   const patchMean = mean(mean(stopGradient(x.teacherPatch), 1, true), 0, true); // [1, 1, K]
   const center2 = add(mul(x.center2, centerMomentum2), mul(patchMean, 1 - centerMomentum2));
-  return { loss, cls, patch, center, center2 };
+  return { patch, center2 };
+}
+
+/** Per-image mean of v [B, N] over positions where masks [B, N] is 1 (0 for an image without any), then the mean over images. */
+export const maskedMean = (v: Tensor, masks: Tensor): Tensor => mean(div(sum(mul(v, masks), -1), maximum(sum(masks, -1), 1)));
+
+/** iBOT's loss: λ1·[CLS] + λ2·patch, and both centres, updated after the loss (the loss uses the old ones). */
+export function ibotLoss(x: IbotLossInputs, opts: IbotLossOptions): IbotLoss {
+  const { lambda1 = 1, lambda2 = 1 } = opts;
+  const { cls, center } = clsLoss(x, opts);
+  const { patch, center2 } = maskedPatchLoss(x, opts);
+  return { loss: add(mul(cls, lambda1), mul(patch, lambda2)), cls, patch, center, center2 };
 }

@@ -6,14 +6,16 @@
  */
 import { valueAndGrad } from "../../autodiff/index.js";
 import {
-  add, bernoulli, cast, concat, div, flatten, foldIn, greater, isTensor, layerNorm, minimum, mul, reshape, sliceAxis, split, sqrt, sub, sum,
-  unflatten, where, zeros, type Tensor,
+  add, argmax, argmin, bernoulli, cast, concat, div, flatten, foldIn, greater, isTensor, layerNorm, minimum, mul, oneHot, reshape, sliceAxis, split, sqrt,
+  sub, sum, unflatten, where, zeros, type Tensor,
 } from "../../dsl/index.js";
-import { adamw, type AdamState } from "../optim.js";
+import { adamInit, adamw, type AdamState } from "../optim.js";
+import { squaredDistances } from "../vq.js";
 import { initViT } from "../init.js";
 import { addClsAndPositions, block, embedPatches, LN_EPS, type ViTConfig, type ViTParams } from "../vit.js";
-import { head, initHead, type HeadConfig, type HeadParams } from "./head.js";
-import { ibotLoss } from "./loss.js";
+import { bottleneck, head, initHead, prototypeLogits, type HeadConfig, type HeadParams } from "./head.js";
+import { clsLoss, maskedPatchLoss } from "./loss.js";
+import { initVq, initVqState, updateCodebooks, vqPatchLoss, type VqParams, type VqPatchLoss, type VqState, type VqTokenizerConfig } from "./vqTokens.js";
 import { interpolatePosEmbed } from "./posembed.js";
 
 export interface IbotModelConfig {
@@ -24,6 +26,8 @@ export interface IbotModelConfig {
   /** Student stochastic-depth rate (block i drops with linspace(0, rate, depth)[i]). */
   readonly dropPath: number;
   readonly clipGrad: number;
+  /** The seed's VQ tokenizer for the patch targets (absent: iBOT's soft prototype targets). */
+  readonly vq?: VqTokenizerConfig;
 }
 
 export interface StudentParams {
@@ -31,11 +35,15 @@ export interface StudentParams {
   /** The learned mask token [1, D] (zeros at init). */
   readonly maskedEmbed: Tensor;
   readonly head: HeadParams;
+  /** VQ mode: codebooks and prediction heads. */
+  readonly vq?: VqParams;
 }
 
 export interface TeacherParams {
   readonly backbone: ViTParams;
   readonly head: HeadParams;
+  /** VQ mode: the momentum tokenizer's codebooks (and an EMA copy of the prediction heads). */
+  readonly vq?: VqParams;
 }
 
 export interface Centers {
@@ -44,12 +52,34 @@ export interface Centers {
 }
 
 export function initStudent(key: Tensor, cfg: IbotModelConfig): StudentParams {
-  const [kb, kh] = split(key);
-  return { backbone: initViT(kb, cfg.vit), maskedEmbed: zeros([1, cfg.vit.width]), head: initHead(kh, cfg.head) };
+  const [kb, kh, kv] = split(key, 3);
+  const p = { backbone: initViT(kb, cfg.vit), maskedEmbed: zeros([1, cfg.vit.width]), head: initHead(kh, cfg.head) };
+  return cfg.vq ? { ...p, vq: initVq(kv, cfg.head.bottleneckDim, cfg.vq) } : p;
 }
 
 /** The teacher starts as a copy of the student (without the mask token). */
-export const teacherOf = (s: StudentParams): TeacherParams => ({ backbone: s.backbone, head: s.head });
+export const teacherOf = (s: StudentParams): TeacherParams => ({ backbone: s.backbone, head: s.head, ...(s.vq ? { vq: s.vq } : {}) });
+
+/** Patches each global crop's student sees per step ((1 + N) tokens less [CLS], G crops, B images). */
+const patchRows = (cfg: IbotModelConfig, batchSize: number) => cfg.globalCrops * batchSize * (cfg.vit.imageSize / cfg.vit.patchSize) ** 2;
+
+/** A fresh training state: the student, its copy as teacher, zero moments and centres, and VQ statistics in VQ mode. */
+export function initIbotState(key: Tensor, cfg: IbotModelConfig, batchSize: number): IbotState {
+  const student = initStudent(key, cfg);
+  const base = { student, teacher: teacherOf(student), opt: adamInit(student), centers: initCenters(cfg.head.outDim) };
+  return cfg.vq && student.vq ? { ...base, vq: initVqState(student.vq, cfg.vq, patchRows(cfg, batchSize)) } : base;
+}
+
+/**
+ * The teacher's token for every patch of `images`, i32 [B, N]: its most probable prototype (iBOT)
+ * or the nearest code of its first codebook (VQ).
+ */
+export function teacherTokens(images: Tensor, teacher: TeacherParams, cfg: IbotModelConfig): Tensor {
+  const z = patchTokens(bottleneck(backbone(images, teacher.backbone, cfg.vit), teacher.head));
+  if (!teacher.vq) return argmax(prototypeLogits(z, teacher.head), -1);
+  const [b, n, d] = z.shape;
+  return reshape(argmin(squaredDistances(reshape(z, [b * n, d]), teacher.vq.codebooks[0]), -1), [b, n]);
+}
 
 export const initCenters = (k: number): Centers => ({ center: zeros([1, k]), center2: zeros([1, 1, k]) });
 
@@ -118,32 +148,65 @@ export interface IbotState {
   readonly teacher: TeacherParams;
   readonly opt: AdamState<StudentParams>;
   readonly centers: Centers;
+  /** VQ mode: usage counts and EMA codebook statistics. */
+  readonly vq?: VqState;
 }
 
-/** The loss given student parameters (everything else fixed); aux carries what the step needs back. */
-export function studentLoss(student: StudentParams, teacher: TeacherParams, centers: Centers, batch: IbotBatch, s: IbotSchedule, cfg: IbotModelConfig) {
+export interface StudentLossAux {
+  readonly cls: Tensor;
+  /** iBOT: the masked-patch loss; VQ: the reconstruction loss. */
+  readonly patch: Tensor;
+  readonly center: Tensor;
+  readonly center2: Tensor;
+  /** The patch tokens of the teacher's view (the targets), i32 [G·B, N], one per head. */
+  readonly tokens: readonly Tensor[];
+  /** VQ mode: the tokenizer terms and what the codebook update needs. */
+  readonly tokenizer?: Tensor;
+  readonly online?: VqPatchLoss["online"];
+}
+
+const firstToken = (z: Tensor) => reshape(sliceAxis(z, 1, 0, 1), [z.shape[0], z.shape[2]]);
+const patchTokens = (z: Tensor) => sliceAxis(z, 1, 1, z.shape[1]);
+
+/**
+ * The loss given student parameters (everything else fixed): the [CLS] loss across views plus,
+ * in iBOT mode, the masked-patch loss against the teacher's soft tokens, or, in VQ mode, the
+ * reconstruction of the momentum tokenizer's hard tokens and the tokenizer terms. Aux carries what
+ * the step needs back: loss parts, new centres, each step's patch tokens, and the VQ features.
+ */
+export function studentLoss(
+  student: StudentParams, teacher: TeacherParams, centers: Centers, batch: IbotBatch, s: IbotSchedule, cfg: IbotModelConfig,
+): readonly [Tensor, StudentLossAux] {
   const [kg, kl] = split(s.key);
-  const t = headOutputs(backbone(batch.globals, teacher.backbone, cfg.vit), teacher.head);
-  const sg = headOutputs(
+  const tz = bottleneck(backbone(batch.globals, teacher.backbone, cfg.vit), teacher.head);
+  const sz = bottleneck(
     backbone(batch.globals, student.backbone, cfg.vit, { mask: batch.masks, maskedEmbed: student.maskedEmbed, dropKey: kg, dropPath: cfg.dropPath }),
     student.head,
   );
-  const parts = [sg.cls];
+  const parts = [prototypeLogits(firstToken(sz), student.head)];
   if (cfg.localCrops > 0) {
     const localTokens = backbone(batch.locals, student.backbone, cfg.vit, { dropKey: kl, dropPath: cfg.dropPath });
-    const [b, , d] = localTokens.shape;
-    parts.push(head(reshape(sliceAxis(localTokens, 1, 0, 1), [b, d]), student.head));
+    parts.push(head(firstToken(localTokens), student.head));
   }
-  const studentCls = concat(parts, 0);
-  const l = ibotLoss(
-    { teacherCls: t.cls, teacherPatch: t.patch, studentCls, studentPatch: sg.patch, masks: batch.masks, center: centers.center, center2: centers.center2, teacherTemp: s.teacherTemp, teacherPatchTemp: s.teacherPatchTemp },
+  const { cls, center } = clsLoss(
+    { teacherCls: prototypeLogits(firstToken(tz), teacher.head), studentCls: concat(parts, 0), center: centers.center, teacherTemp: s.teacherTemp },
     { globalCrops: cfg.globalCrops },
   );
-  return [l.loss, { cls: l.cls, patch: l.patch, center: l.center, center2: l.center2, teacherCls: t.cls, studentCls: sg.cls }] as const;
+  if (!cfg.vq || !student.vq || !teacher.vq) {
+    const teacherPatch = prototypeLogits(patchTokens(tz), teacher.head);
+    const { patch, center2 } = maskedPatchLoss({
+      teacherPatch, studentPatch: prototypeLogits(patchTokens(sz), student.head), masks: batch.masks, center2: centers.center2, teacherPatchTemp: s.teacherPatchTemp,
+    });
+    // The patch token of a patch is the teacher's most probable prototype.
+    const tokens = [argmax(sub(teacherPatch, centers.center2), -1)];
+    return [add(cls, patch), { cls, patch, center, center2, tokens }];
+  }
+  const v = vqPatchLoss({ studentZ: patchTokens(sz), teacherZ: patchTokens(tz), masks: batch.masks, student: student.vq, teacher: teacher.vq }, cfg.vq);
+  return [add(cls, v.loss), { cls, patch: v.recon, tokenizer: v.tokenizer, center, center2: centers.center2, tokens: v.targets, online: v.online }];
 }
 
-/** Leaves that get weight decay: everything but biases and other 1-D tensors (spec §5). */
-const decays = (t: Tensor) => t.rank > 1;
+/** Leaves that get weight decay: everything but biases and other 1-D tensors (spec §5), and codebooks. */
+const decays = (t: Tensor, codebooks: ReadonlySet<Tensor>) => t.rank > 1 && !codebooks.has(t);
 
 /** Per-tensor gradient clipping (the official utils.clip_gradients): g·min(1, c/(‖g‖ + 1e-6)). */
 const clip = (g: Tensor, c: number) => mul(g, minimum(div(c, add(sqrt(sum(mul(g, g))), 1e-6)), 1));
@@ -157,7 +220,8 @@ export function ibotStep(state: IbotState, batch: IbotBatch, s: IbotSchedule, cf
   const { leaves: gLeaves, def } = flatten(grads, isTensor);
   const clipped = unflatten(def, gLeaves.map((g) => clip(g, cfg.clipGrad))) as unknown as StudentParams;
   const { leaves: pLeaves } = flatten(state.student, isTensor);
-  const next = adamw(state.student, clipped, state.opt, { lr: s.lr, weightDecay: s.weightDecay, step: s.step }, (i) => decays(pLeaves[i]));
+  const codebooks = new Set(state.student.vq?.codebooks ?? []);
+  const next = adamw(state.student, clipped, state.opt, { lr: s.lr, weightDecay: s.weightDecay, step: s.step }, (i) => decays(pLeaves[i], codebooks));
   // freeze_last_layer: the prototypes get no update at all (no gradient, no decay, moments kept).
   const frozen = greater(s.freezeLastLayer, 0);
   const keepIfFrozen = <T>(updated: T, old: T): T => {
@@ -166,17 +230,28 @@ export function ibotStep(state: IbotState, batch: IbotBatch, s: IbotSchedule, cf
     const v = where(frozen, o.head.lastLayer.v, u.head.lastLayer.v);
     return { ...(updated as object), head: { ...u.head, lastLayer: { v } } } as T;
   };
-  const student = keepIfFrozen(next.params, state.student);
+  const updated = keepIfFrozen(next.params, state.student);
   const opt = { m: keepIfFrozen(next.state.m, state.opt.m), v: keepIfFrozen(next.state.v, state.opt.v) };
+  // VQ mode: EMA codebook updates and dead-code restarts act on the optimizer's result.
+  const vq = cfg.vq && updated.vq && state.vq && aux.online ? updateCodebooks(updated.vq.codebooks, state.vq, aux.online, foldIn(s.key, 7), cfg.vq) : undefined;
+  const student: StudentParams = vq && updated.vq ? { ...updated, vq: { ...updated.vq, codebooks: vq.codebooks } } : updated;
   // EMA of the teacher over the parameters both networks have.
   const ema = (t: Tensor, st: Tensor) => add(mul(t, s.momentum), mul(st, sub(1, s.momentum)));
   const teacher: TeacherParams = {
     backbone: zipTrees(state.teacher.backbone, student.backbone, ema),
     head: zipTrees(state.teacher.head, student.head, ema),
+    ...(state.teacher.vq && student.vq ? { vq: zipTrees(state.teacher.vq, student.vq, ema) } : {}),
   };
+  // Per-step histograms of the patch tokens (the teacher's, i.e. the targets), one per head.
+  const vocabulary = (h: number) => (cfg.vq ? cfg.vq.codebooks[h] : cfg.head.outDim);
+  const tokenCounts = aux.tokens.map((t, h) => sum(oneHot(reshape(t, [t.size]), vocabulary(h)), 0));
   return {
-    state: { student, teacher, opt, centers: { center: aux.center, center2: aux.center2 } },
-    metrics: { loss, cls: aux.cls, patch: aux.patch },
+    state: { student, teacher, opt, centers: { center: aux.center, center2: aux.center2 }, ...(vq ? { vq: vq.state } : {}) },
+    metrics: {
+      loss, cls: aux.cls, patch: aux.patch, tokenCounts,
+      ...(aux.tokenizer ? { tokenizer: aux.tokenizer } : {}),
+      ...(vq ? { restarts: vq.restarts } : {}),
+    },
   };
 }
 
