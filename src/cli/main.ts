@@ -8,7 +8,8 @@ import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import * as E from "fp-ts/lib/Either.js";
 import { SingleBar, Presets } from "cli-progress";
-import { decodeConfig, DEFAULT_CONFIG, ConfigError } from "../train/config.js";
+import { decodeConfig, decodeWith, DEFAULT_CONFIG, ConfigError } from "../train/config.js";
+import { DEFAULT_REGIMES, RegimesConfig, trainRegimes } from "../train/regimes.js";
 import { pretrain } from "../train/pretrain.js";
 import { evaluateCheckpoint } from "../train/evaluate.js";
 import { tokensPicture } from "../train/tokens.js";
@@ -16,8 +17,15 @@ import { tokensPicture } from "../train/tokens.js";
 const USAGE = `usage: wgrad pretrain [--config file.json] [--<field> value ...]
        wgrad eval --checkpoint runs/ibot/checkpoint.safetensors [--backend auto|webgpu|cpu] [--knn-bank N] [--knn-queries N]
        wgrad tokens --checkpoint runs/ibot/checkpoint.safetensors [--out tokens.png] [--count 16]
+       wgrad regimes [--config file.json] [--<field> value ...]   (iBOT on a simulated market; fields below)
 
-Fields (defaults): ${Object.entries(DEFAULT_CONFIG).map(([k, v]) => `--${kebab(k)} ${JSON.stringify(v)}`).join(" ")}`;
+pretrain fields (defaults): ${fields(DEFAULT_CONFIG)}
+
+regimes fields (defaults): ${fields(DEFAULT_REGIMES)}`;
+
+function fields(defaults: object): string {
+  return Object.entries(defaults).map(([k, v]) => `--${kebab(k)} ${JSON.stringify(v)}`).join(" ");
+}
 
 function kebab(s: string): string {
   return s.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
@@ -108,31 +116,65 @@ async function tokensCommand(rest: readonly string[]): Promise<number> {
   return 0;
 }
 
-async function main(argv: readonly string[]): Promise<number> {
-  const [command, ...rest] = argv;
-  if (command === "eval") return evalCommand(rest);
-  if (command === "tokens") return tokensCommand(rest).catch((e) => (console.error(String(e)), 2));
-  if (command !== "pretrain") {
-    console.error(command ? `unknown command "${command}"\n\n${USAGE}` : USAGE);
-    return command === "--help" || command === "help" ? 0 : 2;
-  }
+/** A config file (--config) and flags, decoded with `decode`; null after printing what is wrong. */
+function configFrom<C>(rest: readonly string[], decode: (...o: Record<string, unknown>[]) => E.Either<ConfigError, C>): C | null {
   const overrides = flagsOrUsage(rest);
-  if (!overrides) return 2;
+  if (!overrides) return null;
   const fileCfg: Record<string, unknown> = {};
   if (typeof overrides.config === "string") {
     try {
       Object.assign(fileCfg, JSON.parse(readFileSync(overrides.config, "utf8")));
     } catch (e) {
       console.error(`could not read config file ${overrides.config}: ${String(e)}`);
-      return 2;
+      return null;
     }
   }
   delete overrides.config;
-  const cfg = decodeConfig(fileCfg, overrides);
+  const cfg = decode(fileCfg, overrides);
   if (E.isLeft(cfg)) {
     console.error(cfg.left.message);
-    return 2;
+    return null;
   }
+  return cfg.right;
+}
+
+async function regimesCommand(rest: readonly string[]): Promise<number> {
+  const c = configFrom(rest, (...o) => decodeWith(RegimesConfig, DEFAULT_REGIMES, o));
+  if (!c) return 2;
+  const bar = new SingleBar({ format: "regimes [{bar}] {percentage}% | step {value}/{total} | loss {loss} | ETA {eta_formatted}", hideCursor: true }, Presets.shades_classic);
+  let started = false;
+  const r = await trainRegimes(c, {
+    log: (line) => (started ? process.stderr.write(`\n${line}\n`) : console.log(line)),
+    onStep: (step, total, loss) => {
+      if (!started) bar.start(total, 0, { loss: "-" });
+      started = true;
+      bar.update(step + 1, { loss: loss.toFixed(3) });
+    },
+  });
+  if (started) bar.stop();
+  const row = (name: string, s: { nmi: number; anomalyAuroc: number; tokensUsed: number }) =>
+    console.log(`  ${name.padEnd(30)} NMI ${s.nmi.toFixed(3)}   anomaly AUROC ${s.anomalyAuroc.toFixed(3)}   tokens used ${s.tokensUsed}`);
+  console.log(`\npatch tokens against the simulator's truth (held-out period of time):`);
+  row("random-init, training assets", r.baselines.randomInit.train);
+  row("random-init, held-out asset", r.baselines.randomInit.heldOut);
+  row("trained, training assets", r.train);
+  row("trained, held-out asset", r.heldOut);
+  console.log(`  baselines on raw returns: realised-volatility terciles NMI ${r.baselines.volatilityTerciles.toFixed(3)}, max |return| anomaly AUROC ${r.baselines.maxAbsReturnAuroc.toFixed(3)}`);
+  console.log(`${r.steps} steps in ${r.seconds.toFixed(0)} s on ${r.backend}; ${c.outDir}/report.json, ${c.outDir}/regimes.svg`);
+  return 0;
+}
+
+async function main(argv: readonly string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  if (command === "eval") return evalCommand(rest);
+  if (command === "tokens") return tokensCommand(rest).catch((e) => (console.error(String(e)), 2));
+  if (command === "regimes") return regimesCommand(rest);
+  if (command !== "pretrain") {
+    console.error(command ? `unknown command "${command}"\n\n${USAGE}` : USAGE);
+    return command === "--help" || command === "help" ? 0 : 2;
+  }
+  const cfg = configFrom(rest, decodeConfig);
+  if (!cfg) return 2;
   const bar = new SingleBar({ format: "pretrain [{bar}] {percentage}% | step {value}/{total} | loss {loss} (cls {cls}, patch {patch}) | {ips} img/s | ETA {eta_formatted}", hideCursor: true }, Presets.shades_classic);
   let started = false;
   // Ctrl-C: finish the epoch, write its checkpoint, stop; a second Ctrl-C exits at once.
@@ -140,9 +182,9 @@ async function main(argv: readonly string[]): Promise<number> {
   process.on("SIGINT", () => {
     if (interrupted) process.exit(130);
     interrupted = true;
-    process.stderr.write(`\ninterrupted: stopping after this epoch's checkpoint; continue with --resume ${cfg.right.outDir}/checkpoint.safetensors\n`);
+    process.stderr.write(`\ninterrupted: stopping after this epoch's checkpoint; continue with --resume ${cfg.outDir}/checkpoint.safetensors\n`);
   });
-  const report = await pretrain(cfg.right, {
+  const report = await pretrain(cfg, {
     stopAfterEpoch: () => interrupted,
     log: (line) => (started ? bar.update({}) : undefined, started ? process.stderr.write(`\n${line}\n`) : console.log(line)),
     onStep: (s, total) => {
@@ -155,11 +197,11 @@ async function main(argv: readonly string[]): Promise<number> {
   });
   if (started) bar.stop();
   const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
-  console.log(`\nk-NN accuracy on TEST (k=${cfg.right.knnK}):`);
+  console.log(`\nk-NN accuracy on TEST (k=${cfg.knnK}):`);
   console.log(`  raw pixels        ${pct(report.baselines.rawPixels)}`);
   console.log(`  random-init ViT   ${pct(report.baselines.randomInit)}`);
   for (const e of report.evals) console.log(`  epoch ${e.epoch + 1}: teacher ${pct(e.knnTeacher)}, student ${pct(e.knnStudent)}`);
-  console.log(`${report.steps} steps in ${report.seconds.toFixed(0)} s on ${report.backend}; metrics in ${cfg.right.outDir}/metrics.jsonl`);
+  console.log(`${report.steps} steps in ${report.seconds.toFixed(0)} s on ${report.backend}; metrics in ${cfg.outDir}/metrics.jsonl`);
   if (report.stoppedEarly) {
     console.error(report.stoppedEarly);
     return 1;

@@ -1,7 +1,7 @@
 /** Parameter initialisation as in the official ViT: trunc_normal(0.02) linears, unit LayerNorms, PyTorch's conv default for the patch embedding. */
 import { full, mul, split, truncatedNormal, uniform, zeros, type Shape, type Tensor } from "../dsl/index.js";
 import type { BlockParams, LinearParams, NormParams, ViTConfig, ViTParams } from "./vit.js";
-import { gridSize } from "./vit.js";
+import { patchCount, patchDim } from "./vit.js";
 
 /** trunc_normal_(std) with PyTorch's absolute bounds ±2 (i.e. ±2/std standard deviations). */
 export const truncNormal = (key: Tensor, shape: Shape, std = 0.02): Tensor => mul(truncatedNormal(key, shape, -2 / std, 2 / std), std);
@@ -35,9 +35,9 @@ export function initBlock(key: Tensor, cfg: ViTConfig): BlockParams {
 /** Fresh ViT parameters as a graph of the key (evaluate it on any backend). */
 export function initViT(key: Tensor, cfg: ViTConfig): ViTParams {
   const ks = split(key, 3 + cfg.depth);
-  const n = gridSize(cfg) ** 2;
+  const n = patchCount(cfg);
   return {
-    patchEmbed: initTorchDefault(ks[0], cfg.channels * cfg.patchSize ** 2, cfg.width),
+    patchEmbed: initTorchDefault(ks[0], patchDim(cfg), cfg.width),
     clsToken: truncNormal(ks[1], [1, 1, cfg.width]),
     posEmbed: truncNormal(ks[2], [1, 1 + n, cfg.width]),
     blocks: Array.from({ length: cfg.depth }, (_, i) => initBlock(ks[3 + i], cfg)),

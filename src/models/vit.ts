@@ -8,6 +8,9 @@ import {
 } from "../dsl/index.js";
 
 export interface ViTConfig {
+  /** 2 for images [B, C, H, W] (the default); 1 for series [B, C, L], patches being windows of L. */
+  readonly dims?: 1 | 2;
+  /** Image side, or series length when dims is 1. */
   readonly imageSize: number;
   readonly channels: number;
   readonly patchSize: number;
@@ -46,6 +49,12 @@ export const LN_EPS = 1e-6;
 
 export const gridSize = (cfg: ViTConfig, imageSize = cfg.imageSize): number => imageSize / cfg.patchSize;
 
+/** Patches of one input: grid² for images, L/p for series. */
+export const patchCount = (cfg: ViTConfig): number => (cfg.dims === 1 ? gridSize(cfg) : gridSize(cfg) ** 2);
+
+/** Values in one patch: C·p² for images, C·p for series. */
+export const patchDim = (cfg: ViTConfig): number => cfg.channels * cfg.patchSize ** (cfg.dims ?? 2);
+
 /**
  * [B, C, H, W] → [B, N, C·p·p], patches row-major over the grid, each flattened (c, y, x) like a
  * PyTorch Conv2d weight [D, C, p, p].
@@ -54,6 +63,12 @@ export function patchify(images: Tensor, p: number): Tensor {
   const [b, c, h, w] = images.shape;
   const x = reshape(images, [b, c, h / p, p, w / p, p]);
   return reshape(transpose(x, [0, 2, 4, 1, 3, 5]), [b, (h / p) * (w / p), c * p * p]);
+}
+
+/** [B, C, L] → [B, L/p, C·p], each window flattened (c, t) like a PyTorch Conv1d weight [D, C, p]. */
+export function patchify1d(series: Tensor, p: number): Tensor {
+  const [b, c, l] = series.shape;
+  return reshape(transpose(reshape(series, [b, c, l / p, p]), [0, 2, 1, 3]), [b, l / p, c * p]);
 }
 
 const norm = (x: Tensor, p: NormParams) => layerNorm(x, p.g, p.b, LN_EPS);
@@ -68,7 +83,7 @@ export function block(x: Tensor, p: BlockParams, heads: number, keep?: readonly 
 
 /** Patch tokens [B, N, D] (before the [CLS] token and positions). */
 export const embedPatches = (images: Tensor, p: ViTParams, cfg: ViTConfig): Tensor =>
-  linear(patchify(images, cfg.patchSize), p.patchEmbed.w, p.patchEmbed.b);
+  linear(cfg.dims === 1 ? patchify1d(images, cfg.patchSize) : patchify(images, cfg.patchSize), p.patchEmbed.w, p.patchEmbed.b);
 
 /** Prepends [CLS] and adds positional embeddings: [B, N, D] → [B, 1 + N, D]. */
 export function addClsAndPositions(tokens: Tensor, p: ViTParams, posEmbed: Tensor = p.posEmbed): Tensor {

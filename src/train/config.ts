@@ -7,15 +7,39 @@ import * as E from "fp-ts/lib/Either.js";
 import { pipe } from "fp-ts/lib/function.js";
 import * as t from "io-ts";
 import { WgradError } from "../dsl/index.js";
+import type { VqTokenizerConfig } from "../models/index.js";
 
 export class ConfigError extends WgradError {
   override readonly name = "ConfigError";
 }
 
-const PositiveInt = t.refinement(t.number, (n) => Number.isInteger(n) && n > 0, "PositiveInt");
-const NonNegInt = t.refinement(t.number, (n) => Number.isInteger(n) && n >= 0, "NonNegativeInt");
-const Positive = t.refinement(t.number, (n) => n > 0, "PositiveNumber");
-const Fraction = t.refinement(t.number, (n) => n >= 0 && n <= 1, "Fraction(0..1)");
+export const PositiveInt = t.refinement(t.number, (n) => Number.isInteger(n) && n > 0, "PositiveInt");
+export const NonNegInt = t.refinement(t.number, (n) => Number.isInteger(n) && n >= 0, "NonNegativeInt");
+export const Positive = t.refinement(t.number, (n) => n > 0, "PositiveNumber");
+export const Fraction = t.refinement(t.number, (n) => n >= 0 && n <= 1, "Fraction(0..1)");
+
+/** The patch-target fields shared by every pre-training command: iBOT's soft prototype tokens, or the seed's VQ codebook tokens (spec §11). */
+export const tokenizerProps = {
+  tokenizer: t.keyof({ ibot: null, vq: null }),
+  /** VQ: vocabulary size of each prediction head (one codebook and one head each). */
+  vqCodebooks: t.array(PositiveInt),
+  vqBeta: t.number,
+  vqPlacement: t.keyof({ standard: null, seed: null }),
+  vqAlpha: t.number,
+  vqEma: t.boolean,
+  vqDecay: Fraction,
+  /** VQ: restart a code whose EMA assignment count per step falls below this (0: never). */
+  vqDeadThreshold: t.number,
+  /** VQ: momentum τ of the momentum tokenizer (the teacher), cosine-scheduled to 1 like momentumTeacher. */
+  vqMomentum: Fraction,
+};
+type TokenizerFields = t.TypeOf<t.TypeC<typeof tokenizerProps>>;
+
+/** The VQ tokenizer a configuration asks for (undefined in iBOT mode). */
+export const vqOf = (c: TokenizerFields): VqTokenizerConfig | undefined =>
+  c.tokenizer === "vq"
+    ? { codebooks: c.vqCodebooks, beta: c.vqBeta, placement: c.vqPlacement, alpha: c.vqAlpha, ema: c.vqEma, decay: c.vqDecay, deadThreshold: c.vqDeadThreshold }
+    : undefined;
 
 export const PretrainConfig = t.type({
   dataset: t.keyof({ "fashion-mnist": null, mnist: null }),
@@ -54,19 +78,7 @@ export const PretrainConfig = t.type({
   warmupTeacherPatchTemp: Positive,
   teacherPatchTemp: Positive,
   warmupTeacherTempEpochs: NonNegInt,
-  // Patch targets: iBOT's soft prototype tokens, or the seed's VQ codebook tokens (spec §11)
-  tokenizer: t.keyof({ ibot: null, vq: null }),
-  /** VQ: vocabulary size of each prediction head (one codebook and one head each). */
-  vqCodebooks: t.array(PositiveInt),
-  vqBeta: t.number,
-  vqPlacement: t.keyof({ standard: null, seed: null }),
-  vqAlpha: t.number,
-  vqEma: t.boolean,
-  vqDecay: Fraction,
-  /** VQ: restart a code whose EMA assignment count per step falls below this (0: never). */
-  vqDeadThreshold: t.number,
-  /** VQ: momentum τ of the momentum tokenizer (the teacher), cosine-scheduled to 1 like momentumTeacher. */
-  vqMomentum: Fraction,
+  ...tokenizerProps,
   // Evaluation
   knnK: PositiveInt,
   knnTemperature: Positive,
@@ -136,13 +148,13 @@ export const DEFAULT_CONFIG: PretrainConfig = {
   resume: "",
 };
 
-/** Overrides (from a file and flags) applied to the defaults, decoded: errors name the field and value. */
-export function decodeConfig(...overrides: readonly Record<string, unknown>[]): E.Either<ConfigError, PretrainConfig> {
-  const merged = Object.assign({}, DEFAULT_CONFIG, ...overrides) as Record<string, unknown>;
-  const unknown = Object.keys(merged).filter((k) => !(k in DEFAULT_CONFIG));
-  if (unknown.length) return E.left(new ConfigError(`unknown config field${unknown.length > 1 ? "s" : ""} ${unknown.map((k) => `"${k}"`).join(", ")}; known: ${Object.keys(DEFAULT_CONFIG).join(", ")}`));
+/** Overrides (from a file and flags) applied to `defaults` and decoded by `codec`: errors name the field and value. */
+export function decodeWith<C extends t.Any>(codec: C, defaults: t.TypeOf<C>, overrides: readonly Record<string, unknown>[]): E.Either<ConfigError, t.TypeOf<C>> {
+  const merged = Object.assign({}, defaults, ...overrides) as Record<string, unknown>;
+  const unknown = Object.keys(merged).filter((k) => !(k in defaults));
+  if (unknown.length) return E.left(new ConfigError(`unknown config field${unknown.length > 1 ? "s" : ""} ${unknown.map((k) => `"${k}"`).join(", ")}; known: ${Object.keys(defaults).join(", ")}`));
   return pipe(
-    PretrainConfig.decode(merged),
+    codec.decode(merged),
     E.mapLeft((errs) => {
       const lines = errs.map((e) => {
         const path = e.context.map((c) => c.key).filter((k) => k).join(".");
@@ -151,14 +163,24 @@ export function decodeConfig(...overrides: readonly Record<string, unknown>[]): 
       });
       return new ConfigError(`invalid config: ${[...new Set(lines)].join("; ")}`);
     }),
+    E.chain((c: t.TypeOf<C>) =>
+      c.tokenizer === "vq" && c.vqCodebooks.length === 0
+        ? E.left(new ConfigError("invalid config: vqCodebooks needs at least one vocabulary size (one per prediction head), e.g. [1024]"))
+        : E.right(c),
+    ),
+  );
+}
+
+/** Pre-training overrides (from a file and flags) applied to the defaults, decoded: errors name the field and value. */
+export function decodeConfig(...overrides: readonly Record<string, unknown>[]): E.Either<ConfigError, PretrainConfig> {
+  return pipe(
+    decodeWith(PretrainConfig, DEFAULT_CONFIG, overrides),
     E.chain((c) =>
       c.width % c.heads !== 0
         ? E.left(new ConfigError(`invalid config: width ${c.width} must be divisible by heads ${c.heads}`))
         : c.predRatio.length !== c.predRatioVar.length && c.predRatioVar.length !== 1
           ? E.left(new ConfigError("invalid config: predRatioVar must have one entry or as many as predRatio"))
-          : c.tokenizer === "vq" && c.vqCodebooks.length === 0
-            ? E.left(new ConfigError("invalid config: vqCodebooks needs at least one vocabulary size (one per prediction head), e.g. [1024]"))
-            : E.right(c),
+          : E.right(c),
     ),
   );
 }

@@ -3,7 +3,7 @@
  * bank and queries as during pre-training) and through a linear probe.
  */
 import * as E from "fp-ts/lib/Either.js";
-import { acquireDevice, evaluate, type GpuContext } from "../backend/index.js";
+import { evaluate } from "../backend/index.js";
 import { loadDataset, pixelStats } from "../data/index.js";
 import { randomKey } from "../dsl/index.js";
 import { knnClassify } from "../eval/knn.js";
@@ -12,7 +12,7 @@ import { readSafetensors } from "../io/safetensors.js";
 import { initIbotState } from "../models/index.js";
 import { stateFromCheckpoint } from "./checkpoint.js";
 import { ConfigError, decodeConfig, type PretrainConfig } from "./config.js";
-import { features, sampleSplit } from "./features.js";
+import { chooseBackend, features, sampleSplit } from "./features.js";
 import { modelConfig } from "./pretrain.js";
 
 export interface EvalReport {
@@ -48,12 +48,7 @@ export async function evaluateCheckpoint(path: string, overrides: Partial<Pick<P
   const mc = modelConfig(c);
   const data = await loadDataset(c.dataset)();
   if (E.isLeft(data)) throw data.left;
-  let gpu: GpuContext | null = null;
-  if (c.backend !== "cpu") {
-    const dev = await acquireDevice()();
-    if (E.isRight(dev)) gpu = dev.right;
-    else if (c.backend === "webgpu") throw dev.left;
-  }
+  const gpu = await chooseBackend(c.backend, () => {});
   const stats = pixelStats(data.right.train);
   const bank = sampleSplit(data.right.train, c.knnBank, c.seed, 102);
   const queries = sampleSplit(data.right.test, c.knnQueries, c.seed, 103);

@@ -2,7 +2,7 @@
  * What pre-training and evaluation share: seeded samples of a split, normalised images, and the
  * teacher's [CLS] features computed on the chosen backend.
  */
-import { compile, GpuArray, HostTensor, type GpuContext } from "../backend/index.js";
+import { acquireDevice, compile, GpuArray, HostTensor, type GpuContext } from "../backend/index.js";
 import { createRng, mixSeeds, type ImageDataset } from "../data/index.js";
 import { mapTree, reshape, sliceAxis, spec, type Tensor, type Tree } from "../dsl/index.js";
 import { backbone, type IbotModelConfig, type TeacherParams } from "../models/index.js";
@@ -69,4 +69,17 @@ export function shuffled(n: number, seed: number): Int32Array {
 export function compileOn(gpu: GpuContext | null, f: unknown, specs: readonly unknown[], donate?: number[]): { run: (...a: unknown[]) => unknown } {
   const g = f as (...a: never[]) => Tree<Tensor>;
   return (gpu ? compile(g, specs as never, { backend: gpu, ...(donate ? { donate } : {}) }) : compile(g, specs as never)) as unknown as { run: (...a: unknown[]) => unknown };
+}
+
+/**
+ * The backend a run asked for: "webgpu" needs an adapter (its absence is an error saying how to
+ * get one), "auto" falls back to the CPU with a logged reason, "cpu" never looks.
+ */
+export async function chooseBackend(backend: "auto" | "webgpu" | "cpu", log: (line: string) => void): Promise<GpuContext | null> {
+  if (backend === "cpu") return null;
+  const dev = await acquireDevice()();
+  if (dev._tag === "Right") return dev.right;
+  if (backend === "webgpu") throw dev.left;
+  log(`no WebGPU adapter; running on the CPU backend (${dev.left.message.split(". ")[0]})`);
+  return null;
 }

@@ -59,3 +59,39 @@ export function knnPlot(evals: readonly EvalLog[], baselines: { rawPixels: numbe
     ],
   });
 }
+
+export interface SeriesPoint {
+  readonly step: number;
+  readonly logReturn: number;
+  readonly token: number;
+  readonly regime: string;
+  readonly anomaly: boolean;
+}
+
+/** A price path (cumulative log return) with each step coloured by its patch token, the true regime as a strip beneath, and injected jumps marked. */
+export function regimesPlot(points: readonly SeriesPoint[], title: string): Promise<string> {
+  let level = 0;
+  const values = points.map((p) => ({ ...p, price: (level += p.logReturn), token: `token ${p.token}` }));
+  return render({
+    title: `${title}: patch tokens and the true regimes`,
+    data: { values },
+    vconcat: [
+      {
+        width: 720,
+        height: 240,
+        layer: [
+          { mark: { type: "line", color: "#bbb", strokeWidth: 1 }, encoding: { x: { field: "step", type: "quantitative", scale: { zero: false } }, y: { field: "price", type: "quantitative", title: "cumulative log return", scale: { zero: false } } } },
+          { mark: { type: "circle", size: 14 }, encoding: { x: { field: "step", type: "quantitative" }, y: { field: "price", type: "quantitative" }, color: { field: "token", type: "nominal", title: "token" } } },
+          { transform: [{ filter: "datum.anomaly" }], mark: { type: "point", shape: "triangle-down", size: 80, color: "black" }, encoding: { x: { field: "step", type: "quantitative" }, y: { field: "price", type: "quantitative" } } },
+        ],
+      },
+      {
+        width: 720,
+        height: 30,
+        mark: { type: "tick", thickness: 2 },
+        encoding: { x: { field: "step", type: "quantitative", title: "step" }, color: { field: "regime", type: "nominal", title: "true regime", scale: { scheme: "set2" } } },
+      },
+    ],
+    resolve: { scale: { color: "independent" } },
+  });
+}

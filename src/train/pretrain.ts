@@ -5,7 +5,7 @@
  */
 import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { acquireDevice, evaluate, GpuArray, HostTensor, type GpuContext } from "../backend/index.js";
+import { evaluate, GpuArray, HostTensor } from "../backend/index.js";
 import { flatten, mapTree, randomKey, spec, type Tree } from "../dsl/index.js";
 import { loadDataset, mixSeeds, multiCropBatch, multiCropConfig, pixelStats } from "../data/index.js";
 import { knnClassify } from "../eval/knn.js";
@@ -15,8 +15,8 @@ import {
 } from "../models/index.js";
 import { readSafetensors } from "../io/safetensors.js";
 import { checkpointTensors, saveCheckpoint, stateFromCheckpoint } from "./checkpoint.js";
-import { ConfigError, type PretrainConfig } from "./config.js";
-import { compileOn, features, normalise, sampleSplit, shuffled } from "./features.js";
+import { ConfigError, vqOf, type PretrainConfig } from "./config.js";
+import { chooseBackend, compileOn, features, normalise, sampleSplit, shuffled } from "./features.js";
 import { knnPlot, lossPlot } from "./plots.js";
 
 export interface StepLog {
@@ -72,9 +72,7 @@ export const modelConfig = (c: PretrainConfig): IbotModelConfig => ({
   localCrops: c.localCrops,
   dropPath: c.dropPath,
   clipGrad: c.clipGrad,
-  ...(c.tokenizer === "vq"
-    ? { vq: { codebooks: c.vqCodebooks, beta: c.vqBeta, placement: c.vqPlacement, alpha: c.vqAlpha, ema: c.vqEma, decay: c.vqDecay, deadThreshold: c.vqDeadThreshold } }
-    : {}),
+  ...(c.tokenizer === "vq" ? { vq: vqOf(c) } : {}),
 });
 
 const isHost = (x: unknown): x is HostTensor => x instanceof HostTensor;
@@ -92,13 +90,7 @@ export async function pretrain(c: PretrainConfig, hooks: PretrainHooks = {}): Pr
   const mcrop = multiCropConfig(stats, { localCrops: c.localCrops });
   log(`data: ${data.right.source}, training on ${train.count} images (cache ${data.right.cache.status}); pixel mean ${stats.mean.toFixed(4)}, std ${stats.std.toFixed(4)}`);
 
-  let gpu: GpuContext | null = null;
-  if (c.backend !== "cpu") {
-    const dev = await acquireDevice()();
-    if (dev._tag === "Right") gpu = dev.right;
-    else if (c.backend === "webgpu") throw dev.left;
-    else log(`no WebGPU adapter; running on the CPU backend (${dev.left.message.split(". ")[0]})`);
-  }
+  const gpu = await chooseBackend(c.backend, log);
   log(`backend: ${gpu ? `webgpu on ${gpu.adapterName}` : "cpu"}`);
 
   const mc = modelConfig(c);

@@ -7,12 +7,12 @@
 import { valueAndGrad } from "../../autodiff/index.js";
 import {
   add, argmax, argmin, bernoulli, cast, concat, div, flatten, foldIn, greater, isTensor, layerNorm, minimum, mul, oneHot, reshape, sliceAxis, split, sqrt,
-  sub, sum, unflatten, where, zeros, type Tensor,
+  sub, sum, unflatten, where, zeros, linear, logSoftmax, ArgumentError, ShapeError, type Tensor,
 } from "../../dsl/index.js";
 import { adamInit, adamw, type AdamState } from "../optim.js";
 import { squaredDistances } from "../vq.js";
 import { initViT } from "../init.js";
-import { addClsAndPositions, block, embedPatches, LN_EPS, type ViTConfig, type ViTParams } from "../vit.js";
+import { addClsAndPositions, block, embedPatches, LN_EPS, patchCount, type ViTConfig, type ViTParams } from "../vit.js";
 import { bottleneck, head, initHead, prototypeLogits, type HeadConfig, type HeadParams } from "./head.js";
 import { clsLoss, maskedPatchLoss } from "./loss.js";
 import { initVq, initVqState, updateCodebooks, vqPatchLoss, type VqParams, type VqPatchLoss, type VqState, type VqTokenizerConfig } from "./vqTokens.js";
@@ -61,7 +61,7 @@ export function initStudent(key: Tensor, cfg: IbotModelConfig): StudentParams {
 export const teacherOf = (s: StudentParams): TeacherParams => ({ backbone: s.backbone, head: s.head, ...(s.vq ? { vq: s.vq } : {}) });
 
 /** Patches each global crop's student sees per step ((1 + N) tokens less [CLS], G crops, B images). */
-const patchRows = (cfg: IbotModelConfig, batchSize: number) => cfg.globalCrops * batchSize * (cfg.vit.imageSize / cfg.vit.patchSize) ** 2;
+const patchRows = (cfg: IbotModelConfig, batchSize: number) => cfg.globalCrops * batchSize * patchCount(cfg.vit);
 
 /** A fresh training state: the student, its copy as teacher, zero moments and centres, and VQ statistics in VQ mode. */
 export function initIbotState(key: Tensor, cfg: IbotModelConfig, batchSize: number): IbotState {
@@ -92,7 +92,14 @@ export interface BackboneOptions {
   readonly dropPath?: number;
 }
 
-/** The ViT backbone with iBOT's options: images [B, C, H, W] → normed tokens [B, 1 + N, D]. */
+/** Positional embeddings for n patches: images resize theirs bicubically to other grids; series take windows of the trained length. */
+function positions(posEmbed: Tensor, n: number, cfg: ViTConfig): Tensor {
+  if (cfg.dims !== 1) return interpolatePosEmbed(posEmbed, Math.round(Math.sqrt(n)));
+  if (n + 1 !== posEmbed.shape[1]) throw new ShapeError("backbone", [posEmbed.shape], `a series of ${n} patches, but the positional embedding was made for ${posEmbed.shape[1] - 1}`, "Use windows of the trained length");
+  return posEmbed;
+}
+
+/** The ViT backbone with iBOT's options: images [B, C, H, W] (or series [B, C, L]) → normed tokens [B, 1 + N, D]. */
 export function backbone(images: Tensor, p: ViTParams, cfg: ViTConfig, o: BackboneOptions = {}): Tensor {
   let patches = embedPatches(images, p, cfg);
   if (o.mask && o.maskedEmbed) {
@@ -100,8 +107,7 @@ export function backbone(images: Tensor, p: ViTParams, cfg: ViTConfig, o: Backbo
     const m = reshape(o.mask, [...o.mask.shape, 1]);
     patches = add(mul(patches, sub(1, m)), mul(o.maskedEmbed, m));
   }
-  const grid = Math.round(Math.sqrt(patches.shape[1]));
-  let x = addClsAndPositions(patches, p, interpolatePosEmbed(p.posEmbed, grid));
+  let x = addClsAndPositions(patches, p, positions(p.posEmbed, patches.shape[1], cfg));
   const b = images.shape[0];
   p.blocks.forEach((blk, i) => {
     const rate = o.dropKey && o.dropPath ? (o.dropPath * i) / Math.max(1, p.blocks.length - 1) : 0;
@@ -124,8 +130,9 @@ export function headOutputs(tokens: Tensor, h: HeadParams): { cls: Tensor; patch
 
 /** The per-step inputs: crops (crop-major), masks of the global crops, and the schedules' values. */
 export interface IbotBatch {
-  readonly globals: Tensor; // [G·B, C, H, W]
-  readonly locals: Tensor; // [L·B, C, h, w]
+  readonly globals: Tensor; // [G·B, C, H, W], or [G·B, C, L] for series
+  /** Absent when the model has no local crops. */
+  readonly locals?: Tensor; // [L·B, C, h, w]
   readonly masks: Tensor; // [G·B, N] float
 }
 
@@ -185,6 +192,7 @@ export function studentLoss(
   );
   const parts = [prototypeLogits(firstToken(sz), student.head)];
   if (cfg.localCrops > 0) {
+    if (!batch.locals) throw new ArgumentError("studentLoss", `the model has ${cfg.localCrops} local crops but the batch has no locals`);
     const localTokens = backbone(batch.locals, student.backbone, cfg.vit, { dropKey: kl, dropPath: cfg.dropPath });
     parts.push(head(firstToken(localTokens), student.head));
   }
@@ -259,4 +267,18 @@ function zipTrees<T>(a: T, b: T, f: (x: Tensor, y: Tensor) => Tensor): T {
   const { leaves: as, def } = flatten(a, isTensor);
   const bs = flatten(b, isTensor).leaves;
   return unflatten(def, as.map((x, i) => f(x, bs[i]))) as unknown as T;
+}
+
+/**
+ * How expected each patch's token is from its context: the student, with `masks` [B, N] hiding
+ * patches, predicts the teacher's token of every patch; returns log p(token) [B, N] (meaningful
+ * where masked). iBOT mode reads the prototypes at the student temperature 0.1, VQ mode the first
+ * prediction head.
+ */
+export function tokenLogProb(inputs: Tensor, masks: Tensor, student: StudentParams, teacher: TeacherParams, cfg: IbotModelConfig): Tensor {
+  const target = teacherTokens(inputs, teacher, cfg);
+  const z = patchTokens(bottleneck(backbone(inputs, student.backbone, cfg.vit, { mask: masks, maskedEmbed: student.maskedEmbed }), student.head));
+  const logits = student.vq ? linear(z, student.vq.predictors[0].w, student.vq.predictors[0].b) : div(prototypeLogits(z, student.head), 0.1);
+  const logp = logSoftmax(logits, -1);
+  return sum(mul(logp, oneHot(target, logp.shape[2], logp.dtype)), -1);
 }
