@@ -21,6 +21,10 @@ test("config: defaults decode; a bad field is named with its value and the expec
   assert.ok(E.isLeft(arr) && /predRatio\.1: got 1.5, expected Fraction/.test(arr.left.message));
   const heads = decodeConfig({ width: 100, heads: 3 });
   assert.ok(E.isLeft(heads) && /divisible by heads/.test(heads.left.message));
+  const vq = decodeConfig({ tokenizer: "vq", vqCodebooks: [] });
+  assert.ok(E.isLeft(vq) && /vqCodebooks needs at least one vocabulary size/.test(vq.left.message));
+  const tok = decodeConfig({ tokenizer: "dvae" });
+  assert.ok(E.isLeft(tok) && /tokenizer: got "dvae"/.test(tok.left.message));
   assert.equal(Object.keys(DEFAULT_CONFIG).length, Object.keys(decodeConfig()._tag === "Right" ? (decodeConfig() as E.Right<typeof DEFAULT_CONFIG>).right : {}).length);
 });
 
@@ -91,6 +95,12 @@ test("the CLI rejects bad flags and config files with the field's name, before a
   const b = cli("pretrain", "--config", join(dir, "c.json"));
   assert.equal(b.code, 2);
   assert.match(b.err, /dropPath: got 2, expected Fraction/);
+  const r = cli("regimes", "--held-out-asset", "-1");
+  assert.equal(r.code, 2);
+  assert.match(r.err, /heldOutAsset: got -1, expected NonNegativeInt/);
+  const h = cli("regimes", "--held-out-asset", "9");
+  assert.equal(h.code, 2);
+  assert.match(h.err, /heldOutAsset 9 must be below assets 6/);
   const c = cli("train");
   assert.equal(c.code, 2);
   assert.match(c.err, /unknown command "train"/);

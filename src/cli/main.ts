@@ -8,8 +8,8 @@ import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import * as E from "fp-ts/lib/Either.js";
 import { SingleBar, Presets } from "cli-progress";
-import { decodeConfig, decodeWith, DEFAULT_CONFIG, ConfigError } from "../train/config.js";
-import { DEFAULT_REGIMES, RegimesConfig, trainRegimes } from "../train/regimes.js";
+import { decodeConfig, DEFAULT_CONFIG, ConfigError } from "../train/config.js";
+import { decodeRegimes, DEFAULT_REGIMES, trainRegimes } from "../train/regimes.js";
 import { pretrain } from "../train/pretrain.js";
 import { evaluateCheckpoint } from "../train/evaluate.js";
 import { tokensPicture } from "../train/tokens.js";
@@ -139,7 +139,7 @@ function configFrom<C>(rest: readonly string[], decode: (...o: Record<string, un
 }
 
 async function regimesCommand(rest: readonly string[]): Promise<number> {
-  const c = configFrom(rest, (...o) => decodeWith(RegimesConfig, DEFAULT_REGIMES, o));
+  const c = configFrom(rest, decodeRegimes);
   if (!c) return 2;
   const bar = new SingleBar({ format: "regimes [{bar}] {percentage}% | step {value}/{total} | loss {loss} | ETA {eta_formatted}", hideCursor: true }, Presets.shades_classic);
   let started = false;

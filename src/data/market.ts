@@ -37,7 +37,7 @@ export const DEFAULT_MARKET: MarketConfig = {
   ],
   stay: 0.985,
   factorLoading: 0.7,
-  anomalyRate: 0.002,
+  anomalyRate: 0.005,
   anomalySize: 8,
 };
 

@@ -7,6 +7,8 @@
  */
 import { appendFileSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import * as E from "fp-ts/lib/Either.js";
+import { pipe } from "fp-ts/lib/function.js";
 import * as t from "io-ts";
 import { evaluate, GpuArray, HostTensor, type GpuContext } from "../backend/index.js";
 import { mapTree, randomKey, spec, type Tensor, type Tree } from "../dsl/index.js";
@@ -16,7 +18,7 @@ import {
   ibotStep, initIbotState, learningRateSchedule, maskBatch, teacherMomentumSchedule, teacherTokens, tokenLogProb, weightDecaySchedule,
   type IbotModelConfig, type IbotState, type StudentParams, type TeacherParams,
 } from "../models/index.js";
-import { Fraction, NonNegInt, Positive, PositiveInt, tokenizerProps, vqOf } from "./config.js";
+import { ConfigError, decodeWith, Fraction, NonNegInt, Positive, PositiveInt, tokenizerProps, vqOf } from "./config.js";
 import { chooseBackend, compileOn } from "./features.js";
 import { regimesPlot } from "./plots.js";
 
@@ -96,6 +98,23 @@ export const DEFAULT_REGIMES: RegimesConfig = {
   momentumTeacher: 0.99,
   teacherTemp: 0.04,
 };
+
+/** Overrides decoded against the defaults, with the cross-field checks: errors name the fields. */
+export function decodeRegimes(...overrides: readonly Record<string, unknown>[]): E.Either<ConfigError, RegimesConfig> {
+  return pipe(
+    decodeWith(RegimesConfig, DEFAULT_REGIMES, overrides),
+    E.chain((c) => {
+      const problem =
+        c.heldOutAsset >= c.assets ? `heldOutAsset ${c.heldOutAsset} must be below assets ${c.assets}`
+        : c.assets < 2 ? "needs at least 2 assets (one is held out)"
+        : c.window % c.patchSize !== 0 ? `window ${c.window} must be a multiple of patchSize ${c.patchSize}`
+        : c.width % c.heads !== 0 ? `width ${c.width} must be divisible by heads ${c.heads}`
+        : c.steps * (1 - c.trainFraction) < c.window || c.steps * c.trainFraction < c.window + DEFAULT_SERIES_VIEWS.maxShift ? `steps ${c.steps} with trainFraction ${c.trainFraction} leave less than a window (${c.window}) for training or scoring`
+        : undefined;
+      return problem ? E.left(new ConfigError(`invalid config: ${problem}`)) : E.right(c);
+    }),
+  );
+}
 
 export interface TokenScores {
   /** NMI between patch tokens and the true regimes. */
