@@ -63,3 +63,30 @@ test("resuming with other model settings is refused, naming the setting", async 
   await pretrain(tiny(dir, { epochs: 2 }), { ...quiet, stopAfterEpoch: () => true });
   await assert.rejects(pretrain(tiny(dir, { epochs: 2, width: 32, resume: join(dir, "checkpoint.safetensors") }), quiet), /width \(16 there, 32 here\)/);
 });
+
+test("VQ mode through the same loop: two prediction heads, token usage per epoch, restarts, a checkpoint that resumes exactly and draws its tokens", async () => {
+  const vq = { tokenizer: "vq", vqCodebooks: [8, 16], vqDeadThreshold: 2, vqMomentum: 0.9 };
+  const full = mkdtempSync(join(tmpdir(), "vq-full-"));
+  const report = await pretrain(tiny(full, { ...vq, epochs: 2 }), quiet);
+  assert.equal(report.tokens.length, 2);
+  for (const t of report.tokens) {
+    assert.deepEqual(t.vocabulary, [8, 16]);
+    t.used.forEach((u, h) => assert.ok(u >= 1 && u <= t.vocabulary[h]));
+    t.perplexity.forEach((p, h) => assert.ok(p >= 1 && p <= t.vocabulary[h] + 1e-9));
+  }
+  const steps = readFileSync(join(full, "metrics.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l)).filter((m) => m.kind === "step");
+  assert.ok(steps.every((s) => Number.isFinite(s.tokenizer) && Number.isInteger(s.restarts)));
+  const part = mkdtempSync(join(tmpdir(), "vq-part-"));
+  await pretrain(tiny(part, { ...vq, epochs: 2 }), { ...quiet, stopAfterEpoch: (e) => e === 0 });
+  await pretrain(tiny(part, { ...vq, epochs: 2, resume: join(part, "checkpoint.safetensors") }), quiet);
+  const a = await readSafetensors(join(full, "checkpoint.safetensors"))();
+  const b = await readSafetensors(join(part, "checkpoint.safetensors"))();
+  assert.ok(E.isRight(a) && E.isRight(b));
+  if (E.isRight(a) && E.isRight(b)) {
+    assert.ok(a.right.tensors["teacher.vq.codebooks.1"] && a.right.tensors["wgrad.vq.usage.0"]);
+    for (const n of Object.keys(a.right.tensors)) assert.deepEqual([...b.right.tensors[n].data], [...a.right.tensors[n].data], `tensor ${n} differs after resuming`);
+  }
+  const { tokensPicture } = await import("../src/train/tokens.js");
+  const pic = await tokensPicture(join(full, "checkpoint.safetensors"), join(full, "tokens.png"), 4, 2);
+  assert.ok(pic.distinctTokens >= 1 && pic.distinctTokens <= 8);
+});
