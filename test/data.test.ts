@@ -521,7 +521,8 @@ describe("photometric augmentations", () => {
         }
         if (p.blurSigma !== null) {
           blur++;
-          assert.ok(p.blurSigma >= 0.1 && p.blurSigma <= 2);
+          // The official radii (0.1, 2.0) px at 224 (global) and 96 (local) px, scaled to 28 and 12 px.
+          assert.ok(p.blurSigma >= 0.0125 - 1e-12 && p.blurSigma <= 0.25 + 1e-12, `σ ${p.blurSigma}`);
         }
         const area = (p.box.height * p.box.width) / 784;
         assert.ok(area >= spec.scale[0] * 0.75 && area <= spec.scale[1] * 1.05, `area ${area}`);

@@ -29,7 +29,11 @@ export interface MultiCropOptions {
   readonly jitterP?: number;
   readonly brightness?: number;
   readonly contrast?: number;
-  /** Blur σ range in pixels (0.1, 2.0), as the official PIL radius. */
+  /**
+   * Blur σ range in pixels of the view. Default: the official PIL radius range (0.1, 2.0), which
+   * applies to 224-px global and 96-px local views, scaled to this view's size, i.e.
+   * (0.0125, 0.25) px for 28-px globals and 12-px locals: the same blur relative to the content.
+   */
   readonly blurSigma?: readonly [number, number];
   /** Odd blur kernel size (5); see DEFAULT_BLUR_KERNEL. */
   readonly blurKernelSize?: number;
@@ -37,10 +41,8 @@ export interface MultiCropOptions {
 }
 
 /**
- * The blur kernel: 5 taps (radius 2 px). The official pipeline blurs 224-px images with σ up to
- * 2 px (≈1% of the width); on 28-px images a radius-2 kernel already spans 18% of the width, so a
- * wider one would erase the garment's shape. σ ≤ 1 is covered to ±2σ; larger σ saturate towards
- * a 5×5 box blur.
+ * The blur kernel: 5 taps (radius 2 px), which covers the scaled default σ ≤ 0.25 many times over
+ * and explicit σ up to 1 to ±2σ (larger σ saturate towards a 5×5 box blur).
  */
 export const DEFAULT_BLUR_KERNEL = 5;
 
@@ -69,13 +71,16 @@ export function multiCropConfig(stats: PixelStats, o: MultiCropOptions = {}): Mu
     jitterP: o.jitterP ?? 0.8,
     brightness: o.brightness ?? 0.4,
     contrast: o.contrast ?? 0.4,
-    blurSigma: o.blurSigma ?? ([0.1, 2.0] as const),
     blurKernelSize: o.blurKernelSize ?? DEFAULT_BLUR_KERNEL,
     solarizeThreshold: o.solarizeThreshold ?? 128 / 255,
   };
-  const global = { ...common, size: o.globalSize ?? 28, scale: o.globalScale ?? ([0.4, 1] as const) };
+  // The official blur radii hold for 224-px global and 96-px local views: scale them with the view.
+  const blur = (size: number, official: number) => o.blurSigma ?? ([(0.1 * size) / official, (2.0 * size) / official] as const);
+  const globalSize = o.globalSize ?? 28;
+  const localSize = o.localSize ?? 12;
+  const global = { ...common, size: globalSize, blurSigma: blur(globalSize, 224), scale: o.globalScale ?? ([0.4, 1] as const) };
   const globalViews = Array.from({ length: o.globalCrops ?? 2 }, (_, g): ViewSpec => ({ ...global, blurP: g === 0 ? 1.0 : 0.1, solarizeP: g === 0 ? 0 : 0.2 }));
-  const localView: ViewSpec = { ...common, size: o.localSize ?? 12, scale: o.localScale ?? ([0.1, 0.4] as const), blurP: 0.5, solarizeP: 0 };
+  const localView: ViewSpec = { ...common, size: localSize, blurSigma: blur(localSize, 96), scale: o.localScale ?? ([0.1, 0.4] as const), blurP: 0.5, solarizeP: 0 };
   const config = { globalViews, localView, localCrops: o.localCrops ?? 4, mean: stats.mean, std: stats.std };
   validateConfig(config);
   return config;
