@@ -37,7 +37,7 @@ export async function loadCheckpoint(path: string, overrides: Record<string, unk
   if (E.isLeft(cfg)) throw cfg.left;
   const c = cfg.right;
   const mc = modelConfig(c);
-  const like = evaluate(() => initIbotState(randomKey(0), mc, c.batchSize));
+  const like = evaluate(() => initIbotState(randomKey(0), mc));
   const state = stateFromCheckpoint(like as never, ck.right.tensors) as { teacher: unknown };
   return { config: c, teacher: state.teacher, epoch: Number(ck.right.metadata.epoch) };
 }

@@ -72,6 +72,7 @@ export interface SeriesPoint {
 export function regimesPlot(points: readonly SeriesPoint[], title: string): Promise<string> {
   let level = 0;
   const values = points.map((p) => ({ ...p, price: (level += p.logReturn), token: `token ${p.token}` }));
+  const x = { field: "step", type: "quantitative" as const, scale: { domain: [points[0]?.step ?? 0, points[points.length - 1]?.step ?? 1], nice: false } };
   return render({
     title: `${title}: patch tokens and the true regimes`,
     data: { values },
@@ -80,16 +81,16 @@ export function regimesPlot(points: readonly SeriesPoint[], title: string): Prom
         width: 720,
         height: 240,
         layer: [
-          { mark: { type: "line", color: "#bbb", strokeWidth: 1 }, encoding: { x: { field: "step", type: "quantitative", scale: { zero: false } }, y: { field: "price", type: "quantitative", title: "cumulative log return", scale: { zero: false } } } },
-          { mark: { type: "circle", size: 14 }, encoding: { x: { field: "step", type: "quantitative" }, y: { field: "price", type: "quantitative" }, color: { field: "token", type: "nominal", title: "token" } } },
-          { transform: [{ filter: "datum.anomaly" }], mark: { type: "point", shape: "triangle-down", size: 80, color: "black" }, encoding: { x: { field: "step", type: "quantitative" }, y: { field: "price", type: "quantitative" } } },
+          { mark: { type: "line", color: "#bbb", strokeWidth: 1 }, encoding: { x, y: { field: "price", type: "quantitative", title: "cumulative log return", scale: { zero: false } } } },
+          { mark: { type: "circle", size: 14 }, encoding: { x, y: { field: "price", type: "quantitative" }, color: { field: "token", type: "nominal", title: "token" } } },
+          { transform: [{ filter: "datum.anomaly" }], mark: { type: "point", shape: "triangle-down", size: 80, color: "black" }, encoding: { x, y: { field: "price", type: "quantitative" } } },
         ],
       },
       {
         width: 720,
         height: 30,
         mark: { type: "tick", thickness: 2 },
-        encoding: { x: { field: "step", type: "quantitative", title: "step" }, color: { field: "regime", type: "nominal", title: "true regime", scale: { scheme: "set2" } } },
+        encoding: { x: { ...x, title: "step" }, color: { field: "regime", type: "nominal", title: "true regime", scale: { scheme: "set2" } } },
       },
     ],
     resolve: { scale: { color: "independent" } },

@@ -107,7 +107,7 @@ export async function pretrain(c: PretrainConfig, hooks: PretrainHooks = {}): Pr
   const patchTemps = teacherTempSchedule(c.warmupTeacherPatchTemp, c.teacherPatchTemp, warm, c.epochs);
 
   // Initial state, computed once on the CPU; the first step uploads it.
-  const init = evaluate(() => initIbotState(randomKey(c.seed), mc, B));
+  const init = evaluate(() => initIbotState(randomKey(c.seed), mc));
   const paramCount = flatten(init.student, isHost).leaves.reduce((a, t) => a + t.size, 0);
   const targets = c.tokenizer === "vq" ? `VQ tokens from ${c.vqCodebooks.length} codebook${c.vqCodebooks.length > 1 ? "s" : ""} of ${c.vqCodebooks.join(", ")} codes` : "iBOT soft tokens";
   log(`model: ViT width ${c.width}, depth ${c.depth}, ${c.heads} heads, patch ${c.patchSize}; head → ${c.outDim} prototypes; patch targets: ${targets}; ${paramCount.toLocaleString("en")} student parameters`);

@@ -264,7 +264,7 @@ export async function trainRegimes(c: RegimesConfig, hooks: RegimesHooks = {}): 
   const mc = regimesModelConfig(c);
   const n = c.window / c.patchSize;
   const B = c.batchSize;
-  const init = evaluate(() => initIbotState(randomKey(c.seed), mc, B));
+  const init = evaluate(() => initIbotState(randomKey(c.seed), mc));
   const test = evalSet(market, series, [...trainAssets, c.heldOutAsset], trainEnd, c);
   const isHeldOut = (w: number) => test.asset[w] === c.heldOutAsset;
   const both = async (st: { student: unknown; teacher: unknown }) => {

@@ -34,7 +34,7 @@ export interface TokensReport {
 export async function tokensPicture(checkpoint: string, out: string, count = 16, scale = 8): Promise<TokensReport> {
   const { config: c, teacher } = await loadCheckpoint(checkpoint);
   const mc = modelConfig(c);
-  const like = evaluate(() => initIbotState(randomKey(0), mc, 1).teacher);
+  const like = evaluate(() => initIbotState(randomKey(0), mc).teacher);
   const data = await loadDataset(c.dataset)();
   if (E.isLeft(data)) throw data.left;
   const stats = pixelStats(data.right.train);

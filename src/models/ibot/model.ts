@@ -12,7 +12,7 @@ import {
 import { adamInit, adamw, type AdamState } from "../optim.js";
 import { squaredDistances } from "../vq.js";
 import { initViT } from "../init.js";
-import { addClsAndPositions, block, embedPatches, LN_EPS, patchCount, type ViTConfig, type ViTParams } from "../vit.js";
+import { addClsAndPositions, block, embedPatches, LN_EPS, type ViTConfig, type ViTParams } from "../vit.js";
 import { bottleneck, head, initHead, prototypeLogits, type HeadConfig, type HeadParams } from "./head.js";
 import { clsLoss, maskedPatchLoss } from "./loss.js";
 import { initVq, initVqState, updateCodebooks, vqPatchLoss, type VqParams, type VqPatchLoss, type VqState, type VqTokenizerConfig } from "./vqTokens.js";
@@ -60,14 +60,11 @@ export function initStudent(key: Tensor, cfg: IbotModelConfig): StudentParams {
 /** The teacher starts as a copy of the student (without the mask token). */
 export const teacherOf = (s: StudentParams): TeacherParams => ({ backbone: s.backbone, head: s.head, ...(s.vq ? { vq: s.vq } : {}) });
 
-/** Patches each global crop's student sees per step ((1 + N) tokens less [CLS], G crops, B images). */
-const patchRows = (cfg: IbotModelConfig, batchSize: number) => cfg.globalCrops * batchSize * patchCount(cfg.vit);
-
 /** A fresh training state: the student, its copy as teacher, zero moments and centres, and VQ statistics in VQ mode. */
-export function initIbotState(key: Tensor, cfg: IbotModelConfig, batchSize: number): IbotState {
+export function initIbotState(key: Tensor, cfg: IbotModelConfig): IbotState {
   const student = initStudent(key, cfg);
   const base = { student, teacher: teacherOf(student), opt: adamInit(student), centers: initCenters(cfg.head.outDim) };
-  return cfg.vq && student.vq ? { ...base, vq: initVqState(student.vq, cfg.vq, patchRows(cfg, batchSize)) } : base;
+  return cfg.vq && student.vq ? { ...base, vq: initVqState(student.vq, cfg.vq) } : base;
 }
 
 /**

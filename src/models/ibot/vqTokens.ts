@@ -55,10 +55,13 @@ export function initVq(key: Tensor, dim: number, cfg: VqTokenizerConfig): VqPara
   };
 }
 
-/** `rowsPerStep`: how many features each step assigns (sets the restart grace of fresh codes). */
-export function initVqState(params: VqParams, cfg: VqTokenizerConfig, rowsPerStep: number): VqState {
+/**
+ * Usage starts at the restart threshold, so a code that no feature picks in the first step is
+ * restarted at once on a feature of the batch (a data-dependent initialisation).
+ */
+export function initVqState(params: VqParams, cfg: VqTokenizerConfig): VqState {
   return {
-    usage: params.codebooks.map((e) => add(zeros([e.shape[0]]), rowsPerStep / e.shape[0])),
+    usage: params.codebooks.map((e) => add(zeros([e.shape[0]]), cfg.deadThreshold)),
     ...(cfg.ema ? { ema: params.codebooks.map((e) => ({ counts: add(zeros([e.shape[0]]), 1), sums: e })) } : {}),
   };
 }
@@ -139,12 +142,12 @@ export function updateCodebooks(
     const pickRows = cast(mul(uniform(keys[h], [k]), rows - 1e-3), "i32"); // truncation: uniform in 0..rows−1
     const fresh = gather(online.teacherZ, pickRows, 0); // [K, d]
     const deadCol = reshape(dead, [k, 1]);
-    const grace = div(sum(usage), k); // a restarted code starts at the mean usage
+    const grace = 2 * cfg.deadThreshold; // a restarted code has ~ln 2/(1 − γ) steps to win features
     restarts = add(restarts, sum(cast(dead, "f32")));
     return {
       codebook: where(deadCol, fresh, updated),
       usage: where(dead, grace, usage),
-      ema: ema ? { counts: where(dead, grace, ema.state.counts), sums: where(deadCol, mul(fresh, reshape(grace, [1, 1])), ema.state.sums) } : undefined,
+      ema: ema ? { counts: where(dead, grace, ema.state.counts), sums: where(deadCol, mul(fresh, grace), ema.state.sums) } : undefined,
     };
   });
   return {
