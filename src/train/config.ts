@@ -41,6 +41,29 @@ export const vqOf = (c: TokenizerFields): VqTokenizerConfig | undefined =>
     ? { codebooks: c.vqCodebooks, beta: c.vqBeta, placement: c.vqPlacement, alpha: c.vqAlpha, ema: c.vqEma, decay: c.vqDecay, deadThreshold: c.vqDeadThreshold }
     : undefined;
 
+/** AdamW with the official schedules: lr (for a batch of 256) with warm-up and cosine decay, weight decay cosine, per-tensor clipping. */
+export const optimizerProps = {
+  lr: Positive,
+  minLr: t.number,
+  warmupEpochs: t.number,
+  weightDecay: t.number,
+  weightDecayEnd: t.number,
+  clipGrad: Positive,
+};
+
+/** The tokenizer fields' defaults: paper mode, and a VQ setting to switch to. */
+export const DEFAULT_TOKENIZER: TokenizerFields = {
+  tokenizer: "ibot",
+  vqCodebooks: [1024],
+  vqBeta: 0.25,
+  vqPlacement: "standard",
+  vqAlpha: 1,
+  vqEma: false,
+  vqDecay: 0.99,
+  vqDeadThreshold: 1,
+  vqMomentum: 0.999,
+};
+
 export const PretrainConfig = t.type({
   dataset: t.keyof({ "fashion-mnist": null, mnist: null }),
   /** Train on the first N images of TRAIN (0: all). */
@@ -65,12 +88,7 @@ export const PretrainConfig = t.type({
   predRatio: t.array(Fraction),
   predRatioVar: t.array(Fraction),
   // Optimisation (spec §5)
-  lr: Positive,
-  minLr: t.number,
-  warmupEpochs: t.number,
-  weightDecay: t.number,
-  weightDecayEnd: t.number,
-  clipGrad: Positive,
+  ...optimizerProps,
   freezeLastLayer: NonNegInt,
   momentumTeacher: Fraction,
   warmupTeacherTemp: Positive,
@@ -131,15 +149,7 @@ export const DEFAULT_CONFIG: PretrainConfig = {
   warmupTeacherPatchTemp: 0.04,
   teacherPatchTemp: 0.07,
   warmupTeacherTempEpochs: 1,
-  tokenizer: "ibot",
-  vqCodebooks: [1024],
-  vqBeta: 0.25,
-  vqPlacement: "standard",
-  vqAlpha: 1,
-  vqEma: false,
-  vqDecay: 0.99,
-  vqDeadThreshold: 1,
-  vqMomentum: 0.999,
+  ...DEFAULT_TOKENIZER,
   knnK: 20,
   knnTemperature: 0.07,
   knnBank: 3000,

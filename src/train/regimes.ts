@@ -18,7 +18,7 @@ import {
   ibotStep, initIbotState, learningRateSchedule, maskBatch, teacherMomentumSchedule, teacherTokens, tokenLogProb, weightDecaySchedule,
   type IbotModelConfig, type IbotState, type StudentParams, type TeacherParams,
 } from "../models/index.js";
-import { ConfigError, decodeWith, Fraction, NonNegInt, Positive, PositiveInt, tokenizerProps, vqOf } from "./config.js";
+import { ConfigError, decodeWith, DEFAULT_TOKENIZER, Fraction, NonNegInt, optimizerProps, Positive, PositiveInt, tokenizerProps, vqOf } from "./config.js";
 import { chooseBackend, compileOn } from "./features.js";
 import { regimesPlot } from "./plots.js";
 
@@ -34,6 +34,8 @@ export const RegimesConfig = t.type({
   /** Training uses the first share of the steps; scores come from the rest. */
   trainFraction: Fraction,
   // Model: a ViT over windows of returns, patches of patchSize steps
+  /** Input channels per step: the standardised return, or the return and its absolute value. */
+  features: t.keyof({ returns: null, "returns+abs": null }),
   window: PositiveInt,
   patchSize: PositiveInt,
   width: PositiveInt,
@@ -48,12 +50,7 @@ export const RegimesConfig = t.type({
   itersPerEpoch: PositiveInt,
   batchSize: PositiveInt,
   predRatio: Fraction,
-  lr: Positive,
-  minLr: t.number,
-  warmupEpochs: t.number,
-  weightDecay: t.number,
-  weightDecayEnd: t.number,
-  clipGrad: Positive,
+  ...optimizerProps,
   momentumTeacher: Fraction,
   teacherTemp: Positive,
 });
@@ -68,6 +65,7 @@ export const DEFAULT_REGIMES: RegimesConfig = {
   steps: DEFAULT_MARKET.steps,
   heldOutAsset: DEFAULT_MARKET.assets - 1,
   trainFraction: 0.75,
+  features: "returns+abs",
   window: DEFAULT_SERIES_VIEWS.length,
   patchSize: 4,
   width: 64,
@@ -76,14 +74,9 @@ export const DEFAULT_REGIMES: RegimesConfig = {
   headHidden: 256,
   headBottleneck: 32,
   outDim: 64,
+  ...DEFAULT_TOKENIZER,
   tokenizer: "vq",
   vqCodebooks: [8],
-  vqBeta: 0.25,
-  vqPlacement: "standard",
-  vqAlpha: 1,
-  vqEma: false,
-  vqDecay: 0.99,
-  vqDeadThreshold: 1,
   vqMomentum: 0.99,
   epochs: 5,
   itersPerEpoch: 40,
@@ -137,7 +130,7 @@ export interface RegimesReport {
 }
 
 export const regimesModelConfig = (c: RegimesConfig): IbotModelConfig => ({
-  vit: { dims: 1, imageSize: c.window, channels: 1, patchSize: c.patchSize, width: c.width, depth: c.depth, heads: c.heads, mlpRatio: 4, qkvBias: true },
+  vit: { dims: 1, imageSize: c.window, channels: channelsOf(c), patchSize: c.patchSize, width: c.width, depth: c.depth, heads: c.heads, mlpRatio: 4, qkvBias: true },
   head: { inDim: c.width, hiddenDim: c.headHidden, bottleneckDim: c.headBottleneck, outDim: c.outDim },
   globalCrops: 2,
   localCrops: 0,
@@ -145,6 +138,21 @@ export const regimesModelConfig = (c: RegimesConfig): IbotModelConfig => ({
   clipGrad: c.clipGrad,
   ...(c.tokenizer === "vq" ? { vq: vqOf(c) } : {}),
 });
+
+const channelsOf = (c: RegimesConfig) => (c.features === "returns" ? 1 : 2);
+
+/** Windows [n, 1, L] → the model's input [n, C, L]: with "returns+abs", each return's absolute value as a second channel. */
+function inputChannels(x: Float32Array, length: number, c: RegimesConfig): Float32Array {
+  if (c.features === "returns") return x;
+  const n = x.length / length;
+  const out = new Float32Array(2 * x.length);
+  for (let i = 0; i < n; i++) {
+    const row = x.subarray(i * length, (i + 1) * length);
+    out.set(row, 2 * i * length);
+    out.set(row.map(Math.abs), (2 * i + 1) * length);
+  }
+  return out;
+}
 
 type Value = HostTensor | GpuArray;
 const isLeaf = (x: unknown): x is Value => x instanceof HostTensor || x instanceof GpuArray;
@@ -207,11 +215,12 @@ function evalSet(m: Market, series: Float32Array, assets: readonly number[], fro
 }
 
 /** Teacher tokens of every patch, and −log p of each under masking (every 4th patch hidden per pass, 4 passes). */
-async function tokenEval(state: { student: unknown; teacher: unknown }, e: EvalSet, mc: IbotModelConfig, gpu: GpuContext | null) {
+async function tokenEval(state: { student: unknown; teacher: unknown }, e: EvalSet, mc: IbotModelConfig, gpu: GpuContext | null, c: RegimesConfig) {
+  const inputs = inputChannels(e.inputs, c.window, c);
   const n = mc.vit.imageSize / mc.vit.patchSize;
-  const x = spec([e.count, 1, mc.vit.imageSize]);
+  const x = spec([e.count, mc.vit.channels, mc.vit.imageSize]);
   const tokensExe = compileOn(gpu, (tp: TeacherParams, inputs: Tensor) => teacherTokens(inputs, tp, mc), [specsOf(state.teacher), x]);
-  const tokens = Int32Array.from(await host(tokensExe.run(state.teacher, e.inputs)));
+  const tokens = Int32Array.from(await host(tokensExe.run(state.teacher, inputs)));
   const logpExe = compileOn(gpu, (sp: StudentParams, tp: TeacherParams, inputs: Tensor, masks: Tensor) => tokenLogProb(inputs, masks, sp, tp, mc), [
     specsOf(state.student), specsOf(state.teacher), x, spec([e.count, n]),
   ]);
@@ -219,7 +228,7 @@ async function tokenEval(state: { student: unknown; teacher: unknown }, e: EvalS
   const passes = 4;
   for (let r = 0; r < passes; r++) {
     const masks = Float32Array.from({ length: e.count * n }, (_, i) => ((i % n) % passes === r ? 1 : 0));
-    const logp = await host(logpExe.run(state.student, state.teacher, e.inputs, masks));
+    const logp = await host(logpExe.run(state.student, state.teacher, inputs, masks));
     for (let i = 0; i < masks.length; i++) if (masks[i]) surprise[i] = -logp[i];
   }
   return { tokens, surprise };
@@ -268,7 +277,7 @@ export async function trainRegimes(c: RegimesConfig, hooks: RegimesHooks = {}): 
   const test = evalSet(market, series, [...trainAssets, c.heldOutAsset], trainEnd, c);
   const isHeldOut = (w: number) => test.asset[w] === c.heldOutAsset;
   const both = async (st: { student: unknown; teacher: unknown }) => {
-    const r = await tokenEval(st, test, mc, gpu);
+    const r = await tokenEval(st, test, mc, gpu, c);
     return { r, train: scores(test, r.tokens, r.surprise, (w) => !isHeldOut(w), n), heldOut: scores(test, r.tokens, r.surprise, isHeldOut, n) };
   };
   const before = await both(init);
@@ -281,7 +290,7 @@ export async function trainRegimes(c: RegimesConfig, hooks: RegimesHooks = {}): 
   const lrs = learningRateSchedule({ ...run, batchSize: B, lr: c.lr, minLr: c.minLr, warmupEpochs: c.warmupEpochs });
   const wds = weightDecaySchedule({ ...run, weightDecay: c.weightDecay, weightDecayEnd: c.weightDecayEnd });
   const moms = teacherMomentumSchedule({ ...run, momentum: c.tokenizer === "vq" ? c.vqMomentum : c.momentumTeacher });
-  const batchSpec = { globals: spec([2 * B, 1, c.window]), masks: spec([2 * B, n]) };
+  const batchSpec = { globals: spec([2 * B, channelsOf(c), c.window]), masks: spec([2 * B, n]) };
   const schedSpec = { lr: spec([]), weightDecay: spec([]), momentum: spec([]), teacherTemp: spec([]), teacherPatchTemp: spec([]), step: spec([]), freezeLastLayer: spec([]), key: spec([2], "i32") };
   const exe = compileOn(gpu, (st: IbotState, b: never, s: never) => ibotStep(st, b, s, mc), [specsOf(init), batchSpec, schedSpec], [0]);
   mkdirSync(c.outDir, { recursive: true });
@@ -289,7 +298,8 @@ export async function trainRegimes(c: RegimesConfig, hooks: RegimesHooks = {}): 
   writeFileSync(metricsPath, "");
   let state: unknown = init;
   for (let step = 0; step < total; step++) {
-    const globals = seriesViews(series, c.steps, trainAssets, B, 2, [0, trainEnd], mixSeeds(c.seed, step, 5), { ...DEFAULT_SERIES_VIEWS, length: c.window });
+    const views = seriesViews(series, c.steps, trainAssets, B, 2, [0, trainEnd], mixSeeds(c.seed, step, 5), { ...DEFAULT_SERIES_VIEWS, length: c.window });
+    const globals = inputChannels(views, c.window, c);
     const m = maskBatch(mixSeeds(c.seed, step, 6), 2 * B, 1, n, { predRatio: c.predRatio, predRatioVar: 0, epoch: 0, shape: "rand" });
     const sched = {
       lr: lrs[step], weightDecay: wds[step], momentum: moms[step], teacherTemp: c.teacherTemp, teacherPatchTemp: c.teacherTemp,
