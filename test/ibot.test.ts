@@ -3,7 +3,7 @@ import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import * as w from "../src/index.js";
-import { arbTensor } from "../src/testing/index.js";
+import { arbTensor, checkGrads, hostRng } from "../src/testing/index.js";
 import type { Tensor } from "../src/index.js";
 
 const softmax = (xs: number[], t: number) => {
@@ -168,5 +168,51 @@ describe("iBOT step", () => {
     const s0 = (init.student.backbone.patchEmbed.w as unknown as w.HostTensor).data;
     const s1 = (last!.state.student.backbone.patchEmbed.w as unknown as w.HostTensor).data;
     assert.ok(t.some((v, i) => v !== s0[i]) && t.some((v, i) => v !== s1[i]));
+  });
+});
+
+describe("KoLeo (an option against collapse)", () => {
+  // Gaussian rows from a random seed (shrinking-biased doubles would make many rows coincide).
+  const rowsOf = (b: number) =>
+    fc.integer().map((seed) => {
+      const rng = hostRng(seed);
+      return w.hostTensor(Float64Array.from({ length: 3 * b }, () => rng.normal()), [b, 3], "f64");
+    });
+  // Rows of clear length whose nearest neighbours are unambiguous (the max is not differentiable at ties).
+  const wellPosed = (x: w.HostTensor) => {
+    const [b, d] = x.shape;
+    const rows = Array.from({ length: b }, (_, i) => Array.from(x.data.subarray(i * d, (i + 1) * d)));
+    if (rows.some((r) => Math.hypot(...r) < 0.1)) return false;
+    const unit = rows.map((r) => r.map((v) => v / Math.hypot(...r)));
+    return unit.every((u, i) => {
+      const sims = unit.flatMap((v, j) => (j === i ? [] : [u.reduce((a, c, k) => a + c * v[k], 0)])).sort((p, q) => q - p);
+      return sims.length < 2 || sims[0] - sims[1] > 1e-3;
+    });
+  };
+  test("−mean log of each row's distance to its nearest other row, after L2 normalisation (against brute force)", () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 2, max: 6 }).chain((b) => rowsOf(b)), (x) => {
+        fc.pre(wellPosed(x));
+        const got = w.evaluate((t: Tensor) => w.koleoLoss(t), x).item();
+        const [b, d] = x.shape;
+        const rows = Array.from({ length: b }, (_, i) => {
+          const r = Array.from(x.data.subarray(i * d, (i + 1) * d));
+          const n = Math.hypot(...r) || 1;
+          return r.map((v) => v / Math.max(n, 1e-12));
+        });
+        // ‖a − b‖, its square clamped at 1e-8 as in koleoLoss
+        const dist = (i: number, j: number) => Math.sqrt(Math.max(rows[i].reduce((a, v, k) => a + (v - rows[j][k]) ** 2, 0), 1e-8));
+        const expected = -rows.map((_, i) => Math.log(Math.min(...rows.map((__, j) => (j === i ? Infinity : dist(i, j)))) + 1e-8)).reduce((a, v) => a + v, 0) / b;
+        assert.ok(Math.abs(got - expected) < 1e-6 * (1 + Math.abs(expected)), `${got} vs ${expected}`);
+      }),
+      { numRuns: 50 },
+    );
+  });
+
+  test("its gradient passes the finite-difference check", () => {
+    fc.assert(fc.property(rowsOf(4), (x) => {
+      fc.pre(wellPosed(x));
+      checkGrads((t: Tensor) => w.koleoLoss(t), [x], { order: 1 });
+    }), { numRuns: 30 });
   });
 });

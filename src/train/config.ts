@@ -83,6 +83,8 @@ export const PretrainConfig = t.type({
   headBottleneck: PositiveInt,
   outDim: PositiveInt,
   dropPath: Fraction,
+  /** Weight of DINOv2's KoLeo regulariser on the student's [CLS] tokens (0: off, as in iBOT). */
+  koleo: t.number,
   // Crops and masks
   localCrops: NonNegInt,
   predRatio: t.array(Fraction),
@@ -133,6 +135,7 @@ export const DEFAULT_CONFIG: PretrainConfig = {
   headBottleneck: 64,
   outDim: 1024,
   dropPath: 0.1,
+  koleo: 0,
   localCrops: 4,
   predRatio: [0, 0.3],
   predRatioVar: [0, 0.2],

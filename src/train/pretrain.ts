@@ -32,6 +32,8 @@ export interface StepLog {
   /** VQ mode: the tokenizer terms and the codes restarted this step. */
   readonly tokenizer?: number;
   readonly restarts?: number;
+  /** The weighted KoLeo term, when enabled. */
+  readonly koleo?: number;
 }
 
 /** Token usage over an epoch, per head: distinct tokens used and the perplexity of their histogram. */
@@ -72,6 +74,7 @@ export const modelConfig = (c: PretrainConfig): IbotModelConfig => ({
   localCrops: c.localCrops,
   dropPath: c.dropPath,
   clipGrad: c.clipGrad,
+  ...(c.koleo ? { koleo: c.koleo } : {}),
   ...(c.tokenizer === "vq" ? { vq: vqOf(c) } : {}),
 });
 
@@ -129,7 +132,7 @@ export async function pretrain(c: PretrainConfig, hooks: PretrainHooks = {}): Pr
   const stepFn = (st: IbotState, b: never, s: never) => ibotStep(st, b, s, mc);
   const tc = performance.now();
   type Value = HostTensor | GpuArray;
-  type Run = (...a: unknown[]) => { state: unknown; metrics: { loss: Value; cls: Value; patch: Value; tokenCounts: Value[]; tokenizer?: Value; restarts?: Value } };
+  type Run = (...a: unknown[]) => { state: unknown; metrics: { loss: Value; cls: Value; patch: Value; tokenCounts: Value[]; tokenizer?: Value; restarts?: Value; koleo?: Value } };
   const exe = compileOn(gpu, stepFn, [stateSpec, batchSpec, schedSpec], [0]) as { run: Run };
   log(`compiled the training step in ${((performance.now() - tc) / 1000).toFixed(1)} s`);
 
@@ -188,6 +191,7 @@ export async function pretrain(c: PretrainConfig, hooks: PretrainHooks = {}): Pr
       const counts = await Promise.all(mt.tokenCounts.map(readAll));
       counts.forEach((h, i) => { for (let k = 0; k < h.length; k++) epochCounts[i][k] += h[k]; });
       const vq = mt.tokenizer && mt.restarts ? { tokenizer: await read(mt.tokenizer), restarts: await read(mt.restarts) } : {};
+      const koleo = mt.koleo ? { koleo: await read(mt.koleo) } : {};
       if (!Number.isFinite(loss)) {
         stoppedEarly = `the loss became ${loss} at step ${step} (epoch ${epoch}); the last good checkpoint is kept`;
         log(stoppedEarly);
@@ -195,7 +199,7 @@ export async function pretrain(c: PretrainConfig, hooks: PretrainHooks = {}): Pr
       }
       state = r.state;
       const s: StepLog = {
-        epoch, step, loss, cls, patch, lr: lrs[step], imagesPerSecond: B / ((performance.now() - ts) / 1000), tokenPerplexity: histogramUsage(counts[0]).perplexity, ...vq,
+        epoch, step, loss, cls, patch, lr: lrs[step], imagesPerSecond: B / ((performance.now() - ts) / 1000), tokenPerplexity: histogramUsage(counts[0]).perplexity, ...vq, ...koleo,
       };
       appendFileSync(metricsPath, JSON.stringify({ kind: "step", ...s }) + "\n");
       stepLogs.push(s);

@@ -4,7 +4,10 @@
  * Returns the new centres too, computed from the same teacher outputs after the loss (the loss
  * uses the old centres).
  */
-import { add, div, logSoftmax, maximum, mean, mul, softmax, stopGradient, sub, sum, sliceAxis, type Tensor } from "../../dsl/index.js";
+import {
+  add, cast, div, equal, iota, l2Normalize, log, logSoftmax, matmul, max, maximum, mean, mul, softmax, sqrt, stopGradient, sub, sum, sliceAxis,
+  swapAxes, type Tensor,
+} from "../../dsl/index.js";
 
 export interface IbotLossInputs {
   /** Teacher logits for the G global crops, crop-major: [G·B, K] and [G·B, N, K]. */
@@ -98,4 +101,20 @@ export function ibotLoss(x: IbotLossInputs, opts: IbotLossOptions): IbotLoss {
   const { cls, center } = clsLoss(x, opts);
   const { patch, center2 } = maskedPatchLoss(x, opts);
   return { loss: add(mul(cls, lambda1), mul(patch, lambda2)), cls, patch, center, center2 };
+}
+
+/**
+ * The KoLeo regulariser of DINOv2 (Sablayrolles et al., "Spreading vectors for similarity
+ * search"): −mean_i log ‖x_i − x_nn(i)‖ over L2-normalised rows x [B, D], nn(i) being i's nearest
+ * other row. It pushes a batch's features apart, against the collapse to one output. Not part of
+ * iBOT; an option of this library.
+ */
+export function koleoLoss(x: Tensor, eps = 1e-8): Tensor {
+  const n = l2Normalize(x, -1);
+  const b = x.shape[0];
+  const self = cast(equal(iota([b, b], 0), iota([b, b], 1)), x.dtype);
+  const similarity = sub(matmul(n, swapAxes(n)), mul(self, 4)); // a row never picks itself
+  const nearest = max(similarity, -1); // the nearest other row's cosine
+  const distance = sqrt(maximum(sub(2, mul(nearest, 2)), eps)); // ‖a − b‖ for unit vectors
+  return mul(mean(log(add(distance, eps))), -1);
 }

@@ -14,7 +14,7 @@ import { squaredDistances } from "../vq.js";
 import { initViT } from "../init.js";
 import { addClsAndPositions, block, embedPatches, LN_EPS, type ViTConfig, type ViTParams } from "../vit.js";
 import { bottleneck, head, initHead, prototypeLogits, type HeadConfig, type HeadParams } from "./head.js";
-import { clsLoss, maskedPatchLoss } from "./loss.js";
+import { chunks, clsLoss, koleoLoss, maskedPatchLoss } from "./loss.js";
 import { initVq, initVqState, updateCodebooks, vqPatchLoss, type VqParams, type VqPatchLoss, type VqState, type VqTokenizerConfig } from "./vqTokens.js";
 import { interpolatePosEmbed } from "./posembed.js";
 
@@ -26,6 +26,8 @@ export interface IbotModelConfig {
   /** Student stochastic-depth rate (block i drops with linspace(0, rate, depth)[i]). */
   readonly dropPath: number;
   readonly clipGrad: number;
+  /** Weight of DINOv2's KoLeo regulariser on the student's [CLS] tokens of each global crop (0 or absent: off, as in iBOT). */
+  readonly koleo?: number;
   /** The seed's VQ tokenizer for the patch targets (absent: iBOT's soft prototype targets). */
   readonly vq?: VqTokenizerConfig;
 }
@@ -167,6 +169,8 @@ export interface StudentLossAux {
   /** VQ mode: the tokenizer terms and what the codebook update needs. */
   readonly tokenizer?: Tensor;
   readonly online?: VqPatchLoss["online"];
+  /** The weighted KoLeo term, when enabled. */
+  readonly koleo?: Tensor;
 }
 
 const firstToken = (z: Tensor) => reshape(sliceAxis(z, 1, 0, 1), [z.shape[0], z.shape[2]]);
@@ -183,10 +187,11 @@ export function studentLoss(
 ): readonly [Tensor, StudentLossAux] {
   const [kg, kl] = split(s.key);
   const tz = bottleneck(backbone(batch.globals, teacher.backbone, cfg.vit), teacher.head);
-  const sz = bottleneck(
-    backbone(batch.globals, student.backbone, cfg.vit, { mask: batch.masks, maskedEmbed: student.maskedEmbed, dropKey: kg, dropPath: cfg.dropPath }),
-    student.head,
-  );
+  const studentTokens = backbone(batch.globals, student.backbone, cfg.vit, { mask: batch.masks, maskedEmbed: student.maskedEmbed, dropKey: kg, dropPath: cfg.dropPath });
+  const sz = bottleneck(studentTokens, student.head);
+  // KoLeo (an option, off in iBOT): spread each global crop's [CLS] tokens over the batch.
+  const spread = cfg.koleo ? mul(chunks(firstToken(studentTokens), cfg.globalCrops).map((c) => koleoLoss(c)).reduce((a, b) => add(a, b)), cfg.koleo / cfg.globalCrops) : undefined;
+  const withSpread = (l: Tensor) => (spread ? add(l, spread) : l);
   const parts = [prototypeLogits(firstToken(sz), student.head)];
   if (cfg.localCrops > 0) {
     if (!batch.locals) throw new ArgumentError("studentLoss", `the model has ${cfg.localCrops} local crops but the batch has no locals`);
@@ -204,10 +209,13 @@ export function studentLoss(
     });
     // The patch token of a patch is the teacher's most probable prototype.
     const tokens = [argmax(sub(teacherPatch, centers.center2), -1)];
-    return [add(cls, patch), { cls, patch, center, center2, tokens }];
+    return [withSpread(add(cls, patch)), { cls, patch, center, center2, tokens, ...(spread ? { koleo: spread } : {}) }];
   }
   const v = vqPatchLoss({ studentZ: patchTokens(sz), teacherZ: patchTokens(tz), masks: batch.masks, student: student.vq, teacher: teacher.vq }, cfg.vq);
-  return [add(cls, v.loss), { cls, patch: v.recon, tokenizer: v.tokenizer, center, center2: centers.center2, tokens: v.targets, online: v.online }];
+  return [
+    withSpread(add(cls, v.loss)),
+    { cls, patch: v.recon, tokenizer: v.tokenizer, center, center2: centers.center2, tokens: v.targets, online: v.online, ...(spread ? { koleo: spread } : {}) },
+  ];
 }
 
 /** Leaves that get weight decay: everything but biases and other 1-D tensors (spec §5), and codebooks. */
@@ -255,6 +263,7 @@ export function ibotStep(state: IbotState, batch: IbotBatch, s: IbotSchedule, cf
     metrics: {
       loss, cls: aux.cls, patch: aux.patch, tokenCounts,
       ...(aux.tokenizer ? { tokenizer: aux.tokenizer } : {}),
+      ...(aux.koleo ? { koleo: aux.koleo } : {}),
       ...(vq ? { restarts: vq.restarts } : {}),
     },
   };
