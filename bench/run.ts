@@ -9,6 +9,7 @@ import * as w from "../src/index.js";
 import type { GpuArray, GpuContext, Tensor } from "../src/index.js";
 import { peerMatmul } from "./peers.js";
 import { BATCH, initModel, stepSpecs, trainStep, type Model } from "./vitStep.js";
+import { ibotStepSeconds } from "./ibotStep.js";
 
 interface Row {
   name: string;
@@ -142,6 +143,16 @@ if (gpu._tag === "Right") {
   await gpuBenchmarks(gpu.right);
 } else console.error(gpu.left.message);
 if (!process.argv.includes("--skip-cpu-step")) cpuVitStep();
+// --ibot: the default iBOT pre-training step (issue 4), on WebGPU and (unless --skip-cpu-step) on the CPU backend.
+if (process.argv.includes("--ibot")) {
+  const targets: (GpuContext | null)[] = [];
+  if (gpu._tag === "Right") targets.push(gpu.right);
+  if (!process.argv.includes("--skip-cpu-step")) targets.push(null);
+  for (const ctx of targets) {
+    const r = await ibotStepSeconds(ctx);
+    record(`${ctx ? "WebGPU" : "CPU backend"}: iBOT pre-training step (defaults, batch ${r.batch})`, `${(r.batch / r.seconds).toFixed(2)} images/s`, `${r.seconds.toFixed(1)} s/step${r.kernels ? `, ${r.kernels} kernels` : ""}`);
+  }
+}
 if (process.argv.includes("--json")) for (const r of rows) console.log(JSON.stringify({ ...r, device, adapter }));
 else {
   console.log(`Device: ${device}; WebGPU adapter: ${adapter}\n`);
