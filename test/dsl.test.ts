@@ -46,7 +46,7 @@ describe("bad input gives a clear error at graph-build time", () => {
     const exe = w.compile((p: { w: Tensor }) => w.sum(p.w), [{ w: w.spec([2, 2]) }]);
     throwsClearly(() => exe.run({ w: [1, 2, 3] }), w.ArgumentError, /argument 0\.w expects f32\[2,2\] \(4 values\), got 3 values/);
     throwsClearly(() => exe.run({ w: new Float64Array(4) }), w.ArgumentError, /argument 0\.w expects f32\[2,2\], got a Float64Array \(f64\); pass a Float32Array/);
-    throwsClearly(() => exe.run([1, 2, 3, 4] as never), w.ArgumentError, /argument 0 does not have the structure/);
+    throwsClearly(() => exe.run([1, 2, 3, 4] as never), w.ArgumentError, /argument 0 is an array, compiled with an object with keys \{w\}: pass the structure it was compiled with/);
   });
   test("a compiled function closing over a foreign placeholder", () => {
     const outside = w.input([2]);

@@ -55,9 +55,12 @@ function flagsToConfig(args: readonly string[]): Record<string, unknown> {
     let value = t.value;
     if (value === undefined) {
       const next = toks[i + 1];
-      if (next?.kind !== "positional") throw new ConfigError(`--${t.name} needs a value`);
-      value = next.value;
+      // A negative number ("--seed -1.5") reaches us as short-option tokens of one argument: take the argument whole.
+      const negative = next?.kind === "option" && /^-[\d.]/.test(args[next.index]) ? args[next.index] : undefined;
+      if (next?.kind !== "positional" && negative === undefined) throw new ConfigError(`--${t.name} needs a value`);
+      value = negative ?? (next as { value: string }).value;
       i++;
+      while (negative !== undefined && toks[i + 1]?.index === next!.index) i++;
     }
     out[t.name === "config" || t.name === "checkpoint" ? t.name : camel(t.name)] = t.name === "checkpoint" ? value : parseValue(value);
   }
