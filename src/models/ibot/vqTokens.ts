@@ -11,7 +11,7 @@ import {
   where, zeros, type Tensor,
 } from "../../dsl/index.js";
 import { initLinear } from "../init.js";
-import { emaCodebookUpdate, quantize, squaredDistances, usageOfCounts, vqLoss, type EmaCodebook } from "../vq.js";
+import { emaCodebookUpdate, quantize, squaredDistances, vqLoss, type EmaCodebook } from "../vq.js";
 import type { LinearParams } from "../vit.js";
 import { maskedMean } from "./loss.js";
 
@@ -130,21 +130,20 @@ export function updateCodebooks(
 ): { codebooks: Tensor[]; state: VqState; restarts: Tensor } {
   const keys = split(key, cfg.codebooks.length);
   const rows = online.teacherZ.shape[0];
-  let restarts: Tensor = zeros([]);
   const out = codebooks.map((e, h) => {
     const k = e.shape[0];
     const counts = sum(mul(oneHot(online.indices[h], k, online.z.dtype), reshape(online.weights, [rows, 1])), 0);
     const usage = add(mul(state.usage[h], cfg.decay), mul(counts, 1 - cfg.decay));
     const ema = cfg.ema && state.ema ? emaCodebookUpdate(state.ema[h], online.z, online.indices[h], cfg.decay, 1e-5, online.weights) : null;
     const updated = ema ? ema.codebook : e;
-    if (cfg.deadThreshold <= 0) return { codebook: updated, usage, ema: ema?.state };
+    if (cfg.deadThreshold <= 0) return { codebook: updated, usage, ema: ema?.state, restarted: zeros([]) };
     const dead = less(usage, cfg.deadThreshold); // [K]
     const pickRows = cast(mul(uniform(keys[h], [k]), rows - 1e-3), "i32"); // truncation: uniform in 0..rows−1
     const fresh = gather(online.teacherZ, pickRows, 0); // [K, d]
     const deadCol = reshape(dead, [k, 1]);
     const grace = 2 * cfg.deadThreshold; // a restarted code has ~ln 2/(1 − γ) steps to win features
-    restarts = add(restarts, sum(cast(dead, "f32")));
     return {
+      restarted: sum(cast(dead, "f32")),
       codebook: where(deadCol, fresh, updated),
       usage: where(dead, grace, usage),
       ema: ema ? { counts: where(dead, grace, ema.state.counts), sums: where(deadCol, mul(fresh, grace), ema.state.sums) } : undefined,
@@ -153,14 +152,6 @@ export function updateCodebooks(
   return {
     codebooks: out.map((o) => o.codebook),
     state: { usage: out.map((o) => o.usage), ...(cfg.ema ? { ema: out.map((o) => o.ema!) } : {}) },
-    restarts,
+    restarts: out.map((o) => o.restarted).reduce((a, b) => add(a, b)),
   };
-}
-
-/** Per-head histograms of target tokens over a batch [K_h], their perplexities and used shares. */
-export function targetUsage(targets: readonly Tensor[], codebooks: readonly number[]) {
-  return targets.map((t, h) => {
-    const counts = sum(oneHot(reshape(t, [t.size]), codebooks[h]), 0);
-    return { counts, ...usageOfCounts(counts) };
-  });
 }
