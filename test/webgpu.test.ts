@@ -128,6 +128,40 @@ describe("gradients on webgpu equal the CPU's", () => {
     for (const k of ["wqkv", "wo", "w1", "b1", "g"] as const) assertClose(await read(grads[k]), refGrads[k].data, `d loss/d ${k}`, 1e-3, 1e-5);
     assert.ok(exe.stats().kernels < 120, `${exe.stats().kernels} kernels`);
   });
+
+  test("the iBOT student loss (VQ mode, two heads): loss parts and every parameter's gradient", async () => {
+    // One mode keeps the lavapipe compile short; VQ mode shares the backbone, head and [CLS] loss with paper mode.
+    // The tolerance allows f32 rounding amplified by the teacher's 1/0.04 sharpening; a wrong rule is off by far more.
+    // KoLeo stays off: at init the [CLS] tokens nearly coincide, so its nearest neighbour is a near-tie that f32 rounding
+    // may decide differently per backend (it is checked in float64 on the CPU instead).
+    for (const vq of [{ codebooks: [8, 4], beta: 0.25, placement: "standard" as const, alpha: 1, ema: false, decay: 0.99, deadThreshold: 0 }]) {
+      const cfg: w.IbotModelConfig = {
+        vit: { imageSize: 8, channels: 1, patchSize: 4, width: 8, depth: 1, heads: 2, mlpRatio: 2, qkvBias: true },
+        head: { inDim: 8, hiddenDim: 16, bottleneckDim: 8, outDim: 16 },
+        globalCrops: 2, localCrops: 2, dropPath: 0.2, clipGrad: 3, ...(vq ? { vq } : {}),
+      };
+      const B = 3;
+      const st = w.evaluate(() => w.initIbotState(w.randomKey(1), cfg));
+      const batch = w.evaluate(() => ({ globals: w.uniform(w.randomKey(2), [2 * B, 1, 8, 8]), locals: w.uniform(w.randomKey(3), [2 * B, 1, 4, 4]), masks: w.cast(w.bernoulli(w.randomKey(4), 0.5, [2 * B, 4]), "f32") }));
+      const sched = { lr: 0, weightDecay: 0, momentum: 1, teacherTemp: 0.04, teacherPatchTemp: 0.07, step: 1, freezeLastLayer: 0, key: new Int32Array([0, 5]) };
+      const isHost = (x: unknown): x is w.HostTensor => x instanceof w.HostTensor;
+      const specOf = (x: unknown) => w.mapTree(x as w.Tree<w.HostTensor>, isHost, (t) => w.spec(t.shape, t.dtype));
+      const f = (s: w.StudentParams, t: w.TeacherParams, c: w.Centers, b: w.IbotBatch, sc: w.IbotSchedule) =>
+        w.valueAndGrad((p: w.StudentParams) => { const [l, aux] = w.studentLoss(p, t, c, b, sc, cfg); return [l, { cls: aux.cls, patch: aux.patch }] as const; }, { hasAux: true })(s);
+      const specs = [specOf(st.student), specOf(st.teacher), specOf(st.centers), specOf(batch), specOf(w.evaluate(() => ({ lr: w.scalar(0), weightDecay: w.scalar(0), momentum: w.scalar(0), teacherTemp: w.scalar(0), teacherPatchTemp: w.scalar(0), step: w.scalar(0), freezeLastLayer: w.scalar(0), key: w.randomKey(0) })))] as never;
+      const args = [st.student, st.teacher, st.centers, batch, sched];
+      type Out = [[w.HostTensor | w.GpuArray, { cls: w.HostTensor | w.GpuArray; patch: w.HostTensor | w.GpuArray }], unknown];
+      const gpu = (w.compile(f as never, specs, { backend: ctx }) as unknown as { run: (...a: unknown[]) => Out }).run(...args);
+      const cpu = (w.compile(f as never, specs) as unknown as { run: (...a: unknown[]) => Out }).run(...args);
+      const mode = vq ? "VQ" : "iBOT";
+      assertClose(await read(gpu[0][0] as w.GpuArray), (cpu[0][0] as w.HostTensor).data, `${mode} loss`, 1e-4);
+      assertClose(await read(gpu[0][1].patch as w.GpuArray), (cpu[0][1].patch as w.HostTensor).data, `${mode} patch loss`, 1e-4);
+      const leaves = (t: unknown) => w.flatten(t, (x): x is w.HostTensor | w.GpuArray => x instanceof w.HostTensor || x instanceof w.GpuArray).leaves;
+      const [gl, cl] = [leaves(gpu[1]), leaves(cpu[1])];
+      assert.equal(gl.length, cl.length);
+      for (let i = 0; i < gl.length; i++) assertClose(await read(gl[i] as w.GpuArray), (cl[i] as w.HostTensor).data, `${mode} gradient leaf ${i}`, 1e-2, 1e-4);
+    }
+  });
 });
 
 describe("compiler", () => {
