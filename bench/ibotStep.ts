@@ -6,6 +6,7 @@ import * as w from "../src/index.js";
 import type { GpuContext } from "../src/index.js";
 import { DEFAULT_CONFIG } from "../src/train/config.js";
 import { modelConfig } from "../src/train/pretrain.js";
+import { specsOf } from "../src/train/features.js";
 
 export async function ibotStepSeconds(gpu: GpuContext | null): Promise<{ seconds: number; batch: number; kernels?: number }> {
   const c = DEFAULT_CONFIG;
@@ -13,12 +14,9 @@ export async function ibotStepSeconds(gpu: GpuContext | null): Promise<{ seconds
   const B = c.batchSize;
   const n = (28 / c.patchSize) ** 2;
   const init = w.evaluate(() => w.initIbotState(w.randomKey(0), mc));
-  const isHost = (x: unknown): x is w.HostTensor => x instanceof w.HostTensor;
-  const stateSpec = w.mapTree(init as unknown as w.Tree<w.HostTensor>, isHost, (t) => w.spec(t.shape, t.dtype));
   const batchSpec = { globals: w.spec([2 * B, 1, 28, 28]), locals: w.spec([c.localCrops * B, 1, 12, 12]), masks: w.spec([2 * B, n]) };
-  const schedSpec = { lr: w.spec([]), weightDecay: w.spec([]), momentum: w.spec([]), teacherTemp: w.spec([]), teacherPatchTemp: w.spec([]), step: w.spec([]), freezeLastLayer: w.spec([]), key: w.spec([2], "i32") };
   const f = (st: w.IbotState, b: w.IbotBatch, s: w.IbotSchedule) => w.ibotStep(st, b, s, mc);
-  const specs = [stateSpec, batchSpec, schedSpec] as never;
+  const specs = [specsOf(init), batchSpec, w.scheduleSpec()] as never;
   type Exe = { run: (...a: unknown[]) => { state: unknown; metrics: { loss: w.HostTensor | w.GpuArray } }; stats?: () => { kernels: number } };
   const exe = (gpu ? w.compile(f as never, specs, { backend: gpu, donate: [0] }) : w.compile(f as never, specs)) as unknown as Exe;
   const rand = (k: number) => Float32Array.from({ length: k }, () => Math.random() - 0.5);

@@ -148,7 +148,7 @@ describe("gradients on webgpu equal the CPU's", () => {
       const specOf = (x: unknown) => w.mapTree(x as w.Tree<w.HostTensor>, isHost, (t) => w.spec(t.shape, t.dtype));
       const f = (s: w.StudentParams, t: w.TeacherParams, c: w.Centers, b: w.IbotBatch, sc: w.IbotSchedule) =>
         w.valueAndGrad((p: w.StudentParams) => { const [l, aux] = w.studentLoss(p, t, c, b, sc, cfg); return [l, { cls: aux.cls, patch: aux.patch }] as const; }, { hasAux: true })(s);
-      const specs = [specOf(st.student), specOf(st.teacher), specOf(st.centers), specOf(batch), specOf(w.evaluate(() => ({ lr: w.scalar(0), weightDecay: w.scalar(0), momentum: w.scalar(0), teacherTemp: w.scalar(0), teacherPatchTemp: w.scalar(0), step: w.scalar(0), freezeLastLayer: w.scalar(0), key: w.randomKey(0) })))] as never;
+      const specs = [specOf(st.student), specOf(st.teacher), specOf(st.centers), specOf(batch), w.scheduleSpec()] as never;
       const args = [st.student, st.teacher, st.centers, batch, sched];
       type Out = [[w.HostTensor | w.GpuArray, { cls: w.HostTensor | w.GpuArray; patch: w.HostTensor | w.GpuArray }], unknown];
       const gpu = (w.compile(f as never, specs, { backend: ctx }) as unknown as { run: (...a: unknown[]) => Out }).run(...args);

@@ -156,7 +156,7 @@ async function regimesCommand(rest: readonly string[]): Promise<number> {
   });
   if (started) bar.stop();
   const row = (name: string, s: { nmi: number; anomalyAuroc: number; tokensUsed: number }) =>
-    console.log(`  ${name.padEnd(30)} NMI ${s.nmi.toFixed(3)}   anomaly AUROC ${s.anomalyAuroc.toFixed(3)}   tokens used ${s.tokensUsed}`);
+    console.log(`  ${name.padEnd(30)} NMI ${s.nmi.toFixed(3)}   anomaly AUROC ${Number.isNaN(s.anomalyAuroc) ? "n/a (no jump in these patches)" : s.anomalyAuroc.toFixed(3)}   tokens used ${s.tokensUsed}`);
   console.log(`\npatch tokens against the simulator's truth (held-out period of time):`);
   row("random-init, training assets", r.baselines.randomInit.train);
   row("random-init, held-out asset", r.baselines.randomInit.heldOut);

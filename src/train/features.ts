@@ -9,6 +9,17 @@ import { backbone, type IbotModelConfig, type TeacherParams } from "../models/in
 
 const isLeaf = (x: unknown): x is HostTensor | GpuArray => x instanceof HostTensor || x instanceof GpuArray;
 
+/** The specs of a tree of host or device arrays (what `compile` needs to take that tree). */
+export const specsOf = (tree: unknown) => mapTree(tree as Tree<HostTensor | GpuArray>, isLeaf, (t) => spec(t.shape, t.dtype));
+
+/** A run's output as host values; a device array is read back and freed. */
+export async function toHostValues(x: HostTensor | GpuArray): Promise<ArrayLike<number>> {
+  if (!(x instanceof GpuArray)) return x.data;
+  const a = await x.toArray();
+  x.dispose();
+  return a;
+}
+
 /** A seeded random sample of `n` images of a split (all of it when n is 0 or too large). The splits are ordered by class, so never take a prefix. */
 export const sampleSplit = (d: ImageDataset, n: number, seed: number, salt: number): ImageDataset =>
   n > 0 && n < d.count ? pick(d, shuffled(d.count, mixSeeds(seed, salt)).subarray(0, n)) : d;
@@ -26,18 +37,14 @@ export async function features(teacher: unknown, d: ImageDataset, count: number,
   const chunk = 500;
   const out = new Float32Array(count * mc.vit.width);
   const f = (t: TeacherParams, x: Tensor) => reshape(sliceAxis(backbone(x, t.backbone, mc.vit), 1, 0, 1), [x.shape[0], mc.vit.width]);
-  const tSpec = mapTree(teacher as Tree<HostTensor | GpuArray>, isLeaf, (t) => spec(t.shape, t.dtype));
+  const tSpec = specsOf(teacher);
   // One executable per chunk size (every chunk but the last shares one).
   const exes = new Map<number, { run: (...a: unknown[]) => unknown }>();
   const exeFor = (n: number) => exes.get(n) ?? exes.set(n, compileOn(gpu, f, [tSpec, spec([n, 1, 28, 28])])).get(n)!;
   for (let s = 0; s < count; s += chunk) {
     const n = Math.min(chunk, count - s);
     const x = normalise(d, s, n, stats.mean, stats.std);
-    const r = exeFor(n).run(teacher, x) as HostTensor | GpuArray;
-    if (r instanceof GpuArray) {
-      out.set(await r.toArray(), s * mc.vit.width);
-      r.dispose();
-    } else out.set(r.data, s * mc.vit.width);
+    out.set(await toHostValues(exeFor(n).run(teacher, x) as HostTensor | GpuArray), s * mc.vit.width);
   }
   return out;
 }

@@ -6,17 +6,17 @@
 import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { evaluate, GpuArray, HostTensor } from "../backend/index.js";
-import { flatten, mapTree, randomKey, spec, type Tree } from "../dsl/index.js";
+import { flatten, randomKey, spec } from "../dsl/index.js";
 import { loadDataset, mixSeeds, multiCropBatch, multiCropConfig, pixelStats } from "../data/index.js";
 import { knnClassify } from "../eval/knn.js";
 import {
   learningRateSchedule, maskBatch, teacherMomentumSchedule, teacherTempSchedule, weightDecaySchedule,
-  ibotStep, initIbotState, type IbotModelConfig, type IbotState,
+  ibotStep, initIbotState, scheduleSpec, type IbotModelConfig, type IbotState,
 } from "../models/index.js";
 import { readSafetensors } from "../io/safetensors.js";
 import { checkpointTensors, saveCheckpoint, stateFromCheckpoint } from "./checkpoint.js";
 import { ConfigError, vqOf, type PretrainConfig } from "./config.js";
-import { chooseBackend, compileOn, features, normalise, sampleSplit, shuffled } from "./features.js";
+import { chooseBackend, compileOn, features, normalise, sampleSplit, shuffled, specsOf, toHostValues } from "./features.js";
 import { knnPlot, lossPlot } from "./plots.js";
 
 export interface StepLog {
@@ -79,7 +79,6 @@ export const modelConfig = (c: PretrainConfig): IbotModelConfig => ({
 });
 
 const isHost = (x: unknown): x is HostTensor => x instanceof HostTensor;
-const specsOf = (tree: unknown) => mapTree(tree as Tree<HostTensor>, isHost, (t) => spec(t.shape, t.dtype));
 
 export async function pretrain(c: PretrainConfig, hooks: PretrainHooks = {}): Promise<PretrainReport> {
   const log = hooks.log ?? ((s: string) => console.log(s));
@@ -128,12 +127,11 @@ export async function pretrain(c: PretrainConfig, hooks: PretrainHooks = {}): Pr
 
   const stateSpec = specsOf(init);
   const batchSpec = { globals: spec([G * B, 1, 28, 28]), locals: spec([c.localCrops * B, 1, 12, 12]), masks: spec([G * B, (28 / c.patchSize) ** 2]) };
-  const schedSpec = { lr: spec([]), weightDecay: spec([]), momentum: spec([]), teacherTemp: spec([]), teacherPatchTemp: spec([]), step: spec([]), freezeLastLayer: spec([]), key: spec([2], "i32") };
   const stepFn = (st: IbotState, b: never, s: never) => ibotStep(st, b, s, mc);
   const tc = performance.now();
   type Value = HostTensor | GpuArray;
   type Run = (...a: unknown[]) => { state: unknown; metrics: { loss: Value; cls: Value; patch: Value; tokenCounts: Value[]; tokenizer?: Value; restarts?: Value; koleo?: Value } };
-  const exe = compileOn(gpu, stepFn, [stateSpec, batchSpec, schedSpec], [0]) as { run: Run };
+  const exe = compileOn(gpu, stepFn, [stateSpec, batchSpec, scheduleSpec()], [0]) as { run: Run };
   log(`compiled the training step in ${((performance.now() - tc) / 1000).toFixed(1)} s`);
 
   mkdirSync(c.outDir, { recursive: true });
@@ -165,13 +163,7 @@ export async function pretrain(c: PretrainConfig, hooks: PretrainHooks = {}): Pr
   } else writeFileSync(metricsPath, "");
   let stoppedEarly: string | undefined;
   const grid = 28 / c.patchSize;
-  const readAll = async (x: Value): Promise<ArrayLike<number>> => {
-    if (!(x instanceof GpuArray)) return x.data;
-    const a = await x.toArray();
-    x.dispose();
-    return a;
-  };
-  const read = async (x: Value) => (await readAll(x))[0];
+  const read = async (x: Value) => (await toHostValues(x))[0];
   outer: for (let epoch = firstEpoch; epoch < c.epochs; epoch++) {
     const order = shuffled(train.count, mixSeeds(c.seed, epoch, 17));
     const epochCounts = (c.tokenizer === "vq" ? c.vqCodebooks : [c.outDim]).map((k) => new Float64Array(k));
@@ -188,7 +180,7 @@ export async function pretrain(c: PretrainConfig, hooks: PretrainHooks = {}): Pr
       const r = exe.run(state, batch, sched);
       const mt = r.metrics;
       const [loss, cls, patch] = [await read(mt.loss), await read(mt.cls), await read(mt.patch)];
-      const counts = await Promise.all(mt.tokenCounts.map(readAll));
+      const counts = await Promise.all(mt.tokenCounts.map(toHostValues));
       counts.forEach((h, i) => { for (let k = 0; k < h.length; k++) epochCounts[i][k] += h[k]; });
       const vq = mt.tokenizer && mt.restarts ? { tokenizer: await read(mt.tokenizer), restarts: await read(mt.restarts) } : {};
       const koleo = mt.koleo ? { koleo: await read(mt.koleo) } : {};

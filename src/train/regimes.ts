@@ -11,15 +11,15 @@ import * as E from "fp-ts/lib/Either.js";
 import { pipe } from "fp-ts/lib/function.js";
 import * as t from "io-ts";
 import { evaluate, GpuArray, HostTensor, type GpuContext } from "../backend/index.js";
-import { mapTree, randomKey, spec, type Tensor, type Tree } from "../dsl/index.js";
+import { randomKey, spec, type Tensor } from "../dsl/index.js";
 import { DEFAULT_MARKET, mixSeeds, seriesViews, simulateMarket, standardise, DEFAULT_SERIES_VIEWS, type Market } from "../data/index.js";
 import { auroc, normalizedMutualInformation } from "../eval/agreement.js";
 import {
-  ibotStep, initIbotState, learningRateSchedule, maskBatch, teacherMomentumSchedule, teacherTokens, tokenLogProb, weightDecaySchedule,
+  ibotStep, initIbotState, scheduleSpec, learningRateSchedule, maskBatch, teacherMomentumSchedule, teacherTokens, tokenLogProb, weightDecaySchedule,
   type IbotModelConfig, type IbotState, type StudentParams, type TeacherParams,
 } from "../models/index.js";
 import { ConfigError, decodeWith, DEFAULT_TOKENIZER, Fraction, NonNegInt, optimizerProps, Positive, PositiveInt, tokenizerProps, vqOf } from "./config.js";
-import { chooseBackend, compileOn } from "./features.js";
+import { chooseBackend, compileOn, specsOf, toHostValues } from "./features.js";
 import { regimesPlot } from "./plots.js";
 
 export const RegimesConfig = t.type({
@@ -155,14 +155,7 @@ function inputChannels(x: Float32Array, length: number, c: RegimesConfig): Float
 }
 
 type Value = HostTensor | GpuArray;
-const isLeaf = (x: unknown): x is Value => x instanceof HostTensor || x instanceof GpuArray;
-const specsOf = (tree: unknown) => mapTree(tree as Tree<Value>, isLeaf, (x) => spec(x.shape, x.dtype));
-const host = async (x: unknown): Promise<ArrayLike<number>> => {
-  if (!(x instanceof GpuArray)) return (x as HostTensor).data;
-  const a = await x.toArray();
-  x.dispose();
-  return a;
-};
+const host = (x: unknown) => toHostValues(x as Value);
 
 /** Non-overlapping windows of the held-out period for some assets, with per-patch truth. */
 interface EvalSet {
@@ -291,8 +284,7 @@ export async function trainRegimes(c: RegimesConfig, hooks: RegimesHooks = {}): 
   const wds = weightDecaySchedule({ ...run, weightDecay: c.weightDecay, weightDecayEnd: c.weightDecayEnd });
   const moms = teacherMomentumSchedule({ ...run, momentum: c.tokenizer === "vq" ? c.vqMomentum : c.momentumTeacher });
   const batchSpec = { globals: spec([2 * B, channelsOf(c), c.window]), masks: spec([2 * B, n]) };
-  const schedSpec = { lr: spec([]), weightDecay: spec([]), momentum: spec([]), teacherTemp: spec([]), teacherPatchTemp: spec([]), step: spec([]), freezeLastLayer: spec([]), key: spec([2], "i32") };
-  const exe = compileOn(gpu, (st: IbotState, b: never, s: never) => ibotStep(st, b, s, mc), [specsOf(init), batchSpec, schedSpec], [0]);
+  const exe = compileOn(gpu, (st: IbotState, b: never, s: never) => ibotStep(st, b, s, mc), [specsOf(init), batchSpec, scheduleSpec()], [0]);
   mkdirSync(c.outDir, { recursive: true });
   const metricsPath = join(c.outDir, "metrics.jsonl");
   writeFileSync(metricsPath, "");

@@ -8,10 +8,10 @@ import { PNG } from "pngjs";
 import * as E from "fp-ts/lib/Either.js";
 import { evaluate, HostTensor } from "../backend/index.js";
 import { loadDataset, pixelStats } from "../data/index.js";
-import { mapTree, randomKey, spec, type Tree } from "../dsl/index.js";
+import { randomKey, spec } from "../dsl/index.js";
 import { initIbotState, teacherTokens, type TeacherParams } from "../models/index.js";
 import { loadCheckpoint } from "./evaluate.js";
-import { compileOn, normalise, sampleSplit } from "./features.js";
+import { compileOn, normalise, sampleSplit, specsOf } from "./features.js";
 import { modelConfig } from "./pretrain.js";
 
 /** A colour per token: golden-angle hues, so neighbouring ids differ. */
@@ -41,8 +41,7 @@ export async function tokensPicture(checkpoint: string, out: string, count = 16,
   const sample = sampleSplit(data.right.test, count, c.seed, 104);
   const n = sample.count;
   const grid = 28 / c.patchSize;
-  const tSpec = mapTree(like as unknown as Tree<HostTensor>, (x): x is HostTensor => x instanceof HostTensor, (t) => spec(t.shape, t.dtype));
-  const specs = [tSpec, spec([n, 1, 28, 28])];
+  const specs = [specsOf(like), spec([n, 1, 28, 28])];
   const ids = compileOn(null, (t: TeacherParams, x: never) => teacherTokens(x, t, mc), specs).run(teacher, normalise(sample, 0, n, stats.mean, stats.std)) as HostTensor;
   // Lay the images out in a row-major grid of tiles, each 28·scale pixels with a 4-pixel gap.
   const cols = Math.ceil(Math.sqrt(n));

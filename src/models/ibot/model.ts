@@ -7,7 +7,7 @@
 import { valueAndGrad } from "../../autodiff/index.js";
 import {
   add, argmax, argmin, bernoulli, cast, concat, div, flatten, foldIn, greater, isTensor, layerNorm, minimum, mul, oneHot, reshape, sliceAxis, split, sqrt,
-  sub, sum, unflatten, where, zeros, linear, logSoftmax, ArgumentError, ShapeError, type Tensor,
+  sub, sum, unflatten, where, zeros, linear, logSoftmax, spec, ArgumentError, ShapeError, type Tensor, type TensorSpec,
 } from "../../dsl/index.js";
 import { adamInit, adamw, type AdamState } from "../optim.js";
 import { squaredDistances } from "../vq.js";
@@ -148,6 +148,11 @@ export interface IbotSchedule {
   /** i32[2]: the step's randomness (stochastic depth). */
   readonly key: Tensor;
 }
+
+/** Specs of the per-step schedule values (scalars, and the step's i32[2] key): what a compiled `ibotStep` takes as its third argument. */
+export const scheduleSpec = (): { readonly [K in keyof IbotSchedule]: TensorSpec } => ({
+  lr: spec([]), weightDecay: spec([]), momentum: spec([]), teacherTemp: spec([]), teacherPatchTemp: spec([]), step: spec([]), freezeLastLayer: spec([]), key: spec([2], "i32"),
+});
 
 export interface IbotState {
   readonly student: StudentParams;
