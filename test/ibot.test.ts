@@ -216,3 +216,62 @@ describe("KoLeo (an option against collapse)", () => {
     }), { numRuns: 30 });
   });
 });
+
+describe("Sinkhorn-Knopp teacher targets (an option, DINOv2's)", () => {
+  // DINOv2's sinkhorn_knopp_teacher in float64, written out: Q = exp(L/T)ᵀ, Q /= ΣQ, then 3 × (rows of Q to 1/K, columns to 1/B), Q·B.
+  const reference = (logits: number[][], t: number): number[][] => {
+    const [b, k] = [logits.length, logits[0].length];
+    let q = logits.map((r) => r.map((v) => Math.exp(v / t)));
+    const total = q.flat().reduce((a, v) => a + v, 0);
+    q = q.map((r) => r.map((v) => v / total));
+    for (let it = 0; it < 3; it++) {
+      const col = Array.from({ length: k }, (_, j) => q.reduce((a, r) => a + r[j], 0));
+      q = q.map((r) => r.map((v, j) => v / col[j] / k));
+      q = q.map((r) => { const s = r.reduce((a, v) => a + v, 0); return r.map((v) => v / s / b); });
+    }
+    return q.map((r) => r.map((v) => v * b));
+  };
+  const logitsOf = fc.record({ b: fc.integer({ min: 2, max: 6 }), k: fc.integer({ min: 2, max: 7 }), seed: fc.integer() }).map(({ b, k, seed }) => {
+    const rng = hostRng(seed);
+    return Array.from({ length: b }, () => Array.from({ length: k }, () => Math.tanh(rng.normal()))); // cosine-like logits in (−1, 1)
+  });
+
+  test("equals the written-out algorithm, and its rows are distributions", () => {
+    fc.assert(
+      fc.property(logitsOf, fc.constantFrom(0.04, 0.07, 0.2), (l, t) => {
+        const got = w.evaluate(() => w.sinkhornKnopp(w.constant(l, "f64"), t));
+        const want = reference(l, t);
+        const [b, k] = got.shape;
+        for (let i = 0; i < b; i++) for (let j = 0; j < k; j++) assert.ok(Math.abs(got.data[i * k + j] - want[i][j]) < 1e-9, `[${i},${j}] ${got.data[i * k + j]} vs ${want[i][j]}`);
+        for (let i = 0; i < b; i++) assert.ok(Math.abs([...got.data.subarray(i * k, (i + 1) * k)].reduce((a, v) => a + v, 0) - 1) < 1e-12);
+      }),
+      { numRuns: 60 },
+    );
+  });
+
+  test("with the centre still at zero (the EMA's lag at the start), centring hands every row to one prototype; Sinkhorn-Knopp spreads them", () => {
+    const rng = hostRng(7);
+    const base = Array.from({ length: 16 }, () => Math.tanh(rng.normal()));
+    const rows = Array.from({ length: 32 }, () => base.map((v) => v + 0.01 * rng.normal())); // rows nearly alike, as at init
+    const t = 0.005;
+    const [sk, centred] = w.evaluate(() => {
+      const x = w.constant(rows, "f64");
+      return [w.sinkhornKnopp(x, t), w.softmax(w.div(x, t), -1)];
+    });
+    const shares = (p: ArrayLike<number>) => Array.from({ length: 16 }, (_, j) => { let c = 0; for (let i = 0; i < 32; i++) c += p[i * 16 + j]; return c; });
+    const entropy = (p: ArrayLike<number>) => { let h = 0; for (let i = 0; i < 32 * 16; i++) if (p[i] > 0) h -= p[i] * Math.log(p[i]); return h / 32; };
+    assert.ok(Math.max(...shares(centred.data)) > 0.9 * 32, `centring: one prototype takes ${Math.max(...shares(centred.data))} of 32 rows`);
+    // Every prototype holds between half and one and a half of its share (2 of 32 rows), and each row is still confident.
+    for (const [j, c] of shares(sk.data).entries()) assert.ok(c > 1 && c < 3, `prototype ${j} holds ${c}`);
+    assert.ok(entropy(sk.data) < 0.8 * Math.log(16), `Sinkhorn rows are confident: entropy ${entropy(sk.data)}`);
+  });
+
+  test("the [CLS] loss with Sinkhorn targets sends no gradient to the teacher", () => {
+    const t = w.hostTensor(Float32Array.from({ length: 4 * 5 }, (_, i) => Math.sin(i)), [4, 5]);
+    const s = w.hostTensor(Float32Array.from({ length: 4 * 5 }, (_, i) => Math.cos(i)), [4, 5]);
+    const [gt, gs] = w.evaluate((a: Tensor, b: Tensor) => w.grad((x: Tensor, y: Tensor) =>
+      w.clsLoss({ teacherCls: x, studentCls: y, center: w.zeros([1, 5]), teacherTemp: 0.04 }, { globalCrops: 2, teacherTargets: "sinkhorn" }).cls, { argnums: [0, 1] })(a, b), t, s);
+    assert.ok([...gt.data].every((v) => v === 0));
+    assert.ok([...gs.data].some((v) => v !== 0));
+  });
+});

@@ -85,6 +85,11 @@ export const PretrainConfig = t.type({
   dropPath: Fraction,
   /** Weight of DINOv2's KoLeo regulariser on the student's [CLS] tokens (0: off, as in iBOT). */
   koleo: t.number,
+  /** Weights of the [CLS] and patch losses (official --lambda1, --lambda2). */
+  lambda1: t.number,
+  lambda2: t.number,
+  /** The teacher's [CLS] targets: iBOT's centring, or DINOv2's Sinkhorn-Knopp balancing. */
+  teacherTargets: t.keyof({ centering: null, sinkhorn: null }),
   // Crops and masks
   localCrops: NonNegInt,
   predRatio: t.array(Fraction),
@@ -136,6 +141,9 @@ export const DEFAULT_CONFIG: PretrainConfig = {
   outDim: 1024,
   dropPath: 0.1,
   koleo: 0,
+  lambda1: 1,
+  lambda2: 1,
+  teacherTargets: "centering",
   localCrops: 4,
   predRatio: [0, 0.3],
   predRatioVar: [0, 0.2],

@@ -75,6 +75,8 @@ export const modelConfig = (c: PretrainConfig): IbotModelConfig => ({
   dropPath: c.dropPath,
   clipGrad: c.clipGrad,
   ...(c.koleo ? { koleo: c.koleo } : {}),
+  ...(c.teacherTargets === "sinkhorn" ? { teacherTargets: c.teacherTargets } : {}),
+  ...(c.lambda1 !== 1 || c.lambda2 !== 1 ? { lambda1: c.lambda1, lambda2: c.lambda2 } : {}),
   ...(c.tokenizer === "vq" ? { vq: vqOf(c) } : {}),
 });
 

@@ -5,7 +5,7 @@
  * uses the old centres).
  */
 import {
-  add, cast, div, equal, iota, l2Normalize, log, logSoftmax, matmul, max, maximum, mean, mul, softmax, sqrt, stopGradient, sub, sum, sliceAxis,
+  add, cast, div, equal, exp, iota, l2Normalize, log, logSoftmax, matmul, max, maximum, mean, mul, softmax, sqrt, stopGradient, sub, sum, sliceAxis,
   swapAxes, type Tensor,
 } from "../../dsl/index.js";
 
@@ -26,8 +26,13 @@ export interface IbotLossInputs {
   readonly teacherPatchTemp: Tensor | number;
 }
 
+/** How the teacher's [CLS] logits become targets: iBOT's centring and sharpening, or Sinkhorn-Knopp (DINOv2). */
+export type TeacherTargets = "centering" | "sinkhorn";
+
 export interface IbotLossOptions {
   readonly globalCrops: number;
+  /** Default "centering" (iBOT). */
+  readonly teacherTargets?: TeacherTargets;
   readonly studentTemp?: number;
   readonly centerMomentum?: number;
   readonly centerMomentum2?: number;
@@ -52,13 +57,14 @@ export const chunks = (x: Tensor, n: number): Tensor[] => {
 /** The DINO [CLS] loss across views (spec §4) and the centre that follows it. */
 export function clsLoss(
   x: Pick<IbotLossInputs, "teacherCls" | "studentCls" | "center" | "teacherTemp">,
-  o: Pick<IbotLossOptions, "globalCrops" | "studentTemp" | "centerMomentum">,
+  o: Pick<IbotLossOptions, "globalCrops" | "studentTemp" | "centerMomentum" | "teacherTargets">,
 ): { cls: Tensor; center: Tensor } {
-  const { globalCrops: G, studentTemp = 0.1, centerMomentum = 0.9 } = o;
+  const { globalCrops: G, studentTemp = 0.1, centerMomentum = 0.9, teacherTargets = "centering" } = o;
   const B = x.teacherCls.shape[0] / G;
   const V = x.studentCls.shape[0] / B;
-  // Teacher targets: centred, sharpened, and cut from the graph.
-  const t = chunks(stopGradient(softmax(div(sub(x.teacherCls, x.center), x.teacherTemp), -1)), G);
+  // Teacher targets: centred and sharpened (or balanced by Sinkhorn-Knopp), and cut from the graph.
+  const targets = teacherTargets === "sinkhorn" ? sinkhornKnopp(x.teacherCls, x.teacherTemp) : softmax(div(sub(x.teacherCls, x.center), x.teacherTemp), -1);
+  const t = chunks(stopGradient(targets), G);
   const s = chunks(logSoftmax(div(x.studentCls, studentTemp), -1), V);
   let total: Tensor | null = null;
   let terms = 0;
@@ -72,6 +78,25 @@ export function clsLoss(
   // The centre moves after the loss: EMA of the raw teacher logits' batch mean.
   const center = add(mul(x.center, centerMomentum), mul(mean(stopGradient(x.teacherCls), 0, true), 1 - centerMomentum));
   return { cls: mul(total!, -1 / terms), center };
+}
+
+/**
+ * Sinkhorn-Knopp targets for logits [B, K] (SwAV; DINOv2's `sinkhorn_knopp_teacher`, 3
+ * iterations): exp(logits/T) scaled in turn so that every prototype holds 1/K of the batch and
+ * every row sums to 1. Like centring it removes what all rows share, and T alone sets how sharp
+ * the targets are; unlike centring it cannot hand most of the batch to a few prototypes, so a low
+ * T does not collapse the targets.
+ */
+export function sinkhornKnopp(logits: Tensor, temp: Tensor | number, iterations = 3): Tensor {
+  const [b, k] = logits.shape;
+  // One constant shift keeps exp finite and cancels in the first normalisation.
+  let q = exp(div(sub(logits, max(logits)), temp));
+  q = div(q, sum(q));
+  for (let i = 0; i < iterations; i++) {
+    q = div(q, mul(sum(q, 0, true), k));
+    q = div(q, mul(sum(q, -1, true), b));
+  }
+  return mul(q, b);
 }
 
 /**

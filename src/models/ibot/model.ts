@@ -14,7 +14,7 @@ import { squaredDistances } from "../vq.js";
 import { initViT } from "../init.js";
 import { addClsAndPositions, block, embedPatches, LN_EPS, type ViTConfig, type ViTParams } from "../vit.js";
 import { bottleneck, head, initHead, prototypeLogits, type HeadConfig, type HeadParams } from "./head.js";
-import { chunks, clsLoss, koleoLoss, maskedPatchLoss } from "./loss.js";
+import { chunks, clsLoss, koleoLoss, maskedPatchLoss, type TeacherTargets } from "./loss.js";
 import { initVq, initVqState, updateCodebooks, vqPatchLoss, type VqParams, type VqPatchLoss, type VqState, type VqTokenizerConfig } from "./vqTokens.js";
 import { interpolatePosEmbed } from "./posembed.js";
 
@@ -28,6 +28,11 @@ export interface IbotModelConfig {
   readonly clipGrad: number;
   /** Weight of DINOv2's KoLeo regulariser on the student's [CLS] tokens of each global crop (0 or absent: off, as in iBOT). */
   readonly koleo?: number;
+  /** Weights of the [CLS] and patch losses (official `--lambda1`, `--lambda2`; absent: 1). */
+  readonly lambda1?: number;
+  readonly lambda2?: number;
+  /** How the teacher's [CLS] logits become targets (absent: iBOT's centring). */
+  readonly teacherTargets?: TeacherTargets;
   /** The seed's VQ tokenizer for the patch targets (absent: iBOT's soft prototype targets). */
   readonly vq?: VqTokenizerConfig;
 }
@@ -196,7 +201,11 @@ export function studentLoss(
   const sz = bottleneck(studentTokens, student.head);
   // KoLeo (an option, off in iBOT): spread each global crop's [CLS] tokens over the batch.
   const spread = cfg.koleo ? mul(chunks(firstToken(studentTokens), cfg.globalCrops).map((c) => koleoLoss(c)).reduce((a, b) => add(a, b)), cfg.koleo / cfg.globalCrops) : undefined;
-  const withSpread = (l: Tensor) => (spread ? add(l, spread) : l);
+  // λ1·L_cls + λ2·(patch part) + KoLeo; the logged parts stay unweighted, as the official ones.
+  const total = (cls: Tensor, patch: Tensor) => {
+    const l = add(mul(cls, cfg.lambda1 ?? 1), mul(patch, cfg.lambda2 ?? 1));
+    return spread ? add(l, spread) : l;
+  };
   const parts = [prototypeLogits(firstToken(sz), student.head)];
   if (cfg.localCrops > 0) {
     if (!batch.locals) throw new ArgumentError("studentLoss", `the model has ${cfg.localCrops} local crops but the batch has no locals`);
@@ -205,7 +214,7 @@ export function studentLoss(
   }
   const { cls, center } = clsLoss(
     { teacherCls: prototypeLogits(firstToken(tz), teacher.head), studentCls: concat(parts, 0), center: centers.center, teacherTemp: s.teacherTemp },
-    { globalCrops: cfg.globalCrops },
+    { globalCrops: cfg.globalCrops, ...(cfg.teacherTargets ? { teacherTargets: cfg.teacherTargets } : {}) },
   );
   if (!cfg.vq || !student.vq || !teacher.vq) {
     const teacherPatch = prototypeLogits(patchTokens(tz), teacher.head);
@@ -214,11 +223,11 @@ export function studentLoss(
     });
     // The patch token of a patch is the teacher's most probable prototype.
     const tokens = [argmax(sub(teacherPatch, centers.center2), -1)];
-    return [withSpread(add(cls, patch)), { cls, patch, center, center2, tokens, ...(spread ? { koleo: spread } : {}) }];
+    return [total(cls, patch), { cls, patch, center, center2, tokens, ...(spread ? { koleo: spread } : {}) }];
   }
   const v = vqPatchLoss({ studentZ: patchTokens(sz), teacherZ: patchTokens(tz), masks: batch.masks, student: student.vq, teacher: teacher.vq }, cfg.vq);
   return [
-    withSpread(add(cls, v.loss)),
+    total(cls, v.loss),
     { cls, patch: v.recon, tokenizer: v.tokenizer, center, center2: centers.center2, tokens: v.targets, online: v.online, ...(spread ? { koleo: spread } : {}) },
   ];
 }
