@@ -275,5 +275,14 @@ describe("compiler", () => {
     const none = await w.acquireDevice({ dawnFlags: ["adapter=no-such-gpu"] })();
     assert.ok(none._tag === "Left" && /no GPU adapter found/.test(none.left.message) && /lavapipe/.test(none.left.message));
   });
+
+  test("lavapipe's thread pool: 4 per core (at most 32) unless LP_NUM_THREADS is set; 0 leaves it alone", () => {
+    assert.equal(w.lavapipeThreadCount(undefined, undefined, 2), "8");
+    assert.equal(w.lavapipeThreadCount(undefined, undefined, 16), "32");
+    assert.equal(w.lavapipeThreadCount(undefined, 5, 2), "5");
+    assert.equal(w.lavapipeThreadCount("3", undefined, 2), undefined); // the user's setting wins
+    assert.equal(w.lavapipeThreadCount(undefined, 0, 2), undefined);
+    assert.ok(process.env.LP_NUM_THREADS !== undefined, "acquiring the device set LP_NUM_THREADS before the driver loaded");
+  });
 });
 
