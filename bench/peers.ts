@@ -15,38 +15,31 @@ async function installNavigator(): Promise<void> {
   Object.defineProperty(globalThis, "navigator", { value: { gpu: dawn, userAgent: "node" }, configurable: true });
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+/** One n³ matmul, awaited until its result is ready. */
+export type MatmulRunner = () => Promise<void>;
 
-async function timeIt(run: () => Promise<void>, reps: number): Promise<number> {
-  await run();
-  const ts: number[] = [];
-  for (let i = 0; i < reps; i++) {
-    const t0 = performance.now();
-    await run();
-    ts.push(performance.now() - t0);
-  }
-  return median(ts);
-}
-
-/** Milliseconds per n³ matmul for each peer (null where the peer failed to run). */
-export async function peerMatmul(n: number, reps: number): Promise<{ jax: number | null; tfjs: number | null; notes: string[] }> {
+/**
+ * A runner per peer for an n³ matmul (null where the peer failed to load), so that the caller can
+ * time ours and the peers interleaved, under the same load.
+ */
+export async function peerMatmulRunners(n: number): Promise<{ jax: MatmulRunner | null; tfjs: MatmulRunner | null; notes: string[] }> {
   await installNavigator();
   const notes: string[] = [];
-  let jaxMs: number | null = null;
-  let tfMs: number | null = null;
+  let jax: MatmulRunner | null = null;
+  let tfjs: MatmulRunner | null = null;
   try {
-    const jax: any = await import("@jax-js/jax");
-    await jax.init("webgpu");
-    jax.defaultDevice("webgpu");
-    const np = jax.numpy;
-    const f = jax.jit((a: any, b: any) => np.matmul(a, b));
+    const j: any = await import("@jax-js/jax");
+    await j.init("webgpu");
+    j.defaultDevice("webgpu");
+    const np = j.numpy;
+    const f = j.jit((a: any, b: any) => np.matmul(a, b));
     const a = np.ones([n, n]);
     const b = np.ones([n, n]);
-    jaxMs = await timeIt(async () => {
+    jax = async () => {
       const c = f(a.ref, b.ref);
-      await jax.blockUntilReady(c);
+      await j.blockUntilReady(c);
       c.dispose();
-    }, reps);
+    };
   } catch (e) {
     notes.push(`jax-js: ${String(e).slice(0, 120)}`);
   }
@@ -57,13 +50,13 @@ export async function peerMatmul(n: number, reps: number): Promise<{ jax: number
     await tf.ready();
     const a = tf.ones([n, n]);
     const b = tf.ones([n, n]);
-    tfMs = await timeIt(async () => {
+    tfjs = async () => {
       const c = tf.matMul(a, b);
       await c.data();
       c.dispose();
-    }, reps);
+    };
   } catch (e) {
     notes.push(`tfjs: ${String(e).slice(0, 120)}`);
   }
-  return { jax: jaxMs, tfjs: tfMs, notes };
+  return { jax, tfjs, notes };
 }

@@ -21,7 +21,7 @@ export const MATMUL_CANDIDATES: readonly MatmulParams[] = [
 export interface TuneResult {
   readonly key: string;
   readonly params: MatmulParams;
-  /** Milliseconds per dispatch of each candidate, in MATMUL_CANDIDATES order. */
+  /** Median milliseconds per run (upload included) of each candidate, in MATMUL_CANDIDATES order. */
   readonly timesMs: readonly number[];
 }
 
@@ -35,26 +35,32 @@ export async function autotune(
   ctx: GpuContext,
   opts: { minFlops?: number; reps?: number } = {},
 ): Promise<TuneResult[]> {
-  const { minFlops = 2e6, reps = 3 } = opts;
+  const { minFlops = 2e6, reps = 5 } = opts;
   const results: TuneResult[] = [];
   for (const c of matmulClasses(trace(f as (...a: never[]) => Tree<Tensor>, specs as readonly Tree<TensorSpec>[]))) {
     if (ctx.matmulChoices.has(c.key) || 2 * c.m * c.n * c.k * c.batch < minFlops) continue;
     const a = input(c.transA ? [c.batch, c.k, c.m] : [c.batch, c.m, c.k]);
     const b = input(c.transB ? [c.batch, c.n, c.k] : [c.batch, c.k, c.n]);
     const graph = trace((x: Tensor, y: Tensor) => matmul(c.transA ? swapAxes(x) : x, c.transB ? swapAxes(y) : y), [spec(a.shape), spec(b.shape)]);
-    const times: number[] = [];
-    for (const params of MATMUL_CANDIDATES) {
-      const exe = compileWebGpu(graph, ctx, { matmul: params });
-      const x = new Float32Array(a.size).fill(0.5);
-      const y = new Float32Array(b.size).fill(0.5);
-      (exe.run(x, y) as GpuArray).dispose(); // warm-up (and the pipeline compile)
+    // Every candidate runs once per round, in turn: load on a shared CPU drifts, and timing the
+    // candidates one after another let that drift pick the winner.
+    const exes = MATMUL_CANDIDATES.map((params) => compileWebGpu(graph, ctx, { matmul: params }));
+    const x = new Float32Array(a.size).fill(0.5);
+    const y = new Float32Array(b.size).fill(0.5);
+    const once = async (k: number) => {
+      (exes[k].run(x, y) as GpuArray).dispose();
       await ctx.device.queue.onSubmittedWorkDone();
-      const t0 = performance.now();
-      for (let i = 0; i < reps; i++) (exe.run(x, y) as GpuArray).dispose();
-      await ctx.device.queue.onSubmittedWorkDone();
-      times.push((performance.now() - t0) / reps);
-      exe.dispose();
-    }
+    };
+    for (let k = 0; k < exes.length; k++) await once(k); // warm-up (and the pipeline compile)
+    const samples = exes.map(() => [] as number[]);
+    for (let i = 0; i < reps; i++)
+      for (let k = 0; k < exes.length; k++) {
+        const t0 = performance.now();
+        await once(k);
+        samples[k].push(performance.now() - t0);
+      }
+    exes.forEach((e) => e.dispose());
+    const times = samples.map((ts) => [...ts].sort((p, q) => p - q)[Math.floor(ts.length / 2)]);
     const best = MATMUL_CANDIDATES[times.indexOf(Math.min(...times))];
     ctx.matmulChoices.set(c.key, best);
     results.push({ key: c.key, params: best, timesMs: times });
