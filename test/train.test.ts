@@ -82,11 +82,11 @@ test("k-NN: weighted votes of the nearest neighbours by cosine similarity", asyn
 test("the CLI rejects bad flags and config files with the field's name, before any work", () => {
   const cli = (...args: string[]) => {
     try {
-      execFileSync(process.execPath, ["--import", "tsx", "src/cli/main.ts", ...args], { encoding: "utf8", stdio: "pipe" });
-      return { code: 0, err: "" };
+      const out = execFileSync(process.execPath, ["--import", "tsx", "src/cli/main.ts", ...args], { encoding: "utf8", stdio: "pipe" });
+      return { code: 0, err: "", out };
     } catch (e) {
       const x = e as { status: number; stderr: string };
-      return { code: x.status, err: x.stderr };
+      return { code: x.status, err: x.stderr, out: "" };
     }
   };
   const a = cli("pretrain", "--epochs", "zero");
@@ -106,6 +106,13 @@ test("the CLI rejects bad flags and config files with the field's name, before a
   const c = cli("train");
   assert.equal(c.code, 2);
   assert.match(c.err, /unknown command "train"/);
+  // --help anywhere prints the usage with the defaults and succeeds, rather than asking for a value.
+  for (const args of [["--help"], ["pretrain", "--help"], ["regimes", "-h"]]) {
+    const u = cli(...args);
+    assert.equal(u.code, 0, args.join(" "));
+    assert.match(u.out, /usage: wgrad pretrain/);
+    assert.match(u.out, /--teacher-targets "centering"/);
+  }
 });
 
 test("checkpoints use the official iBOT names and PyTorch layouts", async () => {

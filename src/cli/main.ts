@@ -169,12 +169,17 @@ async function regimesCommand(rest: readonly string[]): Promise<number> {
 
 async function main(argv: readonly string[]): Promise<number> {
   const [command, ...rest] = argv;
+  // Help, for the program or any command: the usage (with every field's default) on stdout.
+  if (["help", "--help", "-h"].includes(command ?? "") || rest.some((a) => a === "--help" || a === "-h")) {
+    console.log(USAGE);
+    return 0;
+  }
   if (command === "eval") return evalCommand(rest);
   if (command === "tokens") return tokensCommand(rest).catch((e) => (console.error(String(e)), 2));
   if (command === "regimes") return regimesCommand(rest);
   if (command !== "pretrain") {
     console.error(command ? `unknown command "${command}"\n\n${USAGE}` : USAGE);
-    return command === "--help" || command === "help" ? 0 : 2;
+    return 2;
   }
   const cfg = configFrom(rest, decodeConfig);
   if (!cfg) return 2;
