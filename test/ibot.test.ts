@@ -130,6 +130,23 @@ describe("iBOT step", () => {
     assert.ok([...grads(0).data].every((v) => v === 0));
   });
 
+  test("lambda1 and lambda2 weight the [CLS] and patch losses; the logged parts stay unweighted", () => {
+    const lossOf = (lambda1?: number, lambda2?: number) =>
+      w.evaluate(() => {
+        const student = w.initStudent(w.randomKey(1), cfg);
+        const batch = { globals: w.uniform(w.randomKey(2), [2 * B, 1, 8, 8]), locals: w.uniform(w.randomKey(3), [2 * B, 1, 4, 4]), masks: w.full([2 * B, 4], 1) };
+        const s = { lr: w.scalar(0), weightDecay: w.scalar(0), momentum: w.scalar(1), teacherTemp: w.scalar(0.04), teacherPatchTemp: w.scalar(0.07), step: w.scalar(1), freezeLastLayer: w.scalar(0), key: w.randomKey(4) };
+        const weighted = { ...cfg, ...(lambda1 === undefined ? {} : { lambda1 }), ...(lambda2 === undefined ? {} : { lambda2 }) };
+        const [loss, aux] = w.studentLoss(student, w.teacherOf(student), w.initCenters(16), batch, s, weighted);
+        return [loss, aux.cls, aux.patch];
+      }).map((t) => t.item());
+    const [plain, cls, patch] = lossOf();
+    assert.ok(Math.abs(plain - (cls + patch)) < 1e-5);
+    const [weighted, cls2, patch2] = lossOf(2, 0.5);
+    assert.ok(Math.abs(weighted - (2 * cls + 0.5 * patch)) < 1e-5, `${weighted} vs ${2 * cls + 0.5 * patch}`);
+    assert.deepEqual([cls2, patch2], [cls, patch]);
+  });
+
   test("training on a fixed batch lowers the loss; the teacher follows by EMA; frozen prototypes do not move", () => {
     const init = w.evaluate(() => {
       const student = w.initStudent(w.randomKey(1), cfg);
@@ -247,6 +264,7 @@ describe("Sinkhorn-Knopp teacher targets (an option, DINOv2's)", () => {
       }),
       { numRuns: 60 },
     );
+    assert.throws(() => w.evaluate(() => w.sinkhornKnopp(w.zeros([2, 3, 4]), 0.1)), /sinkhornKnopp: logits must be \[batch, prototypes\], got \[2,3,4\]/);
   });
 
   test("with the centre still at zero (the EMA's lag at the start), centring hands every row to one prototype; Sinkhorn-Knopp spreads them", () => {

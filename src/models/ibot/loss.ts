@@ -5,7 +5,7 @@
  * uses the old centres).
  */
 import {
-  add, cast, div, equal, exp, iota, l2Normalize, log, logSoftmax, matmul, max, maximum, mean, mul, softmax, sqrt, stopGradient, sub, sum, sliceAxis,
+  add, ArgumentError, cast, div, equal, exp, iota, l2Normalize, log, logSoftmax, matmul, max, maximum, mean, mul, softmax, sqrt, stopGradient, sub, sum, sliceAxis,
   swapAxes, type Tensor,
 } from "../../dsl/index.js";
 
@@ -88,6 +88,7 @@ export function clsLoss(
  * T does not collapse the targets.
  */
 export function sinkhornKnopp(logits: Tensor, temp: Tensor | number, iterations = 3): Tensor {
+  if (logits.rank !== 2) throw new ArgumentError("sinkhornKnopp", `logits must be [batch, prototypes], got [${logits.shape.join(",")}]`);
   const [b, k] = logits.shape;
   // One constant shift keeps exp finite and cancels in the first normalisation.
   let q = exp(div(sub(logits, max(logits)), temp));
