@@ -47,23 +47,6 @@ async function timeGpu(ctx: GpuContext, fn: () => void, reps: number): Promise<n
 }
 const gflops = (n: number, ms: number) => (2 * n ** 3) / (ms * 1e6);
 
-/**
- * Median milliseconds of each runner (null stays null), timed in rounds that run each once in
- * turn, after one warm-up each: on a shared 2-core machine load drifts, and interleaving puts
- * ours and the peers under the same load.
- */
-async function interleaved(runners: readonly (MatmulRunner | null)[], rounds: number): Promise<(number | null)[]> {
-  for (const r of runners) await r?.();
-  const times = runners.map(() => [] as number[]);
-  for (let i = 0; i < rounds; i++)
-    for (const [k, r] of runners.entries()) {
-      if (!r) continue;
-      const t0 = performance.now();
-      await r();
-      times[k].push(performance.now() - t0);
-    }
-  return runners.map((r, k) => (r ? median(times[k]) : null));
-}
 const rand = (n: number) => Float32Array.from({ length: n }, () => Math.random() - 0.5);
 const chain = (x: Tensor) => {
   let y = x;
@@ -93,8 +76,12 @@ async function gpuBenchmarks(ctx: GpuContext) {
       exe.run(a, b).dispose();
       await ctx.device.queue.onSubmittedWorkDone();
     };
+    // Ours and the peers that loaded, interleaved so that they run under the same load.
     const peers = await peerMatmulRunners(n);
-    const [ms, jaxMs, tfMs] = await interleaved([ours, peers.jax, peers.tfjs], n >= 1024 ? 5 : 9);
+    const runners = [ours, peers.jax, peers.tfjs];
+    const loaded = runners.filter((r): r is MatmulRunner => r !== null);
+    const medians = await w.interleavedMedians(loaded, n >= 1024 ? 5 : 9);
+    const [ms, jaxMs, tfMs] = runners.map((r) => (r ? medians[loaded.indexOf(r)] : null));
     const p = (v: number | null) => (v === null ? "n/a" : `${gflops(n, v).toFixed(2)}`);
     record(`WebGPU: matmul ${n}³ f32`, `${gflops(n, ms!).toFixed(2)} GFLOP/s`, `jax-js webgpu ${p(jaxMs)}, tfjs-webgpu ${p(tfMs)} GFLOP/s (interleaved, median of ${n >= 1024 ? 5 : 9}); tiles ${JSON.stringify(tuned[0]?.params ?? "cached")}${peers.notes.length ? "; " + peers.notes.join("; ") : ""}`);
   }

@@ -42,28 +42,37 @@ export async function autotune(
     const a = input(c.transA ? [c.batch, c.k, c.m] : [c.batch, c.m, c.k]);
     const b = input(c.transB ? [c.batch, c.n, c.k] : [c.batch, c.k, c.n]);
     const graph = trace((x: Tensor, y: Tensor) => matmul(c.transA ? swapAxes(x) : x, c.transB ? swapAxes(y) : y), [spec(a.shape), spec(b.shape)]);
-    // Every candidate runs once per round, in turn: load on a shared CPU drifts, and timing the
-    // candidates one after another let that drift pick the winner.
     const exes = MATMUL_CANDIDATES.map((params) => compileWebGpu(graph, ctx, { matmul: params }));
     const x = new Float32Array(a.size).fill(0.5);
     const y = new Float32Array(b.size).fill(0.5);
-    const once = async (k: number) => {
-      (exes[k].run(x, y) as GpuArray).dispose();
-      await ctx.device.queue.onSubmittedWorkDone();
-    };
-    for (let k = 0; k < exes.length; k++) await once(k); // warm-up (and the pipeline compile)
-    const samples = exes.map(() => [] as number[]);
-    for (let i = 0; i < reps; i++)
-      for (let k = 0; k < exes.length; k++) {
-        const t0 = performance.now();
-        await once(k);
-        samples[k].push(performance.now() - t0);
-      }
+    const times = await interleavedMedians(
+      exes.map((exe) => async () => {
+        (exe.run(x, y) as GpuArray).dispose();
+        await ctx.device.queue.onSubmittedWorkDone();
+      }),
+      reps,
+    );
     exes.forEach((e) => e.dispose());
-    const times = samples.map((ts) => [...ts].sort((p, q) => p - q)[Math.floor(ts.length / 2)]);
     const best = MATMUL_CANDIDATES[times.indexOf(Math.min(...times))];
     ctx.matmulChoices.set(c.key, best);
     results.push({ key: c.key, params: best, timesMs: times });
   }
   return results;
+}
+
+/**
+ * Median milliseconds of each async job over `rounds` rounds that run every job once, in turn,
+ * after one warm-up each. Load on a shared CPU drifts; timing one job after another would let
+ * that drift pick the winner.
+ */
+export async function interleavedMedians(jobs: readonly (() => Promise<void>)[], rounds: number): Promise<number[]> {
+  for (const job of jobs) await job();
+  const samples = jobs.map(() => [] as number[]);
+  for (let i = 0; i < rounds; i++)
+    for (const [k, job] of jobs.entries()) {
+      const t0 = performance.now();
+      await job();
+      samples[k].push(performance.now() - t0);
+    }
+  return samples.map((ts) => [...ts].sort((p, q) => p - q)[Math.floor(ts.length / 2)]);
 }
