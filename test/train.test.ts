@@ -25,6 +25,8 @@ test("config: defaults decode; a bad field is named with its value and the expec
   assert.ok(E.isLeft(vq) && /vqCodebooks needs at least one vocabulary size/.test(vq.left.message));
   const tok = decodeConfig({ tokenizer: "dvae" });
   assert.ok(E.isLeft(tok) && /tokenizer: got "dvae"/.test(tok.left.message));
+  const weight = decodeConfig({ lambda2: -1 });
+  assert.ok(E.isLeft(weight) && /lambda2: got -1, expected NonNegativeNumber/.test(weight.left.message));
   const targets = decodeConfig({ teacherTargets: "swav" });
   assert.ok(E.isLeft(targets) && /teacherTargets: got "swav"/.test(targets.left.message));
   assert.equal(Object.keys(DEFAULT_CONFIG).length, Object.keys(decodeConfig()._tag === "Right" ? (decodeConfig() as E.Right<typeof DEFAULT_CONFIG>).right : {}).length);

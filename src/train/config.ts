@@ -16,6 +16,7 @@ export class ConfigError extends WgradError {
 export const PositiveInt = t.refinement(t.number, (n) => Number.isInteger(n) && n > 0, "PositiveInt");
 export const NonNegInt = t.refinement(t.number, (n) => Number.isInteger(n) && n >= 0, "NonNegativeInt");
 export const Positive = t.refinement(t.number, (n) => n > 0, "PositiveNumber");
+export const NonNegative = t.refinement(t.number, (n) => n >= 0, "NonNegativeNumber");
 export const Fraction = t.refinement(t.number, (n) => n >= 0 && n <= 1, "Fraction(0..1)");
 
 /** The patch-target fields shared by every pre-training command: iBOT's soft prototype tokens, or the seed's VQ codebook tokens (spec §11). */
@@ -84,10 +85,10 @@ export const PretrainConfig = t.type({
   outDim: PositiveInt,
   dropPath: Fraction,
   /** Weight of DINOv2's KoLeo regulariser on the student's [CLS] tokens (0: off, as in iBOT). */
-  koleo: t.number,
+  koleo: NonNegative,
   /** Weights of the [CLS] and patch losses (official --lambda1, --lambda2). */
-  lambda1: t.number,
-  lambda2: t.number,
+  lambda1: NonNegative,
+  lambda2: NonNegative,
   /** The teacher's [CLS] targets: iBOT's centring, or DINOv2's Sinkhorn-Knopp balancing. */
   teacherTargets: t.keyof({ centering: null, sinkhorn: null }),
   // Crops and masks

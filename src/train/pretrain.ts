@@ -74,9 +74,10 @@ export const modelConfig = (c: PretrainConfig): IbotModelConfig => ({
   localCrops: c.localCrops,
   dropPath: c.dropPath,
   clipGrad: c.clipGrad,
-  ...(c.koleo ? { koleo: c.koleo } : {}),
-  ...(c.teacherTargets === "sinkhorn" ? { teacherTargets: c.teacherTargets } : {}),
-  ...(c.lambda1 !== 1 || c.lambda2 !== 1 ? { lambda1: c.lambda1, lambda2: c.lambda2 } : {}),
+  koleo: c.koleo,
+  lambda1: c.lambda1,
+  lambda2: c.lambda2,
+  teacherTargets: c.teacherTargets,
   ...(c.tokenizer === "vq" ? { vq: vqOf(c) } : {}),
 });
 
