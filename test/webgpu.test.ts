@@ -284,5 +284,10 @@ describe("compiler", () => {
     assert.equal(w.lavapipeThreadCount(undefined, 0, 2), undefined);
     assert.ok(process.env.LP_NUM_THREADS !== undefined, "acquiring the device set LP_NUM_THREADS before the driver loaded");
   });
+
+  test("a bad lavapipeThreads is named before anything loads", async () => {
+    const bad = await w.acquireDevice({ lavapipeThreads: 2.5 })();
+    assert.ok(bad._tag === "Left" && /lavapipeThreads must be a non-negative integer .* got 2.5/.test(bad.left.message));
+  });
 });
 

@@ -29,7 +29,7 @@ export interface WebGpuOptions {
    * Worker threads for Mesa's lavapipe (the LP_NUM_THREADS it reads when the driver starts; other
    * drivers ignore it). Default: 4 per CPU core, at most 32, unless LP_NUM_THREADS is already set;
    * 0 leaves lavapipe's own default of one per core. Measured on a 2-core machine: with 8
-   * threads a 1024³ matmul ran ~1.4× and the iBOT step 1.36× faster than with 2 (BENCHMARKS.md).
+   * threads the iBOT step ran 1.36× and the ViT bench step 1.26× faster than with 2 (BENCHMARKS.md).
    * It is read once per process, so the first acquisition decides.
    */
   readonly lavapipeThreads?: number;
@@ -94,6 +94,10 @@ export class GpuContext {
 /** Finds an adapter and creates a device with the limits the compiler uses, as a TaskEither. */
 export function acquireDevice(opts: WebGpuOptions = {}): TE.TaskEither<DeviceError, GpuContext> {
   if (opts.device) return TE.right(new GpuContext(opts.device, "injected device"));
+  const t = opts.lavapipeThreads;
+  if (t !== undefined && !(Number.isInteger(t) && t >= 0)) {
+    return TE.left(new DeviceError(`webgpu: lavapipeThreads must be a non-negative integer (0 keeps lavapipe's default of one per core), got ${t}`));
+  }
   return pipe(
     TE.tryCatch(
       async () => {
