@@ -97,6 +97,36 @@ describe("webgpu agrees with the CPU float64 reference", () => {
     for (let i = 0; i < outs.length; i++) assertClose(await read(outs[i]), ref[i].data, `composite ${i}`, 1e-4, 1e-5);
   });
 
+  test("every matmul tile configuration, with ragged, transposed, batched and broadcast operands and a fused epilogue", async () => {
+    // lavapipe's subgroups have 8 lanes; without them the subgroup-broadcast kernels would go untested.
+    assert.ok(ctx.subgroupSize >= 8, `the adapter offers subgroups of ${ctx.subgroupSize} lanes; these tests expect lavapipe's 8`);
+    const data = (shape: number[], seed: number) => w.hostTensor(Float32Array.from({ length: shape.reduce((p, q) => p * q, 1) }, (_, i) => Math.sin(i * 0.37 + seed) * 1.5), shape);
+    const cases: [string, number[][], (...t: Tensor[]) => Tensor][] = [
+      ["plain, rows and columns not multiples of the tile", [[70, 36], [36, 44], [44]], (a, b, c) => w.gelu(w.add(w.matmul(a, b), c))],
+      ["A transposed", [[36, 72], [36, 20]], (a, b) => w.matmul(w.transpose(a), b)],
+      ["B transposed", [[40, 24], [28, 24]], (a, b) => w.mul(w.matmul(a, w.transpose(b)), 0.5)],
+      ["batched, broadcast over batch axes", [[2, 1, 34, 12], [3, 12, 16]], (a, b) => w.matmul(a, b)],
+      ["batched, both transposed", [[2, 20, 64], [2, 12, 20]], (a, b) => w.matmul(w.swapAxes(a), w.swapAxes(b))],
+    ];
+    const configs = [...w.matmulCandidates(ctx), ctx.defaultMatmul];
+    let broadcastKernels = 0;
+    for (const [what, shapes, f] of cases) {
+      const xs = shapes.map((s, i) => data(s, i));
+      const ref = w.compile((...t: Tensor[]) => f(...t.map((u) => w.cast(u, "f64"))), shapes.map((s) => w.spec(s))).run(...xs) as HostTensor;
+      for (const matmul of configs) {
+        const exe = w.compile(f, shapes.map((s) => w.spec(s)), { backend: ctx, matmul });
+        assert.equal(exe.stats().kernels, 1, `${what}: one kernel`);
+        if (exe.wgsl().includes("subgroupBroadcast")) broadcastKernels++;
+        const out = exe.run(...xs) as GpuArray;
+        assertClose(await read(out), ref.data, `${what} with tiles ${JSON.stringify(matmul)}`, 1e-4, 1e-4);
+        out.dispose();
+        exe.dispose();
+      }
+    }
+    // Every case but "A transposed with 16 rows" (rows must come in multiples of 4·8 there) ran a broadcast kernel.
+    assert.ok(broadcastKernels >= 10, `only ${broadcastKernels} configurations used subgroup broadcast`);
+  });
+
   test("random numbers are bit-identical to the CPU's", async () => {
     const f = (k: Tensor) => [w.randomBits(k, [1000]), w.uniform(k, [1000]), w.splitKeys(k, 7), w.permutation(k, 33), w.foldIn(k, 5)];
     for (const seed of [0, 1, 123456789]) {

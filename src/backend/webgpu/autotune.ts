@@ -9,7 +9,7 @@ import type { GpuContext } from "./device.js";
 import { compileWebGpu, matmulClasses } from "./compiler.js";
 import type { MatmulParams } from "./templates.js";
 
-/** Tile configurations tried: 4×4 and 8×4 register blocks, square or row-uniform workgroups. */
+/** Tile configurations tried on every device: 4×4 and 8×4 register blocks, square or row-uniform workgroups. */
 export const MATMUL_CANDIDATES: readonly MatmulParams[] = [
   { tm: 4, tn: 4, wx: 8, wy: 8 },
   { tm: 4, tn: 4, wx: 8, wy: 8, interleave: true },
@@ -18,10 +18,23 @@ export const MATMUL_CANDIDATES: readonly MatmulParams[] = [
   { tm: 2, tn: 4, wx: 8, wy: 8 },
 ];
 
+/** Also tried where subgroups have 8 or more lanes: 16 or 32 rows per thread, shared by broadcast. */
+export const SUBGROUP_MATMUL_CANDIDATES: readonly MatmulParams[] = [
+  { tm: 16, tn: 4, wx: 16, wy: 1, interleave: true, subgroup: 8 },
+  { tm: 32, tn: 4, wx: 16, wy: 1, interleave: true, subgroup: 8 },
+  { tm: 32, tn: 4, wx: 64, wy: 1, interleave: true, subgroup: 8 },
+];
+
+/** The tile configurations the autotuner times on this device. */
+export function matmulCandidates(ctx: GpuContext): readonly MatmulParams[] {
+  return ctx.subgroupSize >= 8 ? [...MATMUL_CANDIDATES, ...SUBGROUP_MATMUL_CANDIDATES] : MATMUL_CANDIDATES;
+}
+
 export interface TuneResult {
   readonly key: string;
   readonly params: MatmulParams;
-  /** Median milliseconds per run (upload included) of each candidate, in MATMUL_CANDIDATES order. */
+  /** The configurations timed (matmulCandidates), and the median milliseconds per run (upload included) of each. */
+  readonly candidates: readonly MatmulParams[];
   readonly timesMs: readonly number[];
 }
 
@@ -42,7 +55,8 @@ export async function autotune(
     const a = input(c.transA ? [c.batch, c.k, c.m] : [c.batch, c.m, c.k]);
     const b = input(c.transB ? [c.batch, c.n, c.k] : [c.batch, c.k, c.n]);
     const graph = trace((x: Tensor, y: Tensor) => matmul(c.transA ? swapAxes(x) : x, c.transB ? swapAxes(y) : y), [spec(a.shape), spec(b.shape)]);
-    const exes = MATMUL_CANDIDATES.map((params) => compileWebGpu(graph, ctx, { matmul: params }));
+    const candidates = matmulCandidates(ctx);
+    const exes = candidates.map((params) => compileWebGpu(graph, ctx, { matmul: params }));
     const x = new Float32Array(a.size).fill(0.5);
     const y = new Float32Array(b.size).fill(0.5);
     const times = await interleavedMedians(
@@ -53,9 +67,9 @@ export async function autotune(
       reps,
     );
     exes.forEach((e) => e.dispose());
-    const best = MATMUL_CANDIDATES[times.indexOf(Math.min(...times))];
+    const best = candidates[times.indexOf(Math.min(...times))];
     ctx.matmulChoices.set(c.key, best);
-    results.push({ key: c.key, params: best, timesMs: times });
+    results.push({ key: c.key, params: best, candidates, timesMs: times });
   }
   return results;
 }

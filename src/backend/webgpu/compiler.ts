@@ -28,7 +28,10 @@ export interface WebGpuCompileOptions {
 
 /** What an executable costs: kernels per run and planned memory. */
 export interface ExecutableStats {
+  /** Kernels dispatched per run. */
   readonly kernels: number;
+  /** Distinct compute pipelines among them (kernels that differ only in name share one). */
+  readonly pipelines: number;
   /** Bytes of the intermediate pool, allocated once and reused by every run. */
   readonly plannedBytes: number;
   /** Most bytes of intermediates alive at one point of a run. */
@@ -49,11 +52,16 @@ const pipelineCaches = new WeakMap<GpuContext, Map<string, GPUComputePipeline>>(
 function pipelineFor(ctx: GpuContext, wgsl: string, name: string): GPUComputePipeline {
   let cache = pipelineCaches.get(ctx);
   if (!cache) pipelineCaches.set(ctx, (cache = new Map()));
-  let p = cache.get(wgsl);
+  // Keyed and compiled without the kernel's name comment: kernels that differ only in name (the
+  // same layer repeated, Adam on parameters of one shape) share a pipeline. Lavapipe keeps at most
+  // 1024 compiled shaders and recompiles what it evicts, so a step that dispatches more distinct
+  // ones than that compiles on every run.
+  const body = wgsl.startsWith(`// ${name}\n`) ? wgsl.slice(name.length + 4) : wgsl;
+  let p = cache.get(body);
   if (!p) {
-    const module = ctx.device.createShaderModule({ code: wgsl, label: name });
+    const module = ctx.device.createShaderModule({ code: body, label: name });
     p = ctx.device.createComputePipeline({ layout: "auto", compute: { module, entryPoint: "main" }, label: name });
-    cache.set(wgsl, p);
+    cache.set(body, p);
   }
   return p;
 }
@@ -80,11 +88,11 @@ interface Generated {
 function generate(
   inputs: readonly Tensor[],
   outputs: readonly Tensor[],
-  maxBindings: number,
+  ctx: GpuContext,
   mm: MatmulParams | undefined,
-  tuned: ReadonlyMap<string, MatmulParams>,
   materialize: ReadonlySet<Tensor>,
 ): Generated {
+  const maxBindings = ctx.limits.maxStorageBuffersPerShaderStage;
   const extra = new Set<Tensor>(materialize);
   const noFuse = new Set<Tensor>();
   const outSet = new Set(outputs);
@@ -118,8 +126,11 @@ function generate(
       try {
         if (k.prim === "matmul") {
           const isMat = (n: Tensor) => sched.materialized.has(n) && n !== core && n !== r;
-          const p = mm ?? tuned.get(matmulClass(k, isMat).key) ?? DEFAULT_MATMUL;
-          src = vec4Applicable(k, p, isMat) ? matmulVec4Kernel(g, k, r, "__NAME__", p, isMat) : matmulKernel(g, k, r, "__NAME__", mm ?? scalarTiles(k));
+          // The forced, tuned or default tiles; 4×4 vec4 blocks where those do not fit (a subgroup
+          // kernel needs rows in multiples of its lanes); the scalar template where no vec4 kernel does.
+          const want = mm ?? ctx.matmulChoices.get(matmulClass(k, isMat).key) ?? ctx.defaultMatmul;
+          const p = [want, DEFAULT_MATMUL].find((q) => vec4Applicable(k, q, isMat, ctx.subgroupSize));
+          src = p ? matmulVec4Kernel(g, k, r, "__NAME__", p, isMat) : matmulKernel(g, k, r, "__NAME__", mm && !mm.subgroup ? mm : scalarTiles(k));
         }
         else if (k.prim === "scatterAdd") src = scatterKernel(g, k, "__NAME__");
         else if (needsKernel(k)) src = reduceKernel(g, k, r, "__NAME__");
@@ -389,6 +400,7 @@ export class GpuExecutable {
     const donatedOut = new Set(this.donation.keys());
     return {
       kernels: this.kernels.filter((k) => k.src.output.size > 0).length,
+      pipelines: new Set(this.kernels.filter((k) => k.src.output.size > 0).map((k) => k.pipeline)).size,
       plannedBytes: this.plan.slots.reduce((a, b) => a + b, 0),
       peakBytes: this.plan.peakBytes,
       constantBytes: [...this.constants.keys()].reduce((a, n) => a + bytesOf(n), 0),
@@ -443,6 +455,6 @@ export function compileWebGpu(graph: Graph, ctx: GpuContext, opts: WebGpuCompile
   for (const n of schedule(s.inputs, outputs, new Set()).order)
     if (n.dtype === "f64") throw new ArgumentError("compile", `webgpu: ${n.prim} computes f64; the GPU runs f32`);
   const everything = opts.fusion === false ? new Set(topoSort(outputs).filter((n) => !(n.prim === "constant" && n.size === 1))) : new Set<Tensor>();
-  const gen = generate(s.inputs, outputs, ctx.limits.maxStorageBuffersPerShaderStage, opts.matmul, ctx.matmulChoices, everything);
+  const gen = generate(s.inputs, outputs, ctx, opts.matmul, everything);
   return new GpuExecutable(ctx, graph, s.inputs, outputs, gen, opts.donate ?? []);
 }

@@ -6,7 +6,7 @@ import { availableParallelism } from "node:os";
 import * as TE from "fp-ts/lib/TaskEither.js";
 import { pipe } from "fp-ts/lib/function.js";
 import { WgradError } from "../../dsl/index.js";
-import type { MatmulParams } from "./templates.js";
+import { DEFAULT_MATMUL, type MatmulParams } from "./templates.js";
 
 /** No usable GPU adapter or device. */
 export class DeviceError extends WgradError {
@@ -41,24 +41,53 @@ export function lavapipeThreadCount(current: string | undefined, requested: numb
   return current === undefined && n > 0 ? String(n) : undefined;
 }
 
+/** Matmul tiles for CPU adapters with subgroups (lavapipe): 32 rows per thread shared by subgroup broadcast. */
+export const CPU_SUBGROUP_MATMUL: MatmulParams = { tm: 32, tn: 4, wx: 16, wy: 1, interleave: true, subgroup: 8 };
+
+/** What the compiler needs to know of the adapter behind a device. */
+export interface AdapterFacts {
+  /**
+   * Dawn's instance. It must stay reachable as long as the device is used: if it is garbage
+   * collected, Dawn frees it while its event loop still runs, and the process crashes.
+   */
+  readonly instance?: GPU;
+  /** The fewest lanes a subgroup has, or 0 where the device has no subgroup operations. */
+  readonly subgroupSize?: number;
+  /** A CPU implementation of WebGPU (lavapipe, SwiftShader): Dawn's "fallback adapter". */
+  readonly cpu?: boolean;
+}
+
 /** A device with the facts the compiler needs, and a count of the buffers it holds (for leak checks). */
 export class GpuContext {
   private live = 0;
   /** Matmul tile parameters chosen by the autotuner, by shape class (see autotune). */
   readonly matmulChoices = new Map<string, MatmulParams>();
   private readonly errors: string[] = [];
+  /** The fewest lanes a subgroup has, or 0 where the device has no subgroup operations. */
+  readonly subgroupSize: number;
+  /** Whether the adapter runs on the CPU (lavapipe here). */
+  readonly cpu: boolean;
+  private readonly instance?: GPU;
 
   constructor(
     readonly device: GPUDevice,
     /** The adapter's description, e.g. "llvmpipe (LLVM 15.0.6, 256 bits)". */
     readonly adapterName: string,
-    /**
-     * Dawn's instance. It must stay reachable as long as the device is used: if it is garbage
-     * collected, Dawn frees it while its event loop still runs, and the process crashes.
-     */
-    private readonly instance?: GPU,
+    facts: AdapterFacts = {},
   ) {
+    this.instance = facts.instance;
+    this.subgroupSize = device.features.has("subgroups") ? (facts.subgroupSize ?? 0) : 0;
+    this.cpu = facts.cpu ?? false;
     device.addEventListener("uncapturederror", (e) => this.errors.push((e as GPUUncapturedErrorEvent).error.message));
+  }
+
+  /**
+   * Matmul tiles for shape classes the autotuner has not timed: on a CPU adapter with subgroups
+   * of 8 or more lanes the subgroup-broadcast kernel (3–4× the others on lavapipe here,
+   * BENCHMARKS.md), else 4×4 blocks.
+   */
+  get defaultMatmul(): MatmulParams {
+    return this.cpu && this.subgroupSize >= 8 ? CPU_SUBGROUP_MATMUL : DEFAULT_MATMUL;
   }
 
   get limits(): GPUSupportedLimits {
@@ -93,7 +122,11 @@ export class GpuContext {
 
 /** Finds an adapter and creates a device with the limits the compiler uses, as a TaskEither. */
 export function acquireDevice(opts: WebGpuOptions = {}): TE.TaskEither<DeviceError, GpuContext> {
-  if (opts.device) return TE.right(new GpuContext(opts.device, "injected device"));
+  if (opts.device) {
+    // GPUDevice.adapterInfo is newer than some implementations.
+    const info = (opts.device as GPUDevice & { adapterInfo?: GPUAdapterInfo }).adapterInfo;
+    return TE.right(new GpuContext(opts.device, "injected device", { subgroupSize: info?.subgroupMinSize, cpu: info?.isFallbackAdapter }));
+  }
   const t = opts.lavapipeThreads;
   if (t !== undefined && !(Number.isInteger(t) && t >= 0)) {
     return TE.left(new DeviceError(`webgpu: lavapipeThreads must be a non-negative integer (0 keeps lavapipe's default of one per core), got ${t}`));
@@ -133,10 +166,11 @@ export function acquireDevice(opts: WebGpuOptions = {}): TE.TaskEither<DeviceErr
             "maxComputeWorkgroupsPerDimension",
           ] as const;
           const requiredLimits = Object.fromEntries(want.map((k) => [k, l[k]]));
-          const requiredFeatures = (["timestamp-query"] as const).filter((f) => adapter.features.has(f));
+          const requiredFeatures = (["timestamp-query", "subgroups"] as const).filter((f) => adapter.features.has(f));
           const device = await adapter.requestDevice({ requiredLimits, requiredFeatures });
           const info = adapter.info;
-          return new GpuContext(device, [info.description || info.device, info.vendor].filter((s) => s).join(" / ") || "unknown adapter", gpu);
+          const name = [info.description || info.device, info.vendor].filter((s) => s).join(" / ") || "unknown adapter";
+          return new GpuContext(device, name, { instance: gpu, subgroupSize: info.subgroupMinSize, cpu: info.isFallbackAdapter });
         },
         (e) => new DeviceError(`webgpu: the adapter refused a device: ${String(e)}`),
       ),

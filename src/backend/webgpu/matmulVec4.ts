@@ -4,6 +4,11 @@
  * as stored or transposed (a permute of the last two axes), so backward-pass matmuls need no
  * transpose kernels. Applies when the vectorised axes are multiples of 4; otherwise the scalar
  * template runs.
+ *
+ * With `subgroup: S`, a workgroup's threads share their tm rows of A: lane s of each subgroup
+ * loads rows s, s + S, ... and every thread takes the others by subgroupBroadcast. lavapipe runs
+ * S = 8 threads as the lanes of one SIMD vector and loads storage buffers one lane at a time, so
+ * the redundant row loads were most of the loop; sharing them made 1024³ about 3× faster.
  */
 import { sizeOf, stridesOf, type Tensor } from "../../dsl/index.js";
 import type { KernelGen } from "./gen.js";
@@ -30,8 +35,11 @@ export function operandLayout(x: Tensor, isMat: (n: Tensor) => boolean): Layout 
   return null;
 }
 
-/** Whether the vec4 template can run this matmul with these tile parameters. */
-export function vec4Applicable(root: Tensor, p: MatmulParams, isMat: (n: Tensor) => boolean): boolean {
+/**
+ * Whether the vec4 template can run this matmul with these tile parameters, on a device whose
+ * subgroups have at least `subgroupSize` lanes (0: no subgroup operations).
+ */
+export function vec4Applicable(root: Tensor, p: MatmulParams, isMat: (n: Tensor) => boolean, subgroupSize: number): boolean {
   if (root.dtype !== "f32") return false;
   const [a, b] = root.inputs;
   const la = operandLayout(a, isMat);
@@ -42,6 +50,12 @@ export function vec4Applicable(root: Tensor, p: MatmulParams, isMat: (n: Tensor)
   if (K % 4 !== 0 || p.tn % 4 !== 0) return false;
   if (la.transposed && (M % 4 !== 0 || p.tm % 4 !== 0)) return false;
   if (!lb.transposed && N % 4 !== 0) return false;
+  const S = p.subgroup;
+  if (S !== undefined) {
+    // Every lane a thread broadcasts from must exist, and all of a workgroup's threads share rows.
+    if (S > subgroupSize || p.wy !== 1 || p.wx % S !== 0) return false;
+    if (p.tm % (la.transposed ? 4 * S : S) !== 0) return false;
+  }
   return true;
 }
 
@@ -73,21 +87,35 @@ export function matmulVec4Kernel(g: KernelGen, root: Tensor, epilogue: Tensor, n
   // Column base of vec4 v: interleaved, neighbouring threads read neighbouring vec4s.
   const colOf = (v: number) => (p.interleave ? g.let(`(wid.x * ${nv * p.wx}u + ${v * p.wx}u + lid.x) * 4u`, "cb") : g.let(`col0 + ${4 * v}u`, "cb"));
   const cols = Array.from({ length: nv }, (_, v) => colOf(v));
-  const rows = Array.from({ length: tm }, (_, t) => g.let(`min(row0 + ${t}u, ${M - 1}u)`, "r"));
   for (let t = 0; t < tm; t++) for (let v = 0; v < nv; v++) g.line(`var acc${t}_${v} = vec4<f32>(0.0);`);
   const K4 = K / 4;
   const loop: string[] = [];
   // Row and column base offsets (vec4 units) are computed once; the loop only adds k.
   let aElem: (t: number, j: number) => string;
+  const S = p.subgroup;
   if (!la.transposed) {
-    const aRow = rows.map((r) => g.let(`${aOff} + ${r} * ${K4}u`, "ar"));
-    aRow.forEach((base, t) => loop.push(`let a${t} = ${A}[${base} + k4];`));
+    if (S) {
+      const aRow = Array.from({ length: tm / S }, (_, q) => g.let(`${aOff} + min(row0 + sg + ${q * S}u, ${M - 1}u) * ${K4}u`, "ar"));
+      aRow.forEach((base, q) => loop.push(`let al${q} = ${A}[${base} + k4];`));
+      for (let t = 0; t < tm; t++) loop.push(`let a${t} = subgroupBroadcast(al${Math.floor(t / S)}, ${t % S}u);`);
+    } else {
+      const aRow = Array.from({ length: tm }, (_, t) => g.let(`${aOff} + min(row0 + ${t}u, ${M - 1}u) * ${K4}u`, "ar"));
+      aRow.forEach((base, t) => loop.push(`let a${t} = ${A}[${base} + k4];`));
+    }
     aElem = (t, j) => `a${t}[${j}]`;
   } else {
+    // at{j}_{q}: rows 4q..4q+3 of the block at k = 4·k4 + j.
     const M4 = M / 4;
-    const aCol = Array.from({ length: tm / 4 }, (_, q) => g.let(`${aOff} + min(row0 / 4u + ${q}u, ${M4 - 1}u)`, "ac"));
     loop.push(`let ka = k4 * ${4 * M4}u;`);
-    for (let j = 0; j < 4; j++) aCol.forEach((base, q) => loop.push(`let at${j}_${q} = ${A}[${base} + ka + ${j * M4}u];`));
+    if (S) {
+      const aCol = Array.from({ length: tm / (4 * S) }, (_, q) => g.let(`${aOff} + min(row0 / 4u + sg + ${q * S}u, ${M4 - 1}u)`, "ac"));
+      for (let j = 0; j < 4; j++) aCol.forEach((base, q) => loop.push(`let al${j}_${q} = ${A}[${base} + ka + ${j * M4}u];`));
+      for (let j = 0; j < 4; j++)
+        for (let q = 0; q < tm / 4; q++) loop.push(`let at${j}_${q} = subgroupBroadcast(al${j}_${Math.floor(q / S)}, ${q % S}u);`);
+    } else {
+      const aCol = Array.from({ length: tm / 4 }, (_, q) => g.let(`${aOff} + min(row0 / 4u + ${q}u, ${M4 - 1}u)`, "ac"));
+      for (let j = 0; j < 4; j++) aCol.forEach((base, q) => loop.push(`let at${j}_${q} = ${A}[${base} + ka + ${j * M4}u];`));
+    }
     aElem = (t, j) => `at${j}_${t >> 2}[${t & 3}]`;
   }
   if (!lb.transposed) {
@@ -105,19 +133,27 @@ export function matmulVec4Kernel(g: KernelGen, root: Tensor, epilogue: Tensor, n
     for (let v = 0; v < nv; v++)
       loop.push(`acc${t}_${v} += ${[0, 1, 2, 3].map((j) => `${aElem(t, j)} * b${j}_${v}`).join(" + ")};`);
   g.line(`for (var k4 = 0u; k4 < ${K4}u; k4++) {\n${indent(loop, 2)}\n  }`);
-  for (let t = 0; t < tm; t++)
-    for (let v = 0; v < nv; v++)
-      for (let c = 0; c < 4; c++) {
-        const store = g.nested(() => {
-          const o = g.let(`bz * ${M * N}u + (row0 + ${t}u) * ${N}u + ${cols[v]} + ${c}u`, "o");
-          storeWithEpilogue(g, root, epilogue, o, `acc${t}_${v}[${c}]`);
-        });
-        g.line(`if (row0 + ${t}u < ${M}u && ${cols[v]} + ${c}u < ${N}u) {\n${indent(store, 2)}\n  }`);
-      }
+  // The stores, with the fused epilogue written once in a loop over the tile's rows. Unrolled, its
+  // loads and index arithmetic came tm·tn times, and lavapipe took seconds to compile such a kernel;
+  // the trip count depends on row0 so that the shader compiler cannot unroll it either.
+  g.line(`var res: array<vec4<f32>, ${tm * nv}>;`);
+  for (let t = 0; t < tm; t++) for (let v = 0; v < nv; v++) g.line(`res[${t * nv + v}u] = acc${t}_${v};`);
+  const store = g.nested(() => {
+    g.line("let r = row0 + t;");
+    for (let v = 0; v < nv; v++) {
+      const body = g.nested(() => {
+        const o = g.let(`bz * ${M * N}u + r * ${N}u + ${cols[v]} + c`, "o");
+        storeWithEpilogue(g, root, epilogue, o, `res[t * ${nv}u + ${v}u][c]`);
+      });
+      [`for (var c = 0u; c < 4u; c++) {`, `  if (${cols[v]} + c < ${N}u) {`, ...body.map((l) => `    ${l}`), "  }", "}"].forEach((l) => g.line(l));
+    }
+  });
+  g.line(`let rows = select(0u, min(${tm}u, ${M}u - row0), row0 < ${M}u);`);
+  g.line(`for (var t = 0u; t < rows; t++) {\n${indent(store, 2)}\n  }`);
   const gx = Math.ceil(N / (tn * p.wx));
   const gy = Math.ceil(M / (tm * p.wy));
   const main = `@compute @workgroup_size(${p.wx}, ${p.wy}, 1)
-fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u${S ? ", @builtin(subgroup_invocation_id) sg: u32" : ""}) {
   let col0 = gid.x * ${tn}u;
   let row0 = wid.y * ${tm * p.wy}u + lid.y * ${tm}u; // uniform over the workgroup when wy = 1: A loads broadcast
   let bz = gid.z;

@@ -40,7 +40,8 @@ export function assembleKernel(g: KernelGen, name: string, output: Tensor, main:
   decls.push(bindingDecl(reads.length, "out", output.dtype, "read_write"));
   const helpers = g.helperSource();
   const usesBits = (helpers + main).includes(`${F32_BITS}(`);
-  const wgsl = [`// ${name}`, ...decls, extraDecls, usesBits ? F32_BITS_SOURCE : "", helpers, main].filter((s) => s).join("\n");
+  const enables = /\bsubgroup[A-Z]/.test(main) ? "enable subgroups;" : "";
+  const wgsl = [`// ${name}`, enables, ...decls, extraDecls, usesBits ? F32_BITS_SOURCE : "", helpers, main].filter((s) => s).join("\n");
   return { name, wgsl, reads, readKeys: g.readKeys, storeKeys: g.storeKeys, output, dispatch };
 }
 
@@ -219,6 +220,11 @@ export interface MatmulParams {
   readonly wy: number;
   /** vec4 template: neighbouring threads take neighbouring vec4 columns (else each takes tn adjacent columns). */
   readonly interleave?: boolean;
+  /**
+   * vec4 template: threads share their rows of A through subgroupBroadcast, in groups of this
+   * many lanes (needs wy = 1 and subgroups of at least this size).
+   */
+  readonly subgroup?: number;
 }
 
 /** Used until the autotuner has timed a shape class (the best average on lavapipe here). */
