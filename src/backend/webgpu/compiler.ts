@@ -130,7 +130,7 @@ function generate(
           // kernel needs rows in multiples of its lanes); the scalar template where no vec4 kernel does.
           const want = mm ?? ctx.matmulChoices.get(matmulClass(k, isMat).key) ?? ctx.defaultMatmul;
           const p = [want, DEFAULT_MATMUL].find((q) => vec4Applicable(k, q, isMat, ctx.subgroupSize));
-          src = p ? matmulVec4Kernel(g, k, r, "__NAME__", p, isMat) : matmulKernel(g, k, r, "__NAME__", mm && !mm.subgroup ? mm : scalarTiles(k));
+          src = p ? matmulVec4Kernel(g, k, r, "__NAME__", p, isMat) : matmulKernel(g, k, r, "__NAME__", mm && !mm.subgroup ? mm : scalarTiles(k, ctx));
         }
         else if (k.prim === "scatterAdd") src = scatterKernel(g, k, "__NAME__");
         else if (needsKernel(k)) src = reduceKernel(g, k, r, "__NAME__");
@@ -199,8 +199,10 @@ export function matmulClasses(graph: Graph): MatmulClass[] {
 }
 
 /** Tile parameters for the scalar template: a 4×4 register block where the output is large enough, smaller otherwise. */
-function scalarTiles(n: Tensor): MatmulParams {
+function scalarTiles(n: Tensor, ctx: GpuContext): MatmulParams {
   const [M, N] = n.shape.slice(-2);
+  // On CPU adapters, rows shared by subgroup broadcast (as in the vec4 kernel): 3-5× faster there.
+  if (ctx.cpu && ctx.subgroupSize >= 8) return { tm: M <= 8 ? 8 : 16, tn: Math.min(4, N), wx: 16, wy: 1, subgroup: 8 };
   return { tm: Math.min(4, M), tn: Math.min(4, N), wx: 8, wy: 8 };
 }
 

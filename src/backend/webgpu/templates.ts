@@ -221,8 +221,8 @@ export interface MatmulParams {
   /** vec4 template: neighbouring threads take neighbouring vec4 columns (else each takes tn adjacent columns). */
   readonly interleave?: boolean;
   /**
-   * vec4 template: threads share their rows of A through subgroupBroadcast, in groups of this
-   * many lanes (needs wy = 1 and subgroups of at least this size).
+   * Threads share their rows of A through subgroupBroadcast, in groups of this many lanes (needs
+   * wy = 1, tm a multiple of it and subgroups of at least this size).
    */
   readonly subgroup?: number;
 }
@@ -230,45 +230,60 @@ export interface MatmulParams {
 /** Used until the autotuner has timed a shape class (the best average on lavapipe here). */
 export const DEFAULT_MATMUL: MatmulParams = { tm: 4, tn: 4, wx: 8, wy: 8 };
 
+/**
+ * The general matmul: any dtype, sizes and operand expressions (fused prologues), tm×tn scalar
+ * accumulators per thread. With `subgroup: S` (wy = 1, tm a multiple of S) the workgroup's
+ * threads share their rows of A as the vec4 template does: lane s loads rows s, s + S, ...
+ */
 export function matmulKernel(g: KernelGen, root: Tensor, epilogue: Tensor, name: string, p: MatmulParams): KernelSource {
   const [a, b] = root.inputs;
   const batch = root.shape.slice(0, -2);
   const [M, N] = root.shape.slice(-2);
   const K = a.shape[a.rank - 1];
   const nb = sizeOf(batch);
+  const S = p.subgroup;
   const bC = g.coords(g.idx(batch, "bz", null));
   const aBatch = g.broadcastIdx(g.idx(batch, null, bC), a.shape.slice(0, -2));
   const bBatch = g.broadcastIdx(g.idx(batch, null, bC), b.shape.slice(0, -2));
   const aBC = batch.length ? g.coords(aBatch) : [];
   const bBC = batch.length ? g.coords(bBatch) : [];
-  const rows = Array.from({ length: p.tm }, (_, t) => g.let(`min(row0 + ${t}u, ${M - 1}u)`, "r"));
+  const aRows = S ? p.tm / S : p.tm;
+  const rows = Array.from({ length: aRows }, (_, t) => g.let(`min(row0 + ${S ? `sg + ${t * S}u` : `${t}u`}, ${M - 1}u)`, "r"));
   const cols = Array.from({ length: p.tn }, (_, u) => g.let(`min(col0 + ${u}u, ${N - 1}u)`, "c"));
   const acc = (t: number, u: number) => `acc${t}_${u}`;
   const T = regType(root.dtype);
   for (let t = 0; t < p.tm; t++) for (let u = 0; u < p.tn; u++) g.line(`var ${acc(t, u)} = ${T}(0);`);
   const loop = g.nested(() => {
-    const av = rows.map((r) => g.val(a, g.idx(a.shape, null, [...aBC, r, "k"])));
+    let av = rows.map((r) => g.val(a, g.idx(a.shape, null, [...aBC, r, "k"])));
+    if (S) av = Array.from({ length: p.tm }, (_, t) => g.let(`subgroupBroadcast(${av[Math.floor(t / S)]}, ${t % S}u)`, "a"));
     const bv = cols.map((c) => g.val(b, g.idx(b.shape, null, [...bBC, "k", c])));
     for (let t = 0; t < p.tm; t++) for (let u = 0; u < p.tn; u++) g.line(`${acc(t, u)} += ${av[t]} * ${bv[u]};`);
   });
   g.line(`for (var k = 0u; k < ${K}u; k++) {\n${indent(loop, 2)}\n  }`);
-  for (let t = 0; t < p.tm; t++)
+  // The stores and epilogue once, in a loop over rows whose count the shader compiler cannot know
+  // (see matmulVec4Kernel).
+  g.line(`var res: array<array<${T}, ${p.tn}>, ${p.tm}>;`);
+  for (let t = 0; t < p.tm; t++) g.line(`res[${t}u] = array<${T}, ${p.tn}>(${Array.from({ length: p.tn }, (_, u) => acc(t, u)).join(", ")});`);
+  const store = g.nested(() => {
     for (let u = 0; u < p.tn; u++) {
-      const store = g.nested(() => {
-        const o = g.let(`bz * ${M * N}u + (row0 + ${t}u) * ${N}u + col0 + ${u}u`, "o");
-        storeWithEpilogue(g, root, epilogue, o, acc(t, u));
+      const body = g.nested(() => {
+        const o = g.let(`bz * ${M * N}u + (row0 + t) * ${N}u + col0 + ${u}u`, "o");
+        storeWithEpilogue(g, root, epilogue, o, `res[t][${u}u]`);
       });
-      g.line(`if (row0 + ${t}u < ${M}u && col0 + ${u}u < ${N}u) {\n${indent(store, 2)}\n  }`);
+      g.line(`if (col0 + ${u}u < ${N}u) {\n${indent(body)}\n}`);
     }
+  });
+  g.line(`let rows = select(0u, min(${p.tm}u, ${M}u - row0), row0 < ${M}u);`);
+  g.line(`for (var t = 0u; t < rows; t++) {\n${indent(store, 2)}\n  }`);
   const gx = Math.ceil(N / (p.tn * p.wx));
   const gy = Math.ceil(M / (p.tm * p.wy));
+  // Subgroup operations need every lane: no early return, the loads are clamped and the stores guarded.
   const main = `@compute @workgroup_size(${p.wx}, ${p.wy}, 1)
-fn main(@builtin(global_invocation_id) gid: vec3u) {
+fn main(@builtin(global_invocation_id) gid: vec3u${S ? ", @builtin(subgroup_invocation_id) sg: u32" : ""}) {
   let col0 = gid.x * ${p.tn}u;
   let row0 = gid.y * ${p.tm}u;
   let bz = gid.z;
-  if (row0 >= ${M}u || col0 >= ${N}u) { return; }
-${indent(g.body())}
+${S ? "" : `  if (row0 >= ${M}u || col0 >= ${N}u) { return; }\n`}${indent(g.body())}
 }`;
   return assembleKernel(g, name, epilogue, main, [gx, gy, nb]);
 }
