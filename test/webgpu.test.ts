@@ -107,6 +107,8 @@ describe("webgpu agrees with the CPU float64 reference", () => {
       ["B transposed", [[40, 24], [28, 24]], (a, b) => w.mul(w.matmul(a, w.transpose(b)), 0.5)],
       ["batched, broadcast over batch axes", [[2, 1, 34, 12], [3, 12, 16]], (a, b) => w.matmul(a, b)],
       ["batched, both transposed", [[2, 20, 64], [2, 12, 20]], (a, b) => w.matmul(w.swapAxes(a), w.swapAxes(b))],
+      // A reshape of stored data renames it, so both operands read their input buffers in place.
+      ["reshaped operands: rows regrouped, and K regrouped then transposed", [[3, 8, 6], [2, 6, 16]], (a, b) => w.matmul(w.transpose(w.reshape(b, [12, 16])), w.reshape(a, [12, 12]))],
       // Sizes that are not multiples of 4 take the general template, with rows shared the same way.
       ["general template, K and N of 50 and 9, A broadcast, B transposed", [[3, 10, 50], [2, 3, 9, 50]], (a, b) => w.matmul(a, w.swapAxes(b))],
     ];

@@ -21,16 +21,20 @@ interface Layout {
   readonly transposed: boolean;
 }
 
-/** The buffer behind a matmul operand, if the operand is the buffer seen directly, reshaped on leading axes, or transposed. */
+/**
+ * The buffer behind a matmul operand, if the operand is a stored buffer (or any reshape of one:
+ * stored data is contiguous, so a reshape only renames it) seen directly or with its last two
+ * axes swapped. The kernels index operands by the operand's own shape, never the buffer's.
+ */
 export function operandLayout(x: Tensor, isMat: (n: Tensor) => boolean): Layout | null {
-  if (isMat(x)) return { buf: x, transposed: false };
-  const y = x.inputs[0];
-  if (x.prim === "reshape" && isMat(y) && y.shape[y.rank - 1] === x.shape[x.rank - 1] && y.rank >= 2 && y.shape[y.rank - 2] === x.shape[x.rank - 2])
-    return { buf: y, transposed: false };
-  if (x.prim === "permute" && isMat(y)) {
+  const stored = (n: Tensor) => (isMat(n) ? n : n.prim === "reshape" && isMat(n.inputs[0]) ? n.inputs[0] : null);
+  const direct = stored(x);
+  if (direct) return { buf: direct, transposed: false };
+  if (x.prim === "permute") {
     const p = (x.params as { perm: readonly number[] }).perm;
     const r = p.length;
-    if (p.every((a, i) => (i < r - 2 ? a === i : i === r - 2 ? a === r - 1 : a === r - 2))) return { buf: y, transposed: true };
+    const buf = stored(x.inputs[0]);
+    if (buf && p.every((a, i) => (i < r - 2 ? a === i : i === r - 2 ? a === r - 1 : a === r - 2))) return { buf, transposed: true };
   }
   return null;
 }
