@@ -7,7 +7,8 @@
 
 let dawn: unknown;
 
-async function installNavigator(): Promise<void> {
+/** Installs Dawn's globals and a navigator whose gpu is Dawn's instance (once per process). */
+export async function installNavigator(): Promise<void> {
   if (dawn) return;
   const { create, globals } = await import("webgpu");
   Object.assign(globalThis, globals);

@@ -10,6 +10,7 @@ import type { GpuArray, GpuContext, Tensor } from "../src/index.js";
 import { peerMatmulRunners, type MatmulRunner } from "./peers.js";
 import { BATCH, initModel, stepSpecs, trainStep, type Model } from "./vitStep.js";
 import { ibotStepSeconds } from "./ibotStep.js";
+import { peerVitSteps } from "./peerVitStep.js";
 
 interface Row {
   name: string;
@@ -127,6 +128,9 @@ async function gpuBenchmarks(ctx: GpuContext) {
   }
   const total = prof.reduce((a, p) => a + p.ms, 0);
   record("WebGPU: ViT step time by kernel class (profiled one by one)", [...byClass].sort((a, b) => b[1] - a[1]).slice(0, 5).map(([c, t]) => `${c} ${((100 * t) / total).toFixed(0)}%`).join(", "), `${total.toFixed(0)} ms profiled`);
+  // The same step written in each peer, right after ours (same images-per-step, model and Adam).
+  for (const r of await peerVitSteps())
+    record(`WebGPU: ViT training step in ${r.name}`, r.msPerStep === null ? "failed" : `${r.msPerStep.toFixed(0)} ms/step`, r.firstStepS === null ? r.note : `first step ${r.firstStepS.toFixed(1)} s (tracing and compiling included); ${r.note}`);
 }
 
 function cpuVitStep() {
@@ -164,7 +168,7 @@ if (process.argv.includes("--ibot")) {
 }
 if (process.argv.includes("--json")) for (const r of rows) console.log(JSON.stringify({ ...r, device, adapter }));
 else {
-  console.log(`Device: ${device}; WebGPU adapter: ${adapter}\n`);
+  console.log(`Device: ${device}; WebGPU adapter: ${adapter}; load average at the end ${os.loadavg().map((l) => l.toFixed(2)).join(" ")}\n`);
   console.log("| benchmark | result | notes |\n|---|---|---|");
   for (const r of rows) console.log(`| ${r.name} | ${r.value} | ${r.note} |`);
 }
