@@ -112,7 +112,7 @@ describe("webgpu agrees with the CPU float64 reference", () => {
       // Sizes that are not multiples of 4 take the general template, with rows shared the same way.
       ["general template, K and N of 50 and 9, A broadcast, B transposed", [[3, 10, 50], [2, 3, 9, 50]], (a, b) => w.matmul(a, w.swapAxes(b))],
     ];
-    const configs = [...w.matmulCandidates(ctx), ctx.defaultMatmul];
+    const configs = [...w.MATMUL_CANDIDATES, ...w.SUBGROUP_MATMUL_CANDIDATES, ctx.defaultMatmul];
     let broadcastKernels = 0;
     for (const [what, shapes, f] of cases) {
       const xs = shapes.map((s, i) => data(s, i));
@@ -215,6 +215,29 @@ describe("compiler", () => {
   test("transposed operands are read in place, without a copy kernel", () => {
     const exe = w.compile((a: Tensor, b: Tensor) => w.matmul(w.transpose(a), w.swapAxes(b)), [w.spec([16, 8]), w.spec([4, 12, 16])], { backend: ctx });
     assert.equal(exe.stats().kernels, 1);
+  });
+
+  test("the autotuner times the default and the candidates once per class, and later compiles use its choice", async () => {
+    const f = (a: Tensor, b: Tensor) => w.matmul(a, b);
+    const specs = [w.spec([96, 64]), w.spec([64, 96])] as const;
+    const tuned = await w.autotune(f, specs, ctx, { reps: 3, minFlops: 0 });
+    assert.equal(tuned.length, 1, "one matmul class");
+    const [r] = tuned;
+    assert.deepEqual(r.candidates[0], ctx.defaultMatmulFor(96), "the class's default is timed first");
+    assert.equal(r.timesMs.length, r.candidates.length);
+    assert.ok(r.timesMs.every((t) => t > 0));
+    const fastest = r.timesMs.indexOf(Math.min(...r.timesMs));
+    // Kept unless a candidate beats the default by 10%; then the fastest.
+    assert.deepEqual(r.params, r.timesMs[fastest] < 0.9 * r.timesMs[0] ? r.candidates[fastest] : r.candidates[0]);
+    assert.deepEqual(await w.autotune(f, specs, ctx, { minFlops: 0 }), [], "a tuned class is not timed again");
+    const exe = w.compile(f, specs, { backend: ctx });
+    assert.ok(exe.wgsl().includes(`@workgroup_size(${r.params.wx}, ${r.params.wy}, 1)`), "the compile uses the tuned tiles");
+    const [a, b] = [96 * 64, 64 * 96].map((n) => Float32Array.from({ length: n }, (_, i) => Math.cos(i)));
+    const ref = w.compile((x: Tensor, y: Tensor) => w.matmul(w.cast(x, "f64"), w.cast(y, "f64")), specs).run(a, b) as HostTensor;
+    const out = exe.run(a, b) as GpuArray;
+    assertClose(await read(out), ref.data, "tuned matmul", 1e-4, 1e-4);
+    out.dispose();
+    exe.dispose();
   });
 
   test("the memory plan never lets two live values share a buffer", () => {

@@ -3,7 +3,7 @@
  * operands are transposed), times a few tile configurations once on the device and caches the
  * fastest on the GpuContext, where every later compile for that device finds it.
  */
-import { input, matmul, spec, swapAxes, trace, type Tensor, type TensorSpec, type Tree } from "../../dsl/index.js";
+import { add, matmul, sizeOf, spec, swapAxes, trace, type Tensor, type TensorSpec, type Tree } from "../../dsl/index.js";
 import type { GpuArray } from "./array.js";
 import type { GpuContext } from "./device.js";
 import { compileWebGpu, matmulClasses } from "./compiler.js";
@@ -18,29 +18,40 @@ export const MATMUL_CANDIDATES: readonly MatmulParams[] = [
   { tm: 2, tn: 4, wx: 8, wy: 8 },
 ];
 
-/** Also tried where subgroups have 8 or more lanes: 16 or 32 rows per thread, shared by broadcast. */
+/** Also tried where subgroups have 8 or more lanes: 16 or 32 rows per thread, shared by broadcast, in workgroups of 8 to 64 lanes. */
 export const SUBGROUP_MATMUL_CANDIDATES: readonly MatmulParams[] = [
   { tm: 16, tn: 4, wx: 16, wy: 1, interleave: true, subgroup: 8 },
   { tm: 32, tn: 4, wx: 16, wy: 1, interleave: true, subgroup: 8 },
   { tm: 32, tn: 4, wx: 64, wy: 1, interleave: true, subgroup: 8 },
+  { tm: 32, tn: 4, wx: 8, wy: 1, interleave: true, subgroup: 8 },
+  { tm: 16, tn: 4, wx: 8, wy: 1, interleave: true, subgroup: 8 },
 ];
 
-/** The tile configurations the autotuner times on this device. */
+/**
+ * The tile configurations the autotuner times on this device: on a CPU adapter with subgroups
+ * (lavapipe) only the subgroup kernels, which beat the others there at every ViT and square shape
+ * measured (BENCHMARKS.md); elsewhere every configuration that can run.
+ */
 export function matmulCandidates(ctx: GpuContext): readonly MatmulParams[] {
-  return ctx.subgroupSize >= 8 ? [...MATMUL_CANDIDATES, ...SUBGROUP_MATMUL_CANDIDATES] : MATMUL_CANDIDATES;
+  if (ctx.subgroupSize < 8) return MATMUL_CANDIDATES;
+  return ctx.cpu ? SUBGROUP_MATMUL_CANDIDATES : [...MATMUL_CANDIDATES, ...SUBGROUP_MATMUL_CANDIDATES];
 }
+
+/** A candidate must beat the default by this factor to replace it: timing noise alone should not. */
+const MARGIN = 0.9;
 
 export interface TuneResult {
   readonly key: string;
   readonly params: MatmulParams;
-  /** The configurations timed (matmulCandidates), and the median milliseconds per run (upload included) of each. */
+  /** The configurations timed (the class's default first, then matmulCandidates), and the median milliseconds per run of each. */
   readonly candidates: readonly MatmulParams[];
   readonly timesMs: readonly number[];
 }
 
 /**
  * Times the candidates for every matmul class in `f` not yet tuned on `ctx` and records the
- * winners. Classes under `minFlops` keep the default (timing them costs more than it saves).
+ * winners. The class's default tiles are timed too and kept unless a candidate is clearly faster
+ * (by MARGIN). Classes under `minFlops` keep the default (timing them costs more than it saves).
  */
 export async function autotune(
   f: (...args: never[]) => unknown,
@@ -48,17 +59,21 @@ export async function autotune(
   ctx: GpuContext,
   opts: { minFlops?: number; reps?: number } = {},
 ): Promise<TuneResult[]> {
-  const { minFlops = 2e6, reps = 5 } = opts;
+  const { minFlops = 2e6, reps = 7 } = opts;
   const results: TuneResult[] = [];
+  // Operands live on the device, so that uploads do not dilute the kernels' differences.
+  const onDevice = (shape: readonly number[]) =>
+    compileWebGpu(trace((t: Tensor) => add(t, 0), [spec(shape)]), ctx).run(new Float32Array(sizeOf(shape)).fill(0.5)) as GpuArray;
   for (const c of matmulClasses(trace(f as (...a: never[]) => Tree<Tensor>, specs as readonly Tree<TensorSpec>[]))) {
     if (ctx.matmulChoices.has(c.key) || 2 * c.m * c.n * c.k * c.batch < minFlops) continue;
-    const a = input(c.transA ? [c.batch, c.k, c.m] : [c.batch, c.m, c.k]);
-    const b = input(c.transB ? [c.batch, c.n, c.k] : [c.batch, c.k, c.n]);
-    const graph = trace((x: Tensor, y: Tensor) => matmul(c.transA ? swapAxes(x) : x, c.transB ? swapAxes(y) : y), [spec(a.shape), spec(b.shape)]);
-    const candidates = matmulCandidates(ctx);
+    const aShape = c.transA ? [c.batch, c.k, c.m] : [c.batch, c.m, c.k];
+    const bShape = c.transB ? [c.batch, c.n, c.k] : [c.batch, c.k, c.n];
+    const graph = trace((x: Tensor, y: Tensor) => matmul(c.transA ? swapAxes(x) : x, c.transB ? swapAxes(y) : y), [spec(aShape), spec(bShape)]);
+    const fallback = ctx.defaultMatmulFor(c.n);
+    const others = matmulCandidates(ctx).filter((p) => JSON.stringify(p) !== JSON.stringify(fallback));
+    const candidates = [fallback, ...others];
     const exes = candidates.map((params) => compileWebGpu(graph, ctx, { matmul: params }));
-    const x = new Float32Array(a.size).fill(0.5);
-    const y = new Float32Array(b.size).fill(0.5);
+    const [x, y] = [onDevice(aShape), onDevice(bShape)];
     const times = await interleavedMedians(
       exes.map((exe) => async () => {
         (exe.run(x, y) as GpuArray).dispose();
@@ -67,9 +82,11 @@ export async function autotune(
       reps,
     );
     exes.forEach((e) => e.dispose());
-    const best = candidates[times.indexOf(Math.min(...times))];
-    ctx.matmulChoices.set(c.key, best);
-    results.push({ key: c.key, params: best, candidates, timesMs: times });
+    [x, y].forEach((t) => t.dispose());
+    const fastest = times.indexOf(Math.min(...times));
+    const params = times[fastest] < MARGIN * times[0] ? candidates[fastest] : fallback;
+    ctx.matmulChoices.set(c.key, params);
+    results.push({ key: c.key, params, candidates, timesMs: times });
   }
   return results;
 }

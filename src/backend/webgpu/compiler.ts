@@ -128,7 +128,7 @@ function generate(
           const isMat = (n: Tensor) => sched.materialized.has(n) && n !== core && n !== r;
           // The forced, tuned or default tiles; 4×4 vec4 blocks where those do not fit (a subgroup
           // kernel needs rows in multiples of its lanes); the scalar template where no vec4 kernel does.
-          const want = mm ?? ctx.matmulChoices.get(matmulClass(k, isMat).key) ?? ctx.defaultMatmul;
+          const want = mm ?? ctx.matmulChoices.get(matmulClass(k, isMat).key) ?? ctx.defaultMatmulFor(k.shape[k.rank - 1]);
           const p = [want, DEFAULT_MATMUL].find((q) => vec4Applicable(k, q, isMat, ctx.subgroupSize));
           src = p ? matmulVec4Kernel(g, k, r, "__NAME__", p, isMat) : matmulKernel(g, k, r, "__NAME__", mm && !mm.subgroup ? mm : scalarTiles(k, ctx));
         }

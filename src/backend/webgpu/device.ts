@@ -90,6 +90,17 @@ export class GpuContext {
     return this.cpu && this.subgroupSize >= 8 ? CPU_SUBGROUP_MATMUL : DEFAULT_MATMUL;
   }
 
+  /**
+   * The default tiles for a matmul with `n` output columns. The subgroup kernel narrows its
+   * workgroups to one subgroup where n/tn columns would leave the last one partly idle: n = 96
+   * makes 24 columns, three full groups of 8 lanes but two groups of 16 a quarter empty (the ViT
+   * step ran about 5% faster so).
+   */
+  defaultMatmulFor(n: number): MatmulParams {
+    const p = this.defaultMatmul;
+    return p.subgroup === undefined || Math.ceil(n / p.tn) % p.wx === 0 ? p : { ...p, wx: p.subgroup };
+  }
+
   get limits(): GPUSupportedLimits {
     return this.device.limits;
   }
