@@ -285,6 +285,37 @@ describe("compiler", () => {
     exe.dispose();
   });
 
+  test("large f32 elementwise kernels take four elements a thread, with vec4 loads where operands line up", async () => {
+    // x and y are read at the output's elements (vec4 loads), b and r through broadcasts, z transposed.
+    const f = (x: Tensor, y: Tensor, b: Tensor, r: Tensor, z: Tensor) =>
+      w.add(w.div(w.tanh(w.add(w.mul(x, 2), b)), w.add(r, 2)), w.mul(y, w.transpose(z, [1, 0, 2])));
+    const shapes = [[8, 16, 12], [8, 16, 12], [12], [8, 16, 1], [16, 8, 12]];
+    const xs = shapes.map((sh, k) => w.hostTensor(Float32Array.from({ length: sh.reduce((p, q) => p * q, 1) }, (_, i) => Math.sin(i * 0.71 + k)), sh));
+    const exe = w.compile(f, shapes.map((sh) => w.spec(sh)), { backend: ctx });
+    assert.equal(exe.stats().kernels, 1);
+    assert.match(exe.wgsl(), /var<storage, read_write> out: array<vec4<f32>>/);
+    assert.equal(exe.wgsl().match(/array<vec4<f32>>/g)?.length, 3, "x and y as vec4s, and the output");
+    const ref = w.compile((...t: Tensor[]) => f(...t.map((u) => w.cast(u, "f64")) as [Tensor, Tensor, Tensor, Tensor, Tensor]), shapes.map((sh) => w.spec(sh))).run(...xs) as HostTensor;
+    const out = exe.run(...xs) as GpuArray;
+    assertClose(await read(out), ref.data, "four-wide elementwise kernel");
+    out.dispose();
+    // Donated: updated in place when read only at the elements written, never when also read elsewhere.
+    const specs = [w.spec([32, 64]), w.spec([32, 64])];
+    const inPlace = w.compile((p: Tensor, g: Tensor) => w.sub(p, w.mul(g, 0.1)), specs, { backend: ctx, donate: [0] });
+    const shifted = w.compile((p: Tensor, g: Tensor) => w.sub(p, w.mul(w.transpose(w.reshape(p, [64, 32])), g)), [w.spec([32, 64]), w.spec([32, 64])], { backend: ctx, donate: [0] });
+    const [pv, gv] = [0, 1].map((k) => Float32Array.from({ length: 2048 }, (_, i) => Math.cos(i * 0.3 + k)));
+    for (const [exe2, g2] of [[inPlace, (p: Tensor, g: Tensor) => w.sub(p, w.mul(g, 0.1))], [shifted, (p: Tensor, g: Tensor) => w.sub(p, w.mul(w.transpose(w.reshape(p, [64, 32])), g))]] as const) {
+      const p = exe2.run(pv, gv) as GpuArray; // from host data: p is a fresh device array
+      const before = (p as unknown as { buffer: unknown }).buffer;
+      const next = exe2.run(p, gv) as GpuArray;
+      const cpu = w.compile(g2, specs);
+      const want = cpu.run(cpu.run(pv, gv) as HostTensor, gv) as HostTensor;
+      assertClose(await read(next), want.data, `donated update ${exe2 === inPlace ? "in place" : "read elsewhere too"}`);
+      assert.equal((next as unknown as { buffer: unknown }).buffer === before, exe2 === inPlace, "the buffer is reused only where no thread reads another's element");
+      next.dispose();
+    }
+  });
+
   test("donated parameters are updated in place and stay on the device", async () => {
     const sgd = (p: { w: Tensor }, x: Tensor) => {
       const g = w.grad((q: { w: Tensor }) => w.sum(w.square(w.matmul(x, q.w))))(p);

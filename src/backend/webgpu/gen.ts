@@ -63,6 +63,11 @@ export class KernelGen {
   readonly fused: string[] = [];
   /** Index keys of the elements this kernel's threads store (each thread reads-before-writes only these). */
   readonly storeKeys = new Set<string>();
+  /**
+   * Flat index expressions that are lanes of a vec4 index (a thread of a four-wide elementwise
+   * kernel): f32 buffers read at them are loaded as one vec4 per thread.
+   */
+  readonly vec4Lanes = new Map<string, { vec: string; lane: number }>();
 
   constructor(
     private readonly ids: Map<Tensor, number>,
@@ -126,17 +131,33 @@ export class KernelGen {
     if (hit !== undefined) return hit;
     let expr: string;
     if (this.materialized(node)) {
-      const b = this.bindingOf(node);
       if (!this.readKeys.has(node)) this.readKeys.set(node, new Set());
       this.readKeys.get(node)!.add(idx.key);
-      const load = `in${b}[${this.flat(idx)}]`;
-      expr = node.dtype === "bool" ? `(${load} != 0u)` : load;
+      const flat = this.flat(idx);
+      const lane = node.dtype === "f32" ? this.vec4Lanes.get(flat) : undefined;
+      if (lane) expr = `${this.vec4Load(node, lane.vec)}[${lane.lane}]`;
+      else {
+        // Read through a scalar binding: never rewritten to read through the vec4 output binding.
+        if (this.vec4Lanes.size) this.readKeys.get(node)!.add("scalar");
+        const load = `in${this.bindingOf(node)}[${flat}]`;
+        expr = node.dtype === "bool" ? `(${load} != 0u)` : load;
+      }
     } else {
       if (!this.fused.includes(node.prim)) this.fused.push(node.prim);
       expr = this.rules(node)(node, idx, this);
     }
     const name = this.fresh();
     this.line(`let ${name}: ${regType(node.dtype)} = ${expr};`);
+    this.scopes[this.scopes.length - 1].cache.set(key, name);
+    return name;
+  }
+
+  /** The vec4 of materialised `node` at vec4 index `vec`, loaded once. */
+  private vec4Load(node: Tensor, vec: string): string {
+    const key = `${this.id(node)}|v:${vec}`;
+    const hit = this.lookup(key);
+    if (hit !== undefined) return hit;
+    const name = this.let(`in${this.bindingOf(node, true)}[${vec}]`, "q");
     this.scopes[this.scopes.length - 1].cache.set(key, name);
     return name;
   }

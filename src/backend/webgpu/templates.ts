@@ -27,6 +27,8 @@ export interface KernelSource {
 }
 
 export const WG = 64;
+/** Elementwise kernels this large or larger take four elements per thread. */
+const VEC4_MIN = 1024;
 
 /** Splits `groups` workgroups over x and y (each at most 65535). */
 function grid(groups: number): [number, number] {
@@ -37,7 +39,7 @@ function grid(groups: number): [number, number] {
 export function assembleKernel(g: KernelGen, name: string, output: Tensor, main: string, dispatch: readonly [number, number, number], extraDecls = ""): KernelSource {
   const reads = g.bindings.map((b) => b.node);
   const decls = g.bindings.map((b, i) => (b.vec4 ? `@group(0) @binding(${i}) var<storage, read> in${i}: array<vec4<f32>>;` : bindingDecl(i, `in${i}`, b.node.dtype, "read")));
-  decls.push(bindingDecl(reads.length, "out", output.dtype, "read_write"));
+  decls.push(g.vec4Lanes.size ? `@group(0) @binding(${reads.length}) var<storage, read_write> out: array<vec4<f32>>;` : bindingDecl(reads.length, "out", output.dtype, "read_write"));
   const helpers = g.helperSource();
   const usesBits = (helpers + main).includes(`${F32_BITS}(`);
   const enables = /\bsubgroup[A-Z]/.test(main) ? "enable subgroups;" : "";
@@ -59,8 +61,25 @@ ${indent(g.body())}
   return { main, dispatch: [x, y, 1] };
 }
 
-/** out[i] = root at i, one thread per element. */
+/**
+ * out[i] = root at i: one thread per element, or per four elements for f32 outputs whose size is
+ * a multiple of 4. Those store a vec4 and load a vec4 of every f32 buffer they read at the same
+ * elements: lavapipe loads storage one lane at a time, so a vec4 costs about what a scalar does,
+ * and such kernels ran about 2× faster.
+ */
 export function elementwiseKernel(g: KernelGen, root: Tensor, name: string): KernelSource {
+  if (root.dtype === "f32" && root.size % 4 === 0 && root.size >= VEC4_MIN) {
+    const vs = [0, 1, 2, 3].map((j) => {
+      const e = g.let(`t * 4u + ${j}u`, "e");
+      g.vec4Lanes.set(e, { vec: "t", lane: j });
+      const idx = g.idx(root.shape, e, null);
+      g.storeKeys.add(idx.key);
+      return g.val(root, idx);
+    });
+    g.line(`out[t] = vec4<f32>(${vs.join(", ")});`);
+    const k = threadPerItem(g, "t", root.size / 4);
+    return assembleKernel(g, name, root, k.main, k.dispatch);
+  }
   const idx = g.idx(root.shape, "i", null);
   const v = g.val(root, idx);
   g.line(`out[i] = ${toStore(v, root.dtype)};`);
