@@ -15,8 +15,6 @@ const PARAMS = 455_050;
 const LR = 1e-3, B1 = 0.9, B2 = 0.999, EPS = 1e-8;
 const TIMED_STEPS = 5;
 
-export interface PeerVitResult { name: string; msPerStep: number | null; firstStepS: number | null; note: string }
-
 // ---- The model's parameters, as shaped host data shared by both peers (same init, same batch). ----
 
 class Leaf {
@@ -170,32 +168,47 @@ async function tfjsStep(): Promise<() => Promise<number>> {
 
 // ---- Timing ----
 
-async function measure(name: string, build: () => Promise<() => Promise<number>>): Promise<PeerVitResult> {
-  try {
-    const step = await build();
-    let t0 = performance.now();
-    const losses = [await step()];
-    const firstStepS = (performance.now() - t0) / 1000;
-    const ms: number[] = [];
-    for (let i = 0; i < TIMED_STEPS; i++) {
-      t0 = performance.now();
-      losses.push(await step());
-      ms.push(performance.now() - t0);
-    }
-    ms.sort((a, b) => a - b);
-    return { name, msPerStep: ms[ms.length >> 1], firstStepS, note: `losses ${losses.map((l) => l.toFixed(4)).join(", ")}` };
-  } catch (e) {
-    return { name, msPerStep: null, firstStepS: null, note: String(e instanceof Error ? (e.stack ?? e) : e).slice(0, 400) };
-  }
+/** A peer's ViT step, ready to time: its first step (tracing and compiling) is already done. */
+export interface PeerVitRunner {
+  name: string;
+  firstStepS: number;
+  /** One more step, awaited until its loss is read back. */
+  step: () => Promise<void>;
+  /** The loss of every step run so far. */
+  losses: number[];
 }
 
-/** Each peer's ViT step on the WebGPU device (Dawn standing in for the browser's navigator.gpu). */
-export async function peerVitSteps(): Promise<PeerVitResult[]> {
+async function prepare(name: string, build: () => Promise<() => Promise<number>>): Promise<PeerVitRunner> {
+  const step = await build();
+  const t0 = performance.now();
+  const losses = [await step()];
+  const firstStepS = (performance.now() - t0) / 1000;
+  return { name, firstStepS, losses, step: async () => void losses.push(await step()) };
+}
+
+/**
+ * Each peer's ViT step on the WebGPU device (Dawn standing in for the browser's navigator.gpu),
+ * for the caller to time interleaved with its own; a note for each peer that failed to load.
+ */
+export async function peerVitRunners(): Promise<{ runners: PeerVitRunner[]; notes: string[] }> {
   await installNavigator();
-  return [await measure("jax-js webgpu (jit)", jaxStep), await measure("tfjs webgpu", tfjsStep)];
+  const runners: PeerVitRunner[] = [];
+  const notes: string[] = [];
+  for (const [name, build] of [["jax-js webgpu (jit)", jaxStep], ["tfjs webgpu", tfjsStep]] as const) {
+    try {
+      runners.push(await prepare(name, build));
+    } catch (e) {
+      notes.push(`${name}: ${String(e instanceof Error ? (e.stack ?? e) : e).slice(0, 300)}`);
+    }
+  }
+  return { runners, notes };
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1]).href) {
-  for (const r of await peerVitSteps()) console.log(JSON.stringify(r));
+  const { runners, notes } = await peerVitRunners();
+  const { interleavedMedians } = await import("../src/index.js");
+  const ms = await interleavedMedians(runners.map((r) => r.step), TIMED_STEPS);
+  runners.forEach((r, i) => console.log(`${r.name}: ${ms[i].toFixed(0)} ms/step, first step ${r.firstStepS.toFixed(1)} s, losses ${r.losses.map((l) => l.toFixed(4)).join(" ")}`));
+  notes.forEach((n) => console.log(n));
   process.exit(0);
 }

@@ -10,7 +10,7 @@ import type { GpuArray, GpuContext, Tensor } from "../src/index.js";
 import { peerMatmulRunners, type MatmulRunner } from "./peers.js";
 import { BATCH, initModel, stepSpecs, trainStep, type Model } from "./vitStep.js";
 import { ibotStepSeconds } from "./ibotStep.js";
-import { peerVitSteps } from "./peerVitStep.js";
+import { peerVitRunners } from "./peerVitStep.js";
 
 interface Row {
   name: string;
@@ -118,8 +118,20 @@ async function gpuBenchmarks(ctx: GpuContext) {
   await ctx.device.queue.onSubmittedWorkDone();
   const tFirst = performance.now() - t2;
   let i = 2;
-  const ms = await timeGpu(ctx, () => step(i++), 5);
-  record("WebGPU: ViT training step (batch 64, 455 050 params, Adam)", `${ms.toFixed(0)} ms/step`, `${exe.stats().kernels} kernels/step; first step ${(tFirst / 1000).toFixed(1)} s after a ${(tCompile / 1000).toFixed(1)} s compile (+${(tTune / 1000).toFixed(1)} s autotuning)`);
+  // The same step written in each peer (same model, batch and Adam), its steps interleaved with
+  // ours so that all run under the same load.
+  const peers = await peerVitRunners();
+  const ours = async () => {
+    step(i++);
+    await ctx.device.queue.onSubmittedWorkDone();
+  };
+  const [ms, ...peerMs] = await w.interleavedMedians([ours, ...peers.runners.map((r) => r.step)], 5);
+  const stats = exe.stats();
+  record("WebGPU: ViT training step (batch 64, 455 050 params, Adam)", `${ms.toFixed(0)} ms/step`, `${stats.kernels} kernels/step (${stats.pipelines} pipelines); first step ${(tFirst / 1000).toFixed(1)} s after a ${(tCompile / 1000).toFixed(1)} s compile (+${(tTune / 1000).toFixed(1)} s autotuning); median of 5, interleaved with the peers' steps`);
+  peers.runners.forEach((r, k) =>
+    record(`WebGPU: ViT training step in ${r.name}`, `${peerMs[k].toFixed(0)} ms/step`, `${(peerMs[k] / ms).toFixed(1)}× ours; first step ${r.firstStepS.toFixed(1)} s (tracing and compiling included); losses ${r.losses.map((l) => l.toFixed(4)).join(", ")}`),
+  );
+  peers.notes.forEach((n) => record("WebGPU: ViT training step, peer failed", "n/a", n));
   const prof = await exe.profile(state.params, state.state, [i], images, labels);
   const byClass = new Map<string, number>();
   for (const { name, ms: t } of prof) {
@@ -128,9 +140,6 @@ async function gpuBenchmarks(ctx: GpuContext) {
   }
   const total = prof.reduce((a, p) => a + p.ms, 0);
   record("WebGPU: ViT step time by kernel class (profiled one by one)", [...byClass].sort((a, b) => b[1] - a[1]).slice(0, 5).map(([c, t]) => `${c} ${((100 * t) / total).toFixed(0)}%`).join(", "), `${total.toFixed(0)} ms profiled`);
-  // The same step written in each peer, right after ours (same images-per-step, model and Adam).
-  for (const r of await peerVitSteps())
-    record(`WebGPU: ViT training step in ${r.name}`, r.msPerStep === null ? "failed" : `${r.msPerStep.toFixed(0)} ms/step`, r.firstStepS === null ? r.note : `first step ${r.firstStepS.toFixed(1)} s (tracing and compiling included); ${r.note}`);
 }
 
 function cpuVitStep() {
