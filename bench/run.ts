@@ -34,18 +34,6 @@ function timeSync(fn: () => void, reps: number): number {
   }
   return median(ts);
 }
-async function timeGpu(ctx: GpuContext, fn: () => void, reps: number): Promise<number> {
-  fn();
-  await ctx.device.queue.onSubmittedWorkDone();
-  const ts: number[] = [];
-  for (let i = 0; i < reps; i++) {
-    const t0 = performance.now();
-    fn();
-    await ctx.device.queue.onSubmittedWorkDone();
-    ts.push(performance.now() - t0);
-  }
-  return median(ts);
-}
 const gflops = (n: number, ms: number) => (2 * n ** 3) / (ms * 1e6);
 
 const rand = (n: number) => Float32Array.from({ length: n }, () => Math.random() - 0.5);
@@ -89,11 +77,17 @@ async function gpuBenchmarks(ctx: GpuContext) {
   // A 15-primitive elementwise chain over 2^20 elements, fused and unfused.
   const n = 1 << 20;
   const x = w.compile((t: Tensor) => w.add(t, 0), [w.spec([n])], { backend: ctx }).run(rand(n));
-  for (const fusion of [true, false]) {
-    const exe = w.compile(chain, [w.spec([n])], { backend: ctx, fusion });
-    const ms = await timeGpu(ctx, () => exe.run(x).dispose(), 5);
-    record(`WebGPU: 15-op elementwise chain, 2^20 f32, ${fusion ? "fused" : "unfused"}`, `${((8 * n) / (ms * 1e6)).toFixed(2)} GB/s`, `${ms.toFixed(1)} ms, ${exe.stats().kernels} kernels (GB/s counts one read and one write per element)`);
-  }
+  const exes = [true, false].map((fusion) => w.compile(chain, [w.spec([n])], { backend: ctx, fusion }));
+  const chainMs = await w.interleavedMedians(
+    exes.map((exe) => async () => {
+      exe.run(x).dispose();
+      await ctx.device.queue.onSubmittedWorkDone();
+    }),
+    9,
+  );
+  exes.forEach((exe, k) =>
+    record(`WebGPU: 15-op elementwise chain, 2^20 f32, ${k === 0 ? "fused" : "unfused"}`, `${((8 * n) / (chainMs[k] * 1e6)).toFixed(2)} GB/s`, `${chainMs[k].toFixed(1)} ms, ${exe.stats().kernels} kernels (GB/s counts one read and one write per element)${k === 1 ? `; fused is ${(chainMs[1] / chainMs[0]).toFixed(1)}× faster (interleaved, median of 9)` : ""}`),
+  );
   // The ViT training step.
   const model = initModel(w.randomKey(0));
   const specs = stepSpecs(model);
