@@ -15,7 +15,7 @@ import { bytesOf, planMemory, type MemoryPlan } from "./memory.js";
 import { inlinedTree, leavesOf, schedule, type Schedule } from "./schedule.js";
 import { simplify } from "./simplify.js";
 import { matmulVec4Kernel, operandLayout, vec4Applicable } from "./matmulVec4.js";
-import { DEFAULT_MATMUL, elementwiseKernel, matmulKernel, reduceKernel, scatterKernel, threadPerOutput, type KernelSource, type MatmulParams } from "./templates.js";
+import { DEFAULT_MATMUL, elementwiseKernel, fitColumns, matmulKernel, reduceKernel, scatterKernel, threadPerOutput, type KernelSource, type MatmulParams } from "./templates.js";
 
 export interface WebGpuCompileOptions {
   /** Arguments whose GpuArrays this executable may consume: an output of the same size reuses the buffer (in-place updates). */
@@ -202,7 +202,7 @@ export function matmulClasses(graph: Graph): MatmulClass[] {
 function scalarTiles(n: Tensor, ctx: GpuContext): MatmulParams {
   const [M, N] = n.shape.slice(-2);
   // On CPU adapters, rows shared by subgroup broadcast (as in the vec4 kernel): 3-5× faster there.
-  if (ctx.cpu && ctx.subgroupSize >= 8) return { tm: M <= 8 ? 8 : 16, tn: Math.min(4, N), wx: 16, wy: 1, subgroup: 8 };
+  if (ctx.cpu && ctx.subgroupSize >= 8) return fitColumns({ tm: M <= 8 ? 8 : 16, tn: Math.min(4, N), wx: 16, wy: 1, subgroup: 8 }, N);
   return { tm: Math.min(4, M), tn: Math.min(4, N), wx: 8, wy: 8 };
 }
 

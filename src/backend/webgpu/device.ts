@@ -6,7 +6,7 @@ import { availableParallelism } from "node:os";
 import * as TE from "fp-ts/lib/TaskEither.js";
 import { pipe } from "fp-ts/lib/function.js";
 import { WgradError } from "../../dsl/index.js";
-import { DEFAULT_MATMUL, type MatmulParams } from "./templates.js";
+import { DEFAULT_MATMUL, fitColumns, type MatmulParams } from "./templates.js";
 
 /** No usable GPU adapter or device. */
 export class DeviceError extends WgradError {
@@ -91,14 +91,11 @@ export class GpuContext {
   }
 
   /**
-   * The default tiles for a matmul with `n` output columns. The subgroup kernel narrows its
-   * workgroups to one subgroup where n/tn columns would leave the last one partly idle: n = 96
-   * makes 24 columns, three full groups of 8 lanes but two groups of 16 a quarter empty (the ViT
-   * step: 775 ms against 851, timed interleaved on lavapipe).
+   * The default tiles for a matmul with `n` output columns, narrowed by fitColumns (the ViT step:
+   * 775 ms against 851, timed interleaved on lavapipe).
    */
   defaultMatmulFor(n: number): MatmulParams {
-    const p = this.defaultMatmul;
-    return p.subgroup === undefined || Math.ceil(n / p.tn) % p.wx === 0 ? p : { ...p, wx: p.subgroup };
+    return fitColumns(this.defaultMatmul, n);
   }
 
   get limits(): GPUSupportedLimits {

@@ -246,6 +246,15 @@ export interface MatmulParams {
   readonly subgroup?: number;
 }
 
+/**
+ * Subgroup tiles narrowed to one subgroup per workgroup where the n/tn columns of a matmul with
+ * `n` output columns would leave the last, wider workgroup partly idle: n = 96 makes 24 columns,
+ * three full groups of 8 lanes but two groups of 16 a quarter empty.
+ */
+export function fitColumns(p: MatmulParams, n: number): MatmulParams {
+  return p.subgroup === undefined || Math.ceil(n / p.tn) % p.wx === 0 ? p : { ...p, wx: p.subgroup };
+}
+
 /** Used until the autotuner has timed a shape class (the best average on lavapipe here). */
 export const DEFAULT_MATMUL: MatmulParams = { tm: 4, tn: 4, wx: 8, wy: 8 };
 
