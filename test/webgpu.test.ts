@@ -220,7 +220,9 @@ describe("compiler", () => {
   test("the autotuner times the default and the candidates once per class, and later compiles use its choice", async () => {
     const f = (a: Tensor, b: Tensor) => w.matmul(a, b);
     const specs = [w.spec([96, 64]), w.spec([64, 96])] as const;
+    const live = ctx.liveBuffers;
     const tuned = await w.autotune(f, specs, ctx, { reps: 3, minFlops: 0 });
+    assert.equal(ctx.liveBuffers, live, "autotuning frees every buffer it made");
     assert.equal(tuned.length, 1, "one matmul class");
     const [r] = tuned;
     assert.deepEqual(r.candidates[0], ctx.defaultMatmulFor(96), "the class's default is timed first");

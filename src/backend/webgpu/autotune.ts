@@ -62,8 +62,12 @@ export async function autotune(
   const { minFlops = 2e6, reps = 7 } = opts;
   const results: TuneResult[] = [];
   // Operands live on the device, so that uploads do not dilute the kernels' differences.
-  const onDevice = (shape: readonly number[]) =>
-    compileWebGpu(trace((t: Tensor) => add(t, 0), [spec(shape)]), ctx).run(new Float32Array(sizeOf(shape)).fill(0.5)) as GpuArray;
+  const onDevice = (shape: readonly number[]) => {
+    const upload = compileWebGpu(trace((t: Tensor) => add(t, 0), [spec(shape)]), ctx);
+    const x = upload.run(new Float32Array(sizeOf(shape)).fill(0.5)) as GpuArray;
+    upload.dispose(); // its staging buffer; x is the caller's
+    return x;
+  };
   for (const c of matmulClasses(trace(f as (...a: never[]) => Tree<Tensor>, specs as readonly Tree<TensorSpec>[]))) {
     if (ctx.matmulChoices.has(c.key) || 2 * c.m * c.n * c.k * c.batch < minFlops) continue;
     const aShape = c.transA ? [c.batch, c.k, c.m] : [c.batch, c.m, c.k];
