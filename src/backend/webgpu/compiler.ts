@@ -400,9 +400,10 @@ export class GpuExecutable {
 
   stats(): ExecutableStats {
     const donatedOut = new Set(this.donation.keys());
+    const dispatched = this.kernels.filter((k) => k.src.output.size > 0);
     return {
-      kernels: this.kernels.filter((k) => k.src.output.size > 0).length,
-      pipelines: new Set(this.kernels.filter((k) => k.src.output.size > 0).map((k) => k.pipeline)).size,
+      kernels: dispatched.length,
+      pipelines: new Set(dispatched.map((k) => k.pipeline)).size,
       plannedBytes: this.plan.slots.reduce((a, b) => a + b, 0),
       peakBytes: this.plan.peakBytes,
       constantBytes: [...this.constants.keys()].reduce((a, n) => a + bytesOf(n), 0),

@@ -13,7 +13,7 @@
 import { sizeOf, stridesOf, type Tensor } from "../../dsl/index.js";
 import type { KernelGen } from "./gen.js";
 import type { KernelSource, MatmulParams } from "./templates.js";
-import { assembleKernel, indent, storeWithEpilogue } from "./templates.js";
+import { assembleKernel, indent, storeRows, storeWithEpilogue } from "./templates.js";
 
 /** Where an operand's values live: a materialised buffer, read as stored or transposed. */
 interface Layout {
@@ -137,9 +137,6 @@ export function matmulVec4Kernel(g: KernelGen, root: Tensor, epilogue: Tensor, n
     for (let v = 0; v < nv; v++)
       loop.push(`acc${t}_${v} += ${[0, 1, 2, 3].map((j) => `${aElem(t, j)} * b${j}_${v}`).join(" + ")};`);
   g.line(`for (var k4 = 0u; k4 < ${K4}u; k4++) {\n${indent(loop, 2)}\n  }`);
-  // The stores, with the fused epilogue written once in a loop over the tile's rows. Unrolled, its
-  // loads and index arithmetic came tm·tn times, and lavapipe took seconds to compile such a kernel;
-  // the trip count depends on row0 so that the shader compiler cannot unroll it either.
   g.line(`var res: array<vec4<f32>, ${tm * nv}>;`);
   for (let t = 0; t < tm; t++) for (let v = 0; v < nv; v++) g.line(`res[${t * nv + v}u] = acc${t}_${v};`);
   const store = g.nested(() => {
@@ -152,8 +149,7 @@ export function matmulVec4Kernel(g: KernelGen, root: Tensor, epilogue: Tensor, n
       [`for (var c = 0u; c < 4u; c++) {`, `  if (${cols[v]} + c < ${N}u) {`, ...body.map((l) => `    ${l}`), "  }", "}"].forEach((l) => g.line(l));
     }
   });
-  g.line(`let rows = select(0u, min(${tm}u, ${M}u - row0), row0 < ${M}u);`);
-  g.line(`for (var t = 0u; t < rows; t++) {\n${indent(store, 2)}\n  }`);
+  storeRows(g, tm, M, store);
   const gx = Math.ceil(N / (tn * p.wx));
   const gy = Math.ceil(M / (tm * p.wy));
   const main = `@compute @workgroup_size(${p.wx}, ${p.wy}, 1)

@@ -97,6 +97,17 @@ export function storeWithEpilogue(g: KernelGen, core: Tensor, epilogue: Tensor, 
   g.storeKeys.add(idx.key);
 }
 
+/**
+ * Emits `store` (the statements for row `t` of a tile of `tm` rows from `row0`) once, in a loop
+ * over the tile's rows that exist. Unrolled, a fused epilogue's loads and index arithmetic came
+ * once per output element and lavapipe took seconds to compile such a kernel; the trip count
+ * depends on row0 so that the shader compiler cannot unroll it either.
+ */
+export function storeRows(g: KernelGen, tm: number, M: number, store: readonly string[]): void {
+  g.line(`let rows = select(0u, min(${tm}u, ${M}u - row0), row0 < ${M}u);`);
+  g.line(`for (var t = 0u; t < rows; t++) {\n${indent(store, 2)}\n  }`);
+}
+
 type ReduceKind = "sum" | "max" | "argmax" | "argmin";
 
 interface Reducer {
@@ -288,8 +299,6 @@ export function matmulKernel(g: KernelGen, root: Tensor, epilogue: Tensor, name:
     for (let t = 0; t < p.tm; t++) for (let u = 0; u < p.tn; u++) g.line(`${acc(t, u)} += ${av[t]} * ${bv[u]};`);
   });
   g.line(`for (var k = 0u; k < ${K}u; k++) {\n${indent(loop, 2)}\n  }`);
-  // The stores and epilogue once, in a loop over rows whose count the shader compiler cannot know
-  // (see matmulVec4Kernel).
   g.line(`var res: array<array<${T}, ${p.tn}>, ${p.tm}>;`);
   for (let t = 0; t < p.tm; t++) g.line(`res[${t}u] = array<${T}, ${p.tn}>(${Array.from({ length: p.tn }, (_, u) => acc(t, u)).join(", ")});`);
   const store = g.nested(() => {
@@ -301,8 +310,7 @@ export function matmulKernel(g: KernelGen, root: Tensor, epilogue: Tensor, name:
       g.line(`if (col0 + ${u}u < ${N}u) {\n${indent(body)}\n}`);
     }
   });
-  g.line(`let rows = select(0u, min(${p.tm}u, ${M}u - row0), row0 < ${M}u);`);
-  g.line(`for (var t = 0u; t < rows; t++) {\n${indent(store, 2)}\n  }`);
+  storeRows(g, p.tm, M, store);
   const gx = Math.ceil(N / (p.tn * p.wx));
   const gy = Math.ceil(M / (p.tm * p.wy));
   // Subgroup operations need every lane: no early return, the loads are clamped and the stores guarded.
