@@ -34,6 +34,12 @@ function timeSync(fn: () => void, reps: number): number {
   }
   return median(ts);
 }
+/** A timing job: runs `fn` and waits until the device has finished its work. */
+const gpuJob = (ctx: GpuContext, fn: () => void) => async () => {
+  fn();
+  await ctx.device.queue.onSubmittedWorkDone();
+};
+const loadAverage = () => os.loadavg().map((l) => l.toFixed(2)).join(" ");
 const gflops = (n: number, ms: number) => (2 * n ** 3) / (ms * 1e6);
 
 const rand = (n: number) => Float32Array.from({ length: n }, () => Math.random() - 0.5);
@@ -61,10 +67,7 @@ async function gpuBenchmarks(ctx: GpuContext) {
     const exe = w.compile(f, specs, { backend: ctx });
     const up = w.compile((t: Tensor) => w.add(t, 0), [w.spec([n, n])], { backend: ctx });
     const [a, b] = [up.run(rand(n * n)), up.run(rand(n * n))];
-    const ours = async () => {
-      exe.run(a, b).dispose();
-      await ctx.device.queue.onSubmittedWorkDone();
-    };
+    const ours = gpuJob(ctx, () => exe.run(a, b).dispose());
     // Ours and the peers that loaded, interleaved so that they run under the same load.
     const peers = await peerMatmulRunners(n);
     const runners = [ours, peers.jax, peers.tfjs];
@@ -79,10 +82,7 @@ async function gpuBenchmarks(ctx: GpuContext) {
   const x = w.compile((t: Tensor) => w.add(t, 0), [w.spec([n])], { backend: ctx }).run(rand(n));
   const exes = [true, false].map((fusion) => w.compile(chain, [w.spec([n])], { backend: ctx, fusion }));
   const chainMs = await w.interleavedMedians(
-    exes.map((exe) => async () => {
-      exe.run(x).dispose();
-      await ctx.device.queue.onSubmittedWorkDone();
-    }),
+    exes.map((exe) => gpuJob(ctx, () => exe.run(x).dispose())),
     9,
   );
   exes.forEach((exe, k) =>
@@ -115,10 +115,7 @@ async function gpuBenchmarks(ctx: GpuContext) {
   // The same step written in each peer (same model, batch and Adam), its steps interleaved with
   // ours so that all run under the same load.
   const peers = await peerVitRunners();
-  const ours = async () => {
-    step(i++);
-    await ctx.device.queue.onSubmittedWorkDone();
-  };
+  const ours = gpuJob(ctx, () => step(i++));
   const [ms, ...peerMs] = await w.interleavedMedians([ours, ...peers.runners.map((r) => r.step)], 5);
   const stats = exe.stats();
   record("WebGPU: ViT training step (batch 64, 455 050 params, Adam)", `${ms.toFixed(0)} ms/step`, `${stats.kernels} kernels/step (${stats.pipelines} pipelines); first step ${(tFirst / 1000).toFixed(1)} s after a ${(tCompile / 1000).toFixed(1)} s compile (+${(tTune / 1000).toFixed(1)} s autotuning); median of 5, interleaved with the peers' steps`);
@@ -150,7 +147,7 @@ function cpuVitStep() {
 }
 
 const device = `${os.cpus()[0]?.model ?? "unknown CPU"} (${os.cpus().length} cores), Node ${process.version}`;
-console.error(`wgrad benchmarks on ${device}; load average ${os.loadavg().map((l) => l.toFixed(2)).join(" ")}`);
+console.error(`wgrad benchmarks on ${device}; load average ${loadAverage()}`);
 cpuBenchmarks();
 const gpu = await w.acquireDevice()();
 let adapter = "no WebGPU adapter";
@@ -171,7 +168,7 @@ if (process.argv.includes("--ibot")) {
 }
 if (process.argv.includes("--json")) for (const r of rows) console.log(JSON.stringify({ ...r, device, adapter }));
 else {
-  console.log(`Device: ${device}; WebGPU adapter: ${adapter}; load average at the end ${os.loadavg().map((l) => l.toFixed(2)).join(" ")}\n`);
+  console.log(`Device: ${device}; WebGPU adapter: ${adapter}; load average at the end ${loadAverage()}\n`);
   console.log("| benchmark | result | notes |\n|---|---|---|");
   for (const r of rows) console.log(`| ${r.name} | ${r.value} | ${r.note} |`);
 }
