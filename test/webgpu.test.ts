@@ -318,6 +318,27 @@ describe("compiler", () => {
     }
   });
 
+  test("the four lanes of a thread run side by side: each lane's first tanh comes before any lane's second", () => {
+    const exe = w.compile((t: Tensor) => w.tanh(w.tanh(w.mul(t, 3))), [w.spec([1 << 12])], { backend: ctx });
+    const calls = exe.wgsl().split("\n").flatMap((l) => /^\s*let (\w+)(?::\s*f32)? = tanh_\((\w+)\)/.exec(l)?.slice(1, 3) ?? []);
+    // calls = [name0, arg0, name1, arg1, ...]: eight tanh, the last four reading the first four.
+    const names = calls.filter((_, i) => i % 2 === 0);
+    const args = calls.filter((_, i) => i % 2 === 1);
+    assert.equal(names.length, 8);
+    assert.ok(args.slice(0, 4).every((a) => !names.includes(a)), "the first four tanh read no tanh");
+    assert.ok(args.slice(4).every((a) => names.slice(0, 4).includes(a)), "the last four read the first four");
+  });
+
+  test("tanh keeps its relative accuracy at every magnitude, saturates, and propagates NaN", async () => {
+    const xs = [0, 1e-30, 1e-8, 3e-4, 5e-4, 1e-3, 0.01, 0.1, 0.5, 1, 2, 3, 5, 7.9, 8, 9, 20, 1e30, Infinity].flatMap((v) => [v, -v]);
+    const exe = w.compile((t: Tensor) => w.tanh(t), [w.spec([xs.length + 1])], { backend: ctx });
+    const out = exe.run(Float32Array.from([...xs, NaN])) as GpuArray;
+    const got = await read(out);
+    xs.forEach((x, i) => assertClose([got[i]], [Math.tanh(Math.fround(x))], `tanh(${x})`, 5e-7, 0));
+    assert.ok(Number.isNaN(got[xs.length]), `tanh(NaN) is NaN on the GPU, got ${got[xs.length]}`);
+    out.dispose();
+  });
+
   test("donated parameters are updated in place and stay on the device", async () => {
     const sgd = (p: { w: Tensor }, x: Tensor) => {
       const g = w.grad((q: { w: Tensor }) => w.sum(w.square(w.matmul(x, q.w))))(p);

@@ -69,7 +69,7 @@ ${indent(g.body())}
  */
 export function elementwiseKernel(g: KernelGen, root: Tensor, name: string): KernelSource {
   if (root.dtype === "f32" && root.size % 4 === 0 && root.size >= VEC4_MIN) {
-    const vs = [0, 1, 2, 3].map((j) => {
+    const vs = g.interleaved(4, (j) => {
       const e = g.let(`t * 4u + ${j}u`, "e");
       g.vec4Lanes.set(e, { vec: "t", lane: j });
       const idx = g.idx(root.shape, e, null);
