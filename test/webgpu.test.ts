@@ -55,6 +55,37 @@ describe("webgpu agrees with the CPU float64 reference", () => {
     await fc.assert(fc.asyncProperty(arbGraph({ dtype: "f32", maxOps: 6, ops: CONTINUOUS, dims: [1, 3, 17, 65] }), checkGraph), { numRuns: 25 });
   });
 
+  test("chains of reshapes (splits, merges, unit axes) and permutes move every element exactly as the CPU", async () => {
+    // A random shape, and two random regroupings of its prime factors (with unit axes mixed in).
+    const primes = (n: number) => {
+      const f: number[] = [];
+      for (let p = 2; n > 1; p++)
+        for (; n % p === 0; n /= p) f.push(p);
+      return f;
+    };
+    const regroup = (size: number, picks: readonly number[]) => {
+      const dims = Array.from({ length: 1 + (picks[0] % 4) }, () => 1);
+      primes(size).forEach((p, k) => (dims[picks[k + 1] % dims.length] *= p));
+      return dims;
+    };
+    const perm = (rank: number, keys: readonly number[]) => [...Array(rank).keys()].sort((a, b) => keys[a] - keys[b] || a - b);
+    const choices = fc.array(fc.nat(97), { minLength: 12, maxLength: 12 });
+    const arb = fc.tuple(fc.array(fc.constantFrom(1, 2, 3, 4, 6, 5), { minLength: 1, maxLength: 4 }), choices, choices, choices, choices);
+    await fc.assert(
+      fc.asyncProperty(arb, async ([shape, r1, p1, r2, p2]) => {
+        const size = shape.reduce((a, b) => a * b, 1);
+        const [s1, s2] = [regroup(size, r1), regroup(size, r2)];
+        const f = (x: Tensor) => w.transpose(w.reshape(w.transpose(w.reshape(w.neg(x), s1), perm(s1.length, p1)), s2), perm(s2.length, p2));
+        const x = w.hostTensor(Float32Array.from({ length: size }, (_, i) => i + 1), shape);
+        const out = w.compile(f, [w.spec(shape)], { backend: ctx }).run(x) as GpuArray;
+        const want = w.compile(f, [w.spec(shape)]).run(x) as HostTensor;
+        assert.deepEqual(await read(out), [...want.data], `${shape} → ${s1} → ${s2}`);
+        out.dispose();
+      }),
+      { numRuns: 60 },
+    );
+  });
+
   test("discontinuous ops (sign, comparisons, where, casts, argmax, argmin) decide exactly as the CPU", async () => {
     const arb = arbShapedTensor({ minRank: 1, maxRank: 3, maxDim: 9 }, { dtype: "f32", min: -3, max: 3 });
     await fc.assert(

@@ -65,7 +65,52 @@ function randomWord(n: Tensor, idx: Idx, g: KernelGen, hi: number): string {
 }
 
 /** Coordinates of a reshape's input from the output index: through the shared flat offset. */
-const reshapeIdx = (n: Tensor, idx: Idx, g: KernelGen): Idx => g.idx(n.inputs[0].shape, g.flat(idx), null);
+/**
+ * The index into a reshape's input. A flat index passes through; per-axis coordinates map group by
+ * group, where a group is a run of output axes and a run of input axes with equal products
+ * ([64, 50, 96] → [64, 50, 3, 32] splits only the last axis), so a head split costs one division
+ * and one remainder, not a full flatten and re-decomposition.
+ */
+function reshapeIdx(n: Tensor, idx: Idx, g: KernelGen): Idx {
+  const from = n.inputs[0].shape;
+  if (idx.coordExprs === null || n.size === 0) return g.idx(from, idx.flatExpr ?? g.flat(idx), null);
+  const to = n.shape;
+  const c = idx.coordExprs;
+  const inC: string[] = [];
+  let [i, j] = [0, 0];
+  while (i < to.length || j < from.length) {
+    // One group: the shortest runs to[i0..i) and from[j0..j) with equal products.
+    const [i0, j0] = [i, j];
+    let po = i < to.length ? to[i++] : 1;
+    let pi = j < from.length ? from[j++] : 1;
+    while (po !== pi) {
+      if (po < pi) po *= to[i++];
+      else pi *= from[j++];
+    }
+    const outAxes = to.slice(i0, i).map((d, k) => ({ d, e: c[i0 + k] })).filter((a) => a.d !== 1);
+    const inAxes = from.slice(j0, j);
+    if (inAxes.filter((d) => d !== 1).length <= 1 && outAxes.length <= 1) {
+      for (const d of inAxes) inC.push(d === 1 ? "0u" : (outAxes[0]?.e ?? "0u"));
+      continue;
+    }
+    // Row-major offset within the group, then split over the input axes.
+    let flat = "";
+    let stride = 1;
+    for (let k = outAxes.length - 1; k >= 0; k--) {
+      flat = (stride === 1 ? outAxes[k].e : `${outAxes[k].e} * ${stride}u`) + (flat ? ` + ${flat}` : "");
+      stride *= outAxes[k].d;
+    }
+    const f = outAxes.length > 1 ? g.let(flat, "ix") : flat;
+    let below = inAxes.reduce((a, d) => a * d, 1);
+    inAxes.forEach((d, k) => {
+      below /= d;
+      if (d === 1) return void inC.push("0u");
+      const q = below === 1 ? f : `(${f} / ${below}u)`;
+      inC.push(g.let(k === 0 ? q : `${q} % ${d}u`, "c"));
+    });
+  }
+  return g.idx(from, idx.flatExpr, inC);
+}
 
 export const lowerings: { readonly [P in Prim]: Lowering<P> } = {
   input: () => {
