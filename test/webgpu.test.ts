@@ -70,7 +70,7 @@ describe("webgpu agrees with the CPU float64 reference", () => {
     };
     const perm = (rank: number, keys: readonly number[]) => [...Array(rank).keys()].sort((a, b) => keys[a] - keys[b] || a - b);
     const choices = fc.array(fc.nat(97), { minLength: 12, maxLength: 12 });
-    const arb = fc.tuple(fc.array(fc.constantFrom(1, 2, 3, 4, 6, 5), { minLength: 1, maxLength: 4 }), choices, choices, choices, choices);
+    const arb = fc.tuple(fc.array(fc.constantFrom<number>(1, 2, 3, 4, 6, 5), { minLength: 1, maxLength: 4 }), choices, choices, choices, choices);
     await fc.assert(
       fc.asyncProperty(arb, async ([shape, r1, p1, r2, p2]) => {
         const size = shape.reduce((a, b) => a * b, 1);
@@ -311,11 +311,37 @@ describe("compiler", () => {
       r.s.dispose();
     }
     assert.equal(ctx.liveBuffers, live);
+    assert.ok(ctx.pooledBytes <= ctx.poolLimitBytes);
     const last = exe.run(x);
     assert.ok(Math.abs((await last.s.toArray())[0] - 128) < 1e-4);
     last.y.dispose();
     last.s.dispose();
     exe.dispose();
+  });
+
+  test("released buffers are reused for later arrays of their size, never while still held", async () => {
+    const exe = w.compile((x: Tensor) => w.mul(x, 2), [w.spec([1000])], { backend: ctx });
+    const bufferOf = (a: GpuArray) => (a as unknown as { buffer: GPUBuffer }).buffer;
+    const [a, b] = [1, 2].map((k) => Float32Array.from({ length: 1000 }, (_, i) => i * k));
+    const r1 = exe.run(a) as GpuArray;
+    const first = bufferOf(r1);
+    r1.dispose();
+    const r2 = exe.run(b) as GpuArray;
+    assert.equal(bufferOf(r2), first, "the released buffer is handed out again");
+    assert.deepEqual(await read(r2), [...b].map((v) => 2 * v), "no stale values");
+    const r3 = exe.run(a) as GpuArray;
+    assert.notEqual(bufferOf(r3), bufferOf(r2), "a held buffer is never handed out");
+    assert.deepEqual(await read(r2), [...b].map((v) => 2 * v));
+    [r2, r3].forEach((r) => r.dispose());
+    exe.dispose();
+    // With no pool, released buffers are destroyed.
+    const noPool = await w.webgpu({ device: ctx.device, bufferPoolBytes: 0 });
+    const exe0 = w.compile((x: Tensor) => w.mul(x, 2), [w.spec([1000])], { backend: noPool });
+    const r4 = exe0.run(a) as GpuArray;
+    r4.dispose();
+    exe0.dispose();
+    assert.equal(noPool.pooledBytes, 0);
+    assert.equal(noPool.liveBuffers, 0);
   });
 
   test("large f32 elementwise kernels take four elements a thread, with vec4 loads where operands line up", async () => {
