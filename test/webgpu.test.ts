@@ -386,14 +386,18 @@ describe("compiler", () => {
     assert.ok(args.slice(4).every((a) => names.slice(0, 4).includes(a)), "the last four read the first four");
   });
 
-  test("tanh keeps its relative accuracy at every magnitude, saturates, and propagates NaN", async () => {
-    const xs = [0, 1e-30, 1e-8, 3e-4, 5e-4, 1e-3, 0.01, 0.1, 0.5, 1, 2, 3, 5, 7.9, 8, 9, 20, 1e30, Infinity].flatMap((v) => [v, -v]);
-    const exe = w.compile((t: Tensor) => w.tanh(t), [w.spec([xs.length + 1])], { backend: ctx });
-    const out = exe.run(Float32Array.from([...xs, NaN])) as GpuArray;
-    const got = await read(out);
-    xs.forEach((x, i) => assertClose([got[i]], [Math.tanh(Math.fround(x))], `tanh(${x})`, 5e-7, 0));
-    assert.ok(Number.isNaN(got[xs.length]), `tanh(NaN) is NaN on the GPU, got ${got[xs.length]}`);
-    out.dispose();
+  test("tanh and erf keep their relative accuracy at every magnitude, saturate, and propagate NaN", async () => {
+    const xs = [0, 1e-30, 1e-8, 3e-4, 5e-4, 1e-3, 0.01, 0.1, 0.5, 0.7, 1, 2, 3, 3.6, 4, 5, 7.9, 8, 9, 20, 1e30, Infinity].flatMap((v) => [v, -v]);
+    const spec = [w.spec([xs.length + 1])];
+    const x = Float32Array.from([...xs, NaN]);
+    for (const [name, f] of [["tanh", w.tanh], ["erf", w.erf]] as const) {
+      const out = w.compile(f, spec, { backend: ctx }).run(x) as GpuArray;
+      const got = await read(out);
+      const want = (w.compile(f, [w.spec([xs.length + 1], "f64")]).run(w.hostTensor(Float64Array.from(x), [x.length], "f64")) as HostTensor).data;
+      xs.forEach((v, i) => assertClose([got[i]], [want[i]], `${name}(${v})`, 5e-7, 0));
+      assert.ok(Number.isNaN(got[xs.length]), `${name}(NaN) is NaN on the GPU, got ${got[xs.length]}`);
+      out.dispose();
+    }
   });
 
   test("donated parameters are updated in place and stay on the device", async () => {

@@ -4,25 +4,25 @@
  * bit-identical to the CPU backend's.
  */
 export const WGSL_HELPERS = {
+  // Eigen's float erf (the rational XLA uses too): x·P(x²)/Q(x²) on [-4, 4], within 4e-7 of erf
+  // everywhere. Branch-free: the Maclaurin-or-erfc version it replaced diverged within SIMD lanes
+  // and made a fused linear + bias + GELU kernel 3 ms slower (13.1 against 9.9 ms on lavapipe).
+  // \`!(x0 == x0)\` keeps NaN (lavapipe folds \`x0 != x0\` to false).
   erf: /* wgsl */ `
-fn erf_(x: f32) -> f32 {
-  let z = abs(x);
-  if (z < 0.5) {
-    // Maclaurin series; relative error below 1e-9 on |x| < 0.5.
-    let x2 = x * x;
-    var t = x;
-    var s = x;
-    for (var n = 1; n < 7; n++) {
-      t = -t * x2 / f32(n);
-      s += t / f32(2 * n + 1);
-    }
-    return s * 1.1283791670955126;
-  }
-  // Numerical Recipes' erfcc (fractional error < 1.2e-7).
-  let t = 1.0 / (1.0 + 0.5 * z);
-  let r = t * exp(-z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806 +
-          t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))));
-  return sign(x) * (1.0 - r);
+fn erf_(x0: f32) -> f32 {
+  let x = clamp(x0, -4.0, 4.0);
+  let z = x * x;
+  var p = z * -2.72614225801306e-10 + 2.77068142495902e-08;
+  p = z * p - 2.10102402082508e-06;
+  p = z * p - 5.69250639462346e-05;
+  p = z * p - 7.34990630326855e-04;
+  p = z * p - 2.95459980854025e-03;
+  p = z * p - 1.60960333262415e-02;
+  var q = z * -1.45660718464996e-05 - 2.13374055278905e-04;
+  q = z * q - 1.68282697438203e-03;
+  q = z * q - 7.37332916720468e-03;
+  q = z * q - 1.42647390514189e-02;
+  return select(x * p / q, x0, !(x0 == x0));
 }`,
   pow: /* wgsl */ `
 fn pow_(x: f32, y: f32) -> f32 {
