@@ -243,9 +243,21 @@ describe("compiler", () => {
     assert.match(lin.wgsl(), /fn erf_/);
   });
 
-  test("transposed operands are read in place, without a copy kernel", () => {
+  test("transposed operands are read in place, without a copy kernel", async () => {
     const exe = w.compile((a: Tensor, b: Tensor) => w.matmul(w.transpose(a), w.swapAxes(b)), [w.spec([16, 8]), w.spec([4, 12, 16])], { backend: ctx });
     assert.equal(exe.stats().kernels, 1);
+    // Attention's q·kᵀ with 50 keys: k is stored untransposed (50 is no multiple of 4) and read
+    // transposed, so the vec4 template runs.
+    const f = (q: Tensor, k: Tensor) => w.matmul(w.splitHeads(q, 2), w.swapAxes(w.splitHeads(k, 2)));
+    const specs = [w.spec([3, 50, 16]), w.spec([3, 50, 16])];
+    const attn = w.compile(f, specs, { backend: ctx });
+    const mm = attn.wgsl().split(/\n(?=\/\/ k\d)/).find((k) => k.startsWith("// k") && /^\/\/ k\d+_matmul/.test(k))!;
+    assert.match(mm, /var acc0_0 = vec4<f32>\(0\.0\)/, "the vec4 template");
+    const [q, k] = [0, 1].map((j) => w.hostTensor(Float32Array.from({ length: 2400 }, (_, i) => Math.sin(i * 0.37 + j)), [3, 50, 16]));
+    const want = w.compile((a: Tensor, b: Tensor) => f(w.cast(a, "f64"), w.cast(b, "f64")), specs).run(q, k) as HostTensor;
+    const out = attn.run(q, k) as GpuArray;
+    assertClose(await read(out), want.data, "q·kᵀ");
+    out.dispose();
   });
 
   test("the autotuner times the default and the candidates once per class, and later compiles use its choice", async () => {

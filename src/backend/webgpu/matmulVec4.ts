@@ -30,13 +30,18 @@ export function operandLayout(x: Tensor, isMat: (n: Tensor) => boolean): Layout 
   const stored = (n: Tensor) => (isMat(n) ? n : n.prim === "reshape" && isMat(n.inputs[0]) ? n.inputs[0] : null);
   const direct = stored(x);
   if (direct) return { buf: direct, transposed: false };
-  if (x.prim === "permute") {
-    const p = (x.params as { perm: readonly number[] }).perm;
-    const r = p.length;
+  if (x.prim === "permute" && swapsLastTwo(x)) {
     const buf = stored(x.inputs[0]);
-    if (buf && p.every((a, i) => (i < r - 2 ? a === i : i === r - 2 ? a === r - 1 : a === r - 2))) return { buf, transposed: true };
+    if (buf) return { buf, transposed: true };
   }
   return null;
+}
+
+/** Whether a permute swaps the last two axes and keeps the others. */
+export function swapsLastTwo(x: Tensor): boolean {
+  const p = (x.params as { perm: readonly number[] }).perm;
+  const r = p.length;
+  return r >= 2 && p.every((a, i) => (i < r - 2 ? a === i : i === r - 2 ? a === r - 1 : a === r - 2));
 }
 
 /**

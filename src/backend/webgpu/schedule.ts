@@ -4,7 +4,7 @@
  */
 import { topoSort, type Tensor } from "../../dsl/index.js";
 import { needsKernel } from "./lower.js";
-import { operandLayout } from "./matmulVec4.js";
+import { operandLayout, swapsLastTwo } from "./matmulVec4.js";
 
 const VIEWS = new Set(["reshape", "permute", "broadcastTo", "slice"]);
 const TRANSCENDENTAL = new Set(["exp", "log", "sqrt", "tanh", "erf", "pow", "reciprocal", "div"]);
@@ -40,7 +40,17 @@ export function schedule(inputs: readonly Tensor[], outputs: readonly Tensor[], 
   // Matmul operands are read many times: they must be stored data, seen as stored or transposed
   // (what the vec4 template reads in place). Anything else is materialised first: one copy
   // costs less than re-deriving every element K times.
-  for (const n of order) if (n.prim === "matmul") for (const i of n.inputs) if (!operandLayout(i, (x) => mat.has(x))) mat.add(i);
+  // A right operand that is a transpose (Kᵀ in attention) is better stored untransposed when its
+  // row length N is not a multiple of 4: the vec4 template then reads it transposed in place.
+  const isMat = (x: Tensor) => mat.has(x);
+  for (const n of order)
+    if (n.prim === "matmul")
+      n.inputs.forEach((i, side) => {
+        if (operandLayout(i, isMat)) return;
+        const [K, N] = n.inputs[1].shape.slice(-2);
+        const inner = i.inputs[0];
+        mat.add(side === 1 && K % 4 === 0 && N % 4 !== 0 && i.prim === "permute" && swapsLastTwo(i) ? inner : i);
+      });
   const roots = order.filter((n) => mat.has(n) && n.prim !== "input" && !(n.prim === "constant"));
   return { order, materialized: mat, consumers, roots };
 }
