@@ -130,7 +130,7 @@ async function gpuBenchmarks(ctx: GpuContext) {
     byClass.set(cls, (byClass.get(cls) ?? 0) + t);
   }
   const total = prof.reduce((a, p) => a + p.ms, 0);
-  record("WebGPU: ViT step time by kernel class (profiled one by one)", [...byClass].sort((a, b) => b[1] - a[1]).slice(0, 5).map(([c, t]) => `${c} ${((100 * t) / total).toFixed(0)}%`).join(", "), `${total.toFixed(0)} ms profiled`);
+  record("WebGPU: ViT step time by kernel class (exe.profile: GPU timestamps around each kernel)", [...byClass].sort((a, b) => b[1] - a[1]).slice(0, 5).map(([c, t]) => `${c} ${((100 * t) / total).toFixed(0)}%`).join(", "), `${total.toFixed(0)} ms profiled`);
 }
 
 function cpuVitStep() {

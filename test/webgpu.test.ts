@@ -11,6 +11,7 @@ import fc from "fast-check";
 import * as w from "../src/index.js";
 import { arbGraph, arbShapedTensor, type RandomGraph } from "../src/testing/index.js";
 import type { GpuArray, GpuContext, HostTensor, Tensor } from "../src/index.js";
+import { dawnFlagsWith } from "../src/backend/webgpu/device.js";
 
 let ctx: GpuContext;
 before(async () => {
@@ -436,7 +437,7 @@ describe("compiler", () => {
     assert.throws(() => exe.run({ w: p.w }, x) && exe.run({ w: p.w }, x), /disposed or donated/);
   });
 
-  test("inspection: WGSL per kernel, stats, and WGRAD_DUMP_WGSL", () => {
+  test("inspection: WGSL per kernel, stats, profile and WGRAD_DUMP_WGSL", async () => {
     const dir = mkdtempSync(join(tmpdir(), "wgsl-"));
     process.env.WGRAD_DUMP_WGSL = dir;
     try {
@@ -444,6 +445,18 @@ describe("compiler", () => {
       assert.equal(readdirSync(dir).length, exe.stats().kernels);
       assert.match(exe.wgsl(), /@compute @workgroup_size/);
       assert.ok(exe.kernelNames().every((n) => /^k\d+_[a-z]/.test(n)));
+      // GPU time per kernel (timestamp queries on lavapipe): one entry per kernel, in order.
+      assert.ok(ctx.device.features.has("timestamp-query"));
+      await exe.profile(new Float32Array(40)); // the first run makes the executable's upload buffer
+      const live = ctx.liveBuffers;
+      const prof = await exe.profile(new Float32Array(40));
+      assert.deepEqual(prof.map((p) => p.name), exe.kernelNames());
+      assert.ok(prof.every((p) => Number.isFinite(p.ms) && p.ms >= 0), JSON.stringify(prof));
+      assert.equal(ctx.liveBuffers, live, "profiling frees what it made");
+      // Dawn's 65 536 ns timestamp rounding is off (dawnFlagsWith), so small kernels are timed.
+      assert.ok(prof.some((p) => Math.round(p.ms * 1e6) % 65536 !== 0), `timestamps are rounded: ${JSON.stringify(prof)}`);
+      assert.deepEqual(dawnFlagsWith(["backend=vulkan"]), ["backend=vulkan", "disable-dawn-features=timestamp_quantization"]);
+      assert.deepEqual(dawnFlagsWith(["disable-dawn-features=a"]), ["disable-dawn-features=a,timestamp_quantization"]);
     } finally {
       delete process.env.WGRAD_DUMP_WGSL;
     }

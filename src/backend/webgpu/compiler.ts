@@ -376,25 +376,60 @@ export class GpuExecutable {
   }
 
   /**
-   * Runs once like `run`, but submits kernels one at a time and times each (wall clock to
-   * completion, so each time includes the cost of a submit). For finding where a step spends time.
+   * Runs once like `run` and times each kernel, for finding where a step spends time. Where the
+   * device has timestamp queries, every kernel gets a compute pass of its own with timestamps at
+   * its start and end, all in one submit: GPU time. Elsewhere each kernel is submitted alone and
+   * timed by wall clock to completion (so each time includes the cost of a submit).
    */
   async profile(...args: unknown[]): Promise<{ name: string; ms: number }[]> {
-    await this.ctx.device.queue.onSubmittedWorkDone(); // earlier work must not count against the first kernel
+    const { device } = this.ctx;
+    await device.queue.onSubmittedWorkDone(); // earlier work must not count against the first kernel
     const bound = this.bind(args);
-    const times: { name: string; ms: number }[] = [];
-    for (const k of this.kernels) {
-      const t0 = performance.now();
-      const enc = this.ctx.device.createCommandEncoder();
-      const pass = enc.beginComputePass();
-      this.dispatch(pass, k, bound.bufOf);
-      pass.end();
-      this.ctx.device.queue.submit([enc.finish()]);
-      await this.ctx.device.queue.onSubmittedWorkDone();
-      times.push({ name: k.src.name, ms: performance.now() - t0 });
-    }
+    const kernels = this.kernels.filter((k) => k.src.output.size > 0);
+    const times = device.features.has("timestamp-query") ? await this.timestamps(kernels, bound.bufOf) : [];
+    if (!times.length)
+      for (const k of kernels) {
+        const t0 = performance.now();
+        const enc = device.createCommandEncoder();
+        const pass = enc.beginComputePass();
+        this.dispatch(pass, k, bound.bufOf);
+        pass.end();
+        device.queue.submit([enc.finish()]);
+        await device.queue.onSubmittedWorkDone();
+        times.push(performance.now() - t0);
+      }
     flatten(bound.finish(), (x): x is GpuArray => x instanceof GpuArray).leaves.forEach((o) => o.dispose());
-    return times;
+    return kernels.map((k, i) => ({ name: k.src.name, ms: times[i] }));
+  }
+
+  /** Each kernel's GPU time in milliseconds, from timestamps around a pass of its own. */
+  private async timestamps(kernels: readonly Kernel[], bufOf: ReadonlyMap<Tensor, GPUBuffer>): Promise<number[]> {
+    const { ctx } = this;
+    const perSet = 2048; // a query set holds at most 4096 timestamps
+    const enc = ctx.device.createCommandEncoder();
+    const sets: GPUQuerySet[] = [];
+    for (let i = 0; i < kernels.length; i += perSet) {
+      const chunk = kernels.slice(i, i + perSet);
+      const querySet = ctx.device.createQuerySet({ type: "timestamp", count: 2 * chunk.length });
+      sets.push(querySet);
+      chunk.forEach((k, j) => {
+        const pass = enc.beginComputePass({ timestampWrites: { querySet, beginningOfPassWriteIndex: 2 * j, endOfPassWriteIndex: 2 * j + 1 } });
+        this.dispatch(pass, k, bufOf);
+        pass.end();
+      });
+    }
+    const bytes = 16 * kernels.length;
+    const resolved = ctx.createBuffer(bytes, GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC, "timestamps");
+    const staging = ctx.createBuffer(bytes, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, "timestamps readback");
+    sets.forEach((q, i) => enc.resolveQuerySet(q, 0, q.count, resolved, i * perSet * 16));
+    enc.copyBufferToBuffer(resolved, 0, staging, 0, bytes);
+    ctx.device.queue.submit([enc.finish()]);
+    await staging.mapAsync(GPUMapMode.READ);
+    const t = new BigInt64Array(staging.getMappedRange().slice(0, bytes));
+    staging.unmap();
+    [resolved, staging].forEach((b) => ctx.destroyBuffer(b));
+    sets.forEach((q) => q.destroy());
+    return kernels.map((_, i) => Number(t[2 * i + 1] - t[2 * i]) / 1e6);
   }
 
   /** Every kernel's WGSL, named after the ops it fuses. */

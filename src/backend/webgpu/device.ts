@@ -46,6 +46,18 @@ export function lavapipeThreadCount(current: string | undefined, requested: numb
   return current === undefined && n > 0 ? String(n) : undefined;
 }
 
+/**
+ * The user's Dawn flags, plus the timestamp_quantization toggle turned off: browsers round GPU
+ * timestamps to 65 µs against timing attacks, which made `profile()` unable to time small
+ * kernels. A user's own `disable-dawn-features=` list is extended, not replaced.
+ */
+export function dawnFlagsWith(flags: readonly string[]): string[] {
+  const key = "disable-dawn-features=";
+  const i = flags.findIndex((f) => f.startsWith(key));
+  if (i < 0) return [...flags, `${key}timestamp_quantization`];
+  return flags.map((f, j) => (j === i ? `${f},timestamp_quantization` : f));
+}
+
 /** Matmul tiles for CPU adapters with subgroups (lavapipe): 32 rows per thread shared by subgroup broadcast. */
 export const CPU_SUBGROUP_MATMUL: MatmulParams = { tm: 32, tn: 4, wx: 16, wy: 1, interleave: true, subgroup: 8 };
 
@@ -193,7 +205,7 @@ export function acquireDevice(opts: WebGpuOptions = {}): TE.TaskEither<DeviceErr
         const { create, globals } = await import("webgpu");
         // The GPUBufferUsage/GPUMapMode constants live on Dawn's globals.
         for (const [k, v] of Object.entries(globals)) if (!(k in globalThis)) (globalThis as Record<string, unknown>)[k] = v;
-        return create([...(opts.dawnFlags ?? [])]);
+        return create(dawnFlagsWith(opts.dawnFlags ?? []));
       },
       (e) => new DeviceError(`webgpu: could not load Dawn's Node bindings (npm "webgpu"): ${String(e)}`),
     ),
