@@ -244,6 +244,26 @@ describe("compiler", () => {
     assert.match(lin.wgsl(), /fn erf_/);
   });
 
+  test("a matmul epilogue over rows of 4k columns stores vec4s and loads its operands as vec4s", async () => {
+    // SGD on a weight: p − 0.1·(xᵀ·g) · s, with p donated: updated in place through the output binding.
+    const f = (p: Tensor, x: Tensor, g: Tensor, s: Tensor) => w.sub(p, w.mul(w.mul(w.matmul(w.transpose(x), g), s), 0.1));
+    const specs = [w.spec([24, 36]), w.spec([40, 24]), w.spec([40, 36]), w.spec([24, 36])];
+    const exe = w.compile(f, specs, { backend: ctx, donate: [0] });
+    assert.equal(exe.stats().kernels, 1);
+    assert.match(exe.wgsl(), /var<storage, read_write> out: array<vec4<f32>>/);
+    assert.match(exe.wgsl(), /var<storage, read> in\d: array<vec4<f32>>;[\s\S]*let q\d+ = in\d\[o\d+\]/, "s is loaded a vec4 at a time");
+    const xs = specs.map((sp, k) => w.hostTensor(Float32Array.from({ length: sp.shape[0] * sp.shape[1] }, (_, i) => Math.cos(i * 0.61 + k)), sp.shape));
+    const p = exe.run(...xs) as GpuArray; // from host data: a fresh device array
+    const before = (p as unknown as { buffer: unknown }).buffer;
+    const next = exe.run(p, ...xs.slice(1)) as GpuArray;
+    assert.equal((next as unknown as { buffer: unknown }).buffer, before, "updated in place");
+    const cpu = w.compile(f, specs.map((sp) => w.spec(sp.shape, "f64")));
+    const xs64 = xs.map(asF64);
+    const want = cpu.run(cpu.run(...xs64) as HostTensor, ...xs64.slice(1)) as HostTensor;
+    assertClose(await read(next), want.data, "two SGD steps");
+    next.dispose();
+  });
+
   test("transposed operands are read in place, without a copy kernel", async () => {
     const exe = w.compile((a: Tensor, b: Tensor) => w.matmul(w.transpose(a), w.swapAxes(b)), [w.spec([16, 8]), w.spec([4, 12, 16])], { backend: ctx });
     assert.equal(exe.stats().kernels, 1);

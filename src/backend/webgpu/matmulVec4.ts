@@ -13,7 +13,7 @@
 import { sizeOf, stridesOf, type Tensor } from "../../dsl/index.js";
 import type { KernelGen } from "./gen.js";
 import type { KernelSource, MatmulParams } from "./templates.js";
-import { assembleKernel, indent, storeRows, storeWithEpilogue } from "./templates.js";
+import { assembleKernel, indent, laneWithEpilogue, storeRows, storeWithEpilogue } from "./templates.js";
 
 /** Where an operand's values live: a materialised buffer, read as stored or transposed. */
 interface Layout {
@@ -144,12 +144,29 @@ export function matmulVec4Kernel(g: KernelGen, root: Tensor, epilogue: Tensor, n
   g.line(`for (var k4 = 0u; k4 < ${K4}u; k4++) {\n${indent(loop, 2)}\n  }`);
   g.line(`var res: array<vec4<f32>, ${tm * nv}>;`);
   for (let t = 0; t < tm; t++) for (let v = 0; v < nv; v++) g.line(`res[${t * nv + v}u] = acc${t}_${v};`);
+  // Rows of N % 4 == 0 columns are stored a vec4 at a time, with the epilogue's four lanes side by
+  // side and its operands loaded as vec4s where they line up.
+  const wide = N % 4 === 0 && epilogue.dtype === "f32";
   const store = g.nested(() => {
     g.line("let r = row0 + t;");
     for (let v = 0; v < nv; v++) {
+      const res = `res[t * ${nv}u + ${v}u]`;
+      if (wide) {
+        const body = g.nested(() => {
+          const o4 = g.let(`(bz * ${M * N}u + r * ${N}u + ${cols[v]}) / 4u`, "o");
+          const lanes = g.interleaved(4, (j) => {
+            const e = g.let(`${o4} * 4u + ${j}u`, "e");
+            g.vec4Lanes.set(e, { vec: o4, lane: j });
+            return laneWithEpilogue(g, root, epilogue, e, `${res}[${j}]`);
+          });
+          g.line(`out[${o4}] = vec4<f32>(${lanes.join(", ")});`);
+        });
+        [`if (${cols[v]} < ${N}u) {`, ...body.map((l) => `  ${l}`), "}"].forEach((l) => g.line(l));
+        continue;
+      }
       const body = g.nested(() => {
         const o = g.let(`bz * ${M * N}u + r * ${N}u + ${cols[v]} + c`, "o");
-        storeWithEpilogue(g, root, epilogue, o, `res[t * ${nv}u + ${v}u][c]`);
+        storeWithEpilogue(g, root, epilogue, o, `${res}[c]`);
       });
       [`for (var c = 0u; c < 4u; c++) {`, `  if (${cols[v]} + c < ${N}u) {`, ...body.map((l) => `    ${l}`), "  }", "}"].forEach((l) => g.line(l));
     }

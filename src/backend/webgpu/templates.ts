@@ -88,13 +88,17 @@ export function elementwiseKernel(g: KernelGen, root: Tensor, name: string): Ker
   return assembleKernel(g, name, root, k.main, k.dispatch);
 }
 
-/** Writes the (possibly epilogue-transformed) value of `core` at flat output index `o`. */
-export function storeWithEpilogue(g: KernelGen, core: Tensor, epilogue: Tensor, o: string, value: string): void {
+/** The (possibly epilogue-transformed) value at flat output index `o`, where `core` is `value`. */
+export function laneWithEpilogue(g: KernelGen, core: Tensor, epilogue: Tensor, o: string, value: string): string {
   const idx = g.idx(epilogue.shape, o, null);
   g.overrides.set(`${g.id(core)}|f:${o}`, value);
-  const v = g.val(epilogue, idx);
-  g.line(`out[${o}] = ${toStore(v, epilogue.dtype)};`);
   g.storeKeys.add(idx.key);
+  return g.val(epilogue, idx);
+}
+
+/** Writes the (possibly epilogue-transformed) value of `core` at flat output index `o`. */
+export function storeWithEpilogue(g: KernelGen, core: Tensor, epilogue: Tensor, o: string, value: string): void {
+  g.line(`out[${o}] = ${toStore(laneWithEpilogue(g, core, epilogue, o, value), epilogue.dtype)};`);
 }
 
 /**
