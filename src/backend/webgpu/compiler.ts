@@ -114,7 +114,7 @@ function generate(
     for (const r of sched.roots) {
       if (needsKernel(r)) continue;
       for (const c of leaves.get(r)!) {
-        const kind = c.prim === "matmul" || ((c.prim === "sum" || c.prim === "max") && threadPerOutput(c));
+        const kind = c.prim === "matmul" || ((c.prim === "sum" || c.prim === "max") && threadPerOutput(c, ctx.cpu));
         if (kind && !outSet.has(c) && !noFuse.has(c) && !fusedAway.has(c) && c.size === r.size && readers.get(c)!.length === 1) {
           coreOf.set(r, c);
           fusedAway.add(c);
@@ -139,7 +139,7 @@ function generate(
           src = p ? matmulVec4Kernel(g, k, r, "__NAME__", p, isMat) : matmulKernel(g, k, r, "__NAME__", mm && !mm.subgroup ? mm : scalarTiles(k, ctx));
         }
         else if (k.prim === "scatterAdd") src = scatterKernel(g, k, "__NAME__");
-        else if (needsKernel(k)) src = reduceKernel(g, k, r, "__NAME__");
+        else if (needsKernel(k)) src = reduceKernel(g, k, r, "__NAME__", ctx.cpu);
         else src = elementwiseKernel(g, r, "__NAME__");
       } catch (e) {
         if (!core) throw e;
