@@ -162,7 +162,9 @@ export class GpuContext {
     this.live--;
     if (b.mapState !== "unmapped" || this.pooled + b.size > this.poolLimitBytes) return b.destroy();
     const key = `${b.size}|${b.usage}`;
-    this.free.set(key, [...(this.free.get(key) ?? []), b]);
+    const list = this.free.get(key) ?? [];
+    list.push(b);
+    this.free.set(key, list);
     this.pooled += b.size;
   }
 

@@ -64,7 +64,6 @@ function randomWord(n: Tensor, idx: Idx, g: KernelGen, hi: number): string {
   return `threefry_(bitcast<u32>(${k0}), bitcast<u32>(${k1}), ${hi >>> 0}u, ${g.flat(idx)})`;
 }
 
-/** Coordinates of a reshape's input from the output index: through the shared flat offset. */
 /**
  * The index into a reshape's input. A flat index passes through; per-axis coordinates map group by
  * group, where a group is a run of output axes and a run of input axes with equal products

@@ -7,7 +7,7 @@ export const WGSL_HELPERS = {
   // Eigen's float erf (the rational XLA uses too): x·P(x²)/Q(x²) on [-4, 4], within 4e-7 of erf
   // everywhere. Branch-free: the Maclaurin-or-erfc version it replaced diverged within SIMD lanes
   // and made a fused linear + bias + GELU kernel 3 ms slower (13.1 against 9.9 ms on lavapipe).
-  // \`!(x0 == x0)\` keeps NaN (lavapipe folds \`x0 != x0\` to false).
+  // `!(x0 == x0)` keeps NaN (lavapipe folds `x0 != x0` to false).
   erf: /* wgsl */ `
 fn erf_(x0: f32) -> f32 {
   let x = clamp(x0, -4.0, 4.0);
@@ -41,7 +41,8 @@ fn idiv_(a: i32, b: i32) -> i32 {
 }`,
   // Eigen's float tanh (a 13/6 rational on [-7.9, 7.9]; within 3e-7 of tanh everywhere, relative
   // error under 3e-7). lavapipe's built-in tanh is about twice as slow and loses all relative
-  // accuracy near 0 (it returned 2e-8 for tanh(1e-8)).
+  // accuracy near 0 (it returned 3e-8 for tanh(1e-30), and -1 for NaN). Below 4e-4 tanh(x) is x;
+  // written `!(abs(x) >= ...)` so that NaN takes that branch and stays NaN.
   tanh: /* wgsl */ `
 fn tanh_(x: f32) -> f32 {
   let c = clamp(x, -7.90531110763549805, 7.90531110763549805);
