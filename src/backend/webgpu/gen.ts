@@ -65,7 +65,8 @@ export class KernelGen {
   readonly storeKeys = new Set<string>();
   /**
    * Flat index expressions that are lanes of a vec4 index (a thread of a four-wide elementwise
-   * kernel): f32 buffers read at them are loaded as one vec4 per thread.
+   * kernel, or a matmul epilogue storing a vec4 per row): f32 buffers read at them are loaded as
+   * one vec4, and the output binding is an array of vec4s.
    */
   readonly vec4Lanes = new Map<string, { vec: string; lane: number }>();
 

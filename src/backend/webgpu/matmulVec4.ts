@@ -13,7 +13,7 @@
 import { sizeOf, stridesOf, type Tensor } from "../../dsl/index.js";
 import type { KernelGen } from "./gen.js";
 import type { KernelSource, MatmulParams } from "./templates.js";
-import { assembleKernel, indent, laneWithEpilogue, storeRows, storeWithEpilogue } from "./templates.js";
+import { assembleKernel, indent, laneWithEpilogue, storeFourLanes, storeRows, storeWithEpilogue } from "./templates.js";
 
 /** Where an operand's values live: a materialised buffer, read as stored or transposed. */
 interface Layout {
@@ -154,12 +154,7 @@ export function matmulVec4Kernel(g: KernelGen, root: Tensor, epilogue: Tensor, n
       if (wide) {
         const body = g.nested(() => {
           const o4 = g.let(`(bz * ${M * N}u + r * ${N}u + ${cols[v]}) / 4u`, "o");
-          const lanes = g.interleaved(4, (j) => {
-            const e = g.let(`${o4} * 4u + ${j}u`, "e");
-            g.vec4Lanes.set(e, { vec: o4, lane: j });
-            return laneWithEpilogue(g, root, epilogue, e, `${res}[${j}]`);
-          });
-          g.line(`out[${o4}] = vec4<f32>(${lanes.join(", ")});`);
+          storeFourLanes(g, o4, (e, j) => laneWithEpilogue(g, root, epilogue, e, `${res}[${j}]`));
         });
         [`if (${cols[v]} < ${N}u) {`, ...body.map((l) => `  ${l}`), "}"].forEach((l) => g.line(l));
         continue;

@@ -69,14 +69,11 @@ ${indent(g.body())}
  */
 export function elementwiseKernel(g: KernelGen, root: Tensor, name: string): KernelSource {
   if (root.dtype === "f32" && root.size % 4 === 0 && root.size >= VEC4_MIN) {
-    const vs = g.interleaved(4, (j) => {
-      const e = g.let(`t * 4u + ${j}u`, "e");
-      g.vec4Lanes.set(e, { vec: "t", lane: j });
+    storeFourLanes(g, "t", (e) => {
       const idx = g.idx(root.shape, e, null);
       g.storeKeys.add(idx.key);
       return g.val(root, idx);
     });
-    g.line(`out[t] = vec4<f32>(${vs.join(", ")});`);
     const k = threadPerItem(g, "t", root.size / 4);
     return assembleKernel(g, name, root, k.main, k.dispatch);
   }
@@ -86,6 +83,19 @@ export function elementwiseKernel(g: KernelGen, root: Tensor, name: string): Ker
   g.storeKeys.add(idx.key);
   const k = threadPerItem(g, "i", root.size);
   return assembleKernel(g, name, root, k.main, k.dispatch);
+}
+
+/**
+ * Emits `out[vec] = vec4(...)` of four lanes computed side by side (KernelGen.interleaved): lane j
+ * is the element at flat index vec·4 + j, and f32 buffers read at those elements load as vec4s.
+ */
+export function storeFourLanes(g: KernelGen, vec: string, lane: (e: string, j: number) => string): void {
+  const values = g.interleaved(4, (j) => {
+    const e = g.let(`${vec} * 4u + ${j}u`, "e");
+    g.vec4Lanes.set(e, { vec, lane: j });
+    return lane(e, j);
+  });
+  g.line(`out[${vec}] = vec4<f32>(${values.join(", ")});`);
 }
 
 /** The (possibly epilogue-transformed) value at flat output index `o`, where `core` is `value`. */
