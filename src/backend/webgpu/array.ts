@@ -33,15 +33,7 @@ export class GpuArray {
   /** Reads the values back to the host. */
   async toArray(): Promise<HostData> {
     this.check("toArray");
-    const bytes = this.size * 4;
-    const staging = this.ctx.createBuffer(bytes, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, "readback");
-    const enc = this.ctx.device.createCommandEncoder();
-    if (bytes > 0) enc.copyBufferToBuffer(this.buffer, 0, staging, 0, bytes);
-    this.ctx.device.queue.submit([enc.finish()]);
-    await staging.mapAsync(GPUMapMode.READ);
-    const raw = staging.getMappedRange(0, Math.max(4, bytes)).slice(0, bytes);
-    staging.unmap();
-    this.ctx.destroyBuffer(staging);
+    const raw = await this.ctx.readBack(this.ctx.device.createCommandEncoder(), this.buffer, this.size * 4);
     this.ctx.checkErrors();
     if (this.dtype === "bool") return Uint8Array.from(new Uint32Array(raw));
     const out = allocate(this.dtype, this.size);

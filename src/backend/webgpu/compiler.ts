@@ -386,20 +386,26 @@ export class GpuExecutable {
     await device.queue.onSubmittedWorkDone(); // earlier work must not count against the first kernel
     const bound = this.bind(args);
     const kernels = this.kernels.filter((k) => k.src.output.size > 0);
-    const times = device.features.has("timestamp-query") ? await this.timestamps(kernels, bound.bufOf) : [];
-    if (!times.length)
-      for (const k of kernels) {
-        const t0 = performance.now();
-        const enc = device.createCommandEncoder();
-        const pass = enc.beginComputePass();
-        this.dispatch(pass, k, bound.bufOf);
-        pass.end();
-        device.queue.submit([enc.finish()]);
-        await device.queue.onSubmittedWorkDone();
-        times.push(performance.now() - t0);
-      }
+    const times = device.features.has("timestamp-query") ? await this.timestamps(kernels, bound.bufOf) : await this.wallClock(kernels, bound.bufOf);
     flatten(bound.finish(), (x): x is GpuArray => x instanceof GpuArray).leaves.forEach((o) => o.dispose());
     return kernels.map((k, i) => ({ name: k.src.name, ms: times[i] }));
+  }
+
+  /** Each kernel's milliseconds from its own submit to the device finishing it. */
+  private async wallClock(kernels: readonly Kernel[], bufOf: ReadonlyMap<Tensor, GPUBuffer>): Promise<number[]> {
+    const { device } = this.ctx;
+    const times: number[] = [];
+    for (const k of kernels) {
+      const t0 = performance.now();
+      const enc = device.createCommandEncoder();
+      const pass = enc.beginComputePass();
+      this.dispatch(pass, k, bufOf);
+      pass.end();
+      device.queue.submit([enc.finish()]);
+      await device.queue.onSubmittedWorkDone();
+      times.push(performance.now() - t0);
+    }
+    return times;
   }
 
   /** Each kernel's GPU time in milliseconds, from timestamps around a pass of its own. */
@@ -420,14 +426,9 @@ export class GpuExecutable {
     }
     const bytes = 16 * kernels.length;
     const resolved = ctx.createBuffer(bytes, GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC, "timestamps");
-    const staging = ctx.createBuffer(bytes, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, "timestamps readback");
     sets.forEach((q, i) => enc.resolveQuerySet(q, 0, q.count, resolved, i * perSet * 16));
-    enc.copyBufferToBuffer(resolved, 0, staging, 0, bytes);
-    ctx.device.queue.submit([enc.finish()]);
-    await staging.mapAsync(GPUMapMode.READ);
-    const t = new BigInt64Array(staging.getMappedRange().slice(0, bytes));
-    staging.unmap();
-    [resolved, staging].forEach((b) => ctx.destroyBuffer(b));
+    const t = new BigInt64Array(await ctx.readBack(enc, resolved, bytes));
+    ctx.destroyBuffer(resolved);
     sets.forEach((q) => q.destroy());
     return kernels.map((_, i) => Number(t[2 * i + 1] - t[2 * i]) / 1e6);
   }

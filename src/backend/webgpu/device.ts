@@ -168,6 +168,21 @@ export class GpuContext {
     this.pooled += b.size;
   }
 
+  /**
+   * Submits `enc` with a copy of `src`'s first `bytes` appended, and resolves to those bytes once
+   * the device has run it.
+   */
+  async readBack(enc: GPUCommandEncoder, src: GPUBuffer, bytes: number): Promise<ArrayBuffer> {
+    const staging = this.createBuffer(bytes, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, "readback");
+    if (bytes > 0) enc.copyBufferToBuffer(src, 0, staging, 0, bytes);
+    this.device.queue.submit([enc.finish()]);
+    await staging.mapAsync(GPUMapMode.READ);
+    const raw = staging.getMappedRange(0, Math.max(4, bytes)).slice(0, bytes);
+    staging.unmap();
+    this.destroyBuffer(staging);
+    return raw;
+  }
+
   /** Destroys every pooled buffer (their memory goes back to the driver). */
   emptyPool(): void {
     for (const list of this.free.values()) for (const b of list) b.destroy();
