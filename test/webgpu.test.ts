@@ -502,9 +502,13 @@ describe("compiler", () => {
     assert.ok(process.env.LP_NUM_THREADS !== undefined, "acquiring the device set LP_NUM_THREADS before the driver loaded");
   });
 
-  test("a bad lavapipeThreads is named before anything loads", async () => {
+  test("a bad lavapipeThreads or bufferPoolBytes is named before anything loads", async () => {
     const bad = await w.acquireDevice({ lavapipeThreads: 2.5 })();
     assert.ok(bad._tag === "Left" && /lavapipeThreads must be a non-negative integer .* got 2.5/.test(bad.left.message));
+    for (const pool of [-1, Number.NaN]) {
+      const badPool = await w.acquireDevice({ device: ctx.device, bufferPoolBytes: pool })();
+      assert.ok(badPool._tag === "Left" && new RegExp(`bufferPoolBytes must be a non-negative number of bytes .* got ${pool}`).test(badPool.left.message), String(pool));
+    }
   });
 });
 

@@ -204,6 +204,10 @@ export class GpuContext {
 
 /** Finds an adapter and creates a device with the limits the compiler uses, as a TaskEither. */
 export function acquireDevice(opts: WebGpuOptions = {}): TE.TaskEither<DeviceError, GpuContext> {
+  const pool = opts.bufferPoolBytes;
+  if (pool !== undefined && !(Number.isFinite(pool) && pool >= 0)) {
+    return TE.left(new DeviceError(`webgpu: bufferPoolBytes must be a non-negative number of bytes (0 turns buffer reuse off), got ${pool}`));
+  }
   if (opts.device) {
     // GPUDevice.adapterInfo is newer than some implementations.
     const info = (opts.device as GPUDevice & { adapterInfo?: GPUAdapterInfo }).adapterInfo;
