@@ -11,7 +11,7 @@ import {
   type MaskBlock,
 } from "../src/models/ibot/masking.js";
 import {
-  cosineScheduler, learningRateSchedule, linspace, teacherMomentumSchedule, teacherTempSchedule, weightDecaySchedule,
+  cosineScheduler, learningRateSchedule, linspace, teacherMomentumSchedule, teacherTempPerIteration, teacherTempSchedule, weightDecaySchedule,
 } from "../src/models/ibot/schedules.js";
 
 // ---------------------------------------------------------------- helpers
@@ -440,4 +440,17 @@ test("teacherTempSchedule: linspace over the warmup epochs, then constant; the p
       if (w > 1) assert.equal(s[p + w - 1], 0.07);
     }),
   );
+});
+
+test("teacherTempPerIteration: the official per-epoch steps, or a linear warm-up over whole iterations", () => {
+  // "epoch": the official per-epoch values, held for every iteration of their epoch.
+  const byEpoch = teacherTempPerIteration(0.04, 0.07, 3, { epochs: 4, itersPerEpoch: 2 }, "epoch");
+  assert.deepEqual([...byEpoch], [...teacherTempSchedule(0.04, 0.07, 3, 4)].flatMap((t) => [t, t]));
+  // "iteration": linspace over 1.5 epochs × 4 = 6 iterations, then the final temperature.
+  const byIter = teacherTempPerIteration(0.04, 0.07, 1.5, { epochs: 3, itersPerEpoch: 4 }, "iteration");
+  assertClose(byIter, [...linspace(0.04, 0.07, 6), 0.07, 0.07, 0.07, 0.07, 0.07, 0.07]);
+  assert.equal(byIter[5], 0.07, "the last warm-up iteration already holds the final temperature");
+  assert.deepEqual([...teacherTempPerIteration(0.04, 0.07, 0, { epochs: 1, itersPerEpoch: 3 }, "iteration")], [0.07, 0.07, 0.07]);
+  assert.throws(() => teacherTempPerIteration(0.04, 0.07, 0.3, { epochs: 2, itersPerEpoch: 4 }, "iteration"), /whole number of iterations/);
+  assert.throws(() => teacherTempPerIteration(0.04, 0.07, 3, { epochs: 2, itersPerEpoch: 4 }, "iteration"), /within the 8/);
 });

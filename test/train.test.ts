@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as E from "fp-ts/lib/Either.js";
 import * as w from "../src/index.js";
-import { decodeConfig, DEFAULT_CONFIG } from "../src/train/config.js";
+import { decodeConfig, DEFAULT_CONFIG, PAPER_CONFIG } from "../src/train/config.js";
 import { decodeSafetensors, encodeSafetensors, readSafetensors, writeSafetensors } from "../src/io/safetensors.js";
 import { knnClassify } from "../src/eval/knn.js";
 
@@ -30,6 +30,22 @@ test("config: defaults decode; a bad field is named with its value and the expec
   const targets = decodeConfig({ teacherTargets: "swav" });
   assert.ok(E.isLeft(targets) && /teacherTargets: got "swav"/.test(targets.left.message));
   assert.equal(Object.keys(DEFAULT_CONFIG).length, Object.keys(decodeConfig()._tag === "Right" ? (decodeConfig() as E.Right<typeof DEFAULT_CONFIG>).right : {}).length);
+});
+
+test("config: --recipe paper is spec §10 with the official epoch schedules; flags still override it; an unknown recipe is named", () => {
+  const paper = decodeConfig({ recipe: "paper" });
+  assert.ok(E.isRight(paper));
+  if (E.isRight(paper)) {
+    assert.deepEqual(paper.right, PAPER_CONFIG);
+    assert.deepEqual([paper.right.patchSize, paper.right.width, paper.right.heads, paper.right.localSize, paper.right.headHidden], [4, 96, 3, 12, 512]);
+    assert.deepEqual([paper.right.momentumTeacher, paper.right.temperatureWarmup, paper.right.freezeLastLayer], [0.996, "epoch", 1]);
+  }
+  const both = decodeConfig({ recipe: "paper" }, { epochs: 5 });
+  assert.ok(E.isRight(both) && both.right.epochs === 5 && both.right.width === 96);
+  const def = decodeConfig();
+  assert.ok(E.isRight(def) && def.right.patchSize === 7 && def.right.temperatureWarmup === "iteration");
+  const bad = decodeConfig({ recipe: "dino" });
+  assert.ok(E.isLeft(bad) && /recipe: got "dino", expected one of default, paper/.test(bad.left.message));
 });
 
 test("safetensors: round trip with metadata, written atomically; a corrupt header names the problem", async () => {

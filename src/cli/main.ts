@@ -14,12 +14,12 @@ import { pretrain } from "../train/pretrain.js";
 import { evaluateCheckpoint } from "../train/evaluate.js";
 import { tokensPicture } from "../train/tokens.js";
 
-const USAGE = `usage: wgrad pretrain [--config file.json] [--<field> value ...]
+const USAGE = `usage: wgrad pretrain [--recipe default|paper] [--config file.json] [--<field> value ...]
        wgrad eval --checkpoint runs/ibot/checkpoint.safetensors [--backend auto|webgpu|cpu] [--knn-bank N] [--knn-queries N]
        wgrad tokens --checkpoint runs/ibot/checkpoint.safetensors [--out tokens.png] [--count 16]
        wgrad regimes [--config file.json] [--<field> value ...]   (iBOT on a simulated market; fields below)
 
-pretrain fields (defaults): ${fields(DEFAULT_CONFIG)}
+pretrain fields (defaults of --recipe default; --recipe paper starts from spec §10 instead): ${fields(DEFAULT_CONFIG)}
 
 regimes fields (defaults): ${fields(DEFAULT_REGIMES)}`;
 
@@ -208,8 +208,17 @@ async function main(argv: readonly string[]): Promise<number> {
   console.log(`\nk-NN accuracy on TEST (k=${cfg.knnK}):`);
   console.log(`  raw pixels        ${pct(report.baselines.rawPixels)}`);
   console.log(`  random-init ViT   ${pct(report.baselines.randomInit)}`);
-  for (const e of report.evals) console.log(`  epoch ${e.epoch + 1}: teacher ${pct(e.knnTeacher)}, student ${pct(e.knnStudent)}`);
-  console.log(`${report.steps} steps in ${report.seconds.toFixed(0)} s on ${report.backend}; metrics in ${cfg.outDir}/metrics.jsonl`);
+  const gain = (x: number) => `${x >= report.baselines.randomInit ? "+" : ""}${(100 * (x - report.baselines.randomInit)).toFixed(1)}`;
+  for (const e of report.evals) {
+    const seen = e.images !== undefined ? ` (${e.images.toLocaleString("en")} images)` : "";
+    console.log(`  epoch ${e.epoch + 1}${seen}: teacher ${pct(e.knnTeacher)} (${gain(e.knnTeacher)}), student ${pct(e.knnStudent)} (${gain(e.knnStudent)}) against random init`);
+  }
+  const last = report.tokens[report.tokens.length - 1];
+  if (last) console.log(`patch tokens in the last epoch: ${last.used[0]}/${last.vocabulary[0]} used, perplexity ${last.perplexity[0].toFixed(1)}`);
+  if (report.finalClsLoss !== undefined) console.log(`[CLS] loss over the last 10 steps ${report.finalClsLoss.toFixed(2)} (uniform targets: ln K = ${report.lnK.toFixed(2)})`);
+  const tm = report.timings;
+  const times = tm ? ` (compile ${tm.compileSeconds.toFixed(1)} s, first step ${tm.firstStepSeconds.toFixed(1)} s, then ${tm.steadyStepSeconds.toFixed(2)} s a step)` : "";
+  console.log(`${report.steps} steps in ${report.seconds.toFixed(0)} s${times} on ${report.backend}; metrics in ${cfg.outDir}/metrics.jsonl`);
   if (report.stoppedEarly) {
     console.error(report.stoppedEarly);
     return 1;

@@ -10,7 +10,7 @@ import { flatten, randomKey, spec } from "../dsl/index.js";
 import { loadDataset, mixSeeds, multiCropBatch, multiCropConfig, pixelStats } from "../data/index.js";
 import { knnClassify } from "../eval/knn.js";
 import {
-  learningRateSchedule, maskBatch, teacherMomentumSchedule, teacherTempSchedule, weightDecaySchedule,
+  learningRateSchedule, maskBatch, teacherMomentumSchedule, teacherTempPerIteration, weightDecaySchedule,
   ibotStep, initIbotState, scheduleSpec, type IbotModelConfig, type IbotState,
 } from "../models/index.js";
 import { readSafetensors } from "../io/safetensors.js";
@@ -46,8 +46,17 @@ export interface TokenLog {
 
 export interface EvalLog {
   readonly epoch: number;
+  /** Training images seen when it was measured (steps × batch). */
+  readonly images?: number;
   readonly knnTeacher: number;
   readonly knnStudent: number;
+}
+
+/** Where a run's time went: the step's compile, the first step (on lavapipe mostly shader compilation), the median later step. */
+export interface RunTimings {
+  readonly compileSeconds: number;
+  readonly firstStepSeconds: number;
+  readonly steadyStepSeconds: number;
 }
 
 export interface PretrainReport {
@@ -57,6 +66,10 @@ export interface PretrainReport {
   readonly tokens: readonly TokenLog[];
   readonly steps: number;
   readonly seconds: number;
+  readonly timings?: RunTimings;
+  /** The [CLS] loss over the last 10 steps, against ln K, where uniform teacher targets would put it. */
+  readonly finalClsLoss?: number;
+  readonly lnK: number;
   readonly stoppedEarly?: string;
 }
 
@@ -92,7 +105,7 @@ export async function pretrain(c: PretrainConfig, hooks: PretrainHooks = {}): Pr
   const trainAll = data.right.train;
   const train = sampleSplit(trainAll, c.trainSubset, c.seed, 101);
   const stats = pixelStats(trainAll);
-  const mcrop = multiCropConfig(stats, { localCrops: c.localCrops });
+  const mcrop = multiCropConfig(stats, { localCrops: c.localCrops, localSize: c.localSize });
   log(`data: ${data.right.source}, training on ${train.count} images (cache ${data.right.cache.status}); pixel mean ${stats.mean.toFixed(4)}, std ${stats.std.toFixed(4)}`);
 
   const gpu = await chooseBackend(c.backend, log);
@@ -108,8 +121,10 @@ export async function pretrain(c: PretrainConfig, hooks: PretrainHooks = {}): Pr
   // In VQ mode the teacher is the momentum tokenizer, with its own τ.
   const moms = teacherMomentumSchedule({ epochs: c.epochs, itersPerEpoch, momentum: c.tokenizer === "vq" ? c.vqMomentum : c.momentumTeacher });
   const warm = Math.min(c.warmupTeacherTempEpochs, c.epochs);
-  const temps = teacherTempSchedule(c.warmupTeacherTemp, c.teacherTemp, warm, c.epochs);
-  const patchTemps = teacherTempSchedule(c.warmupTeacherPatchTemp, c.teacherPatchTemp, warm, c.epochs);
+  const run = { epochs: c.epochs, itersPerEpoch };
+  const temps = teacherTempPerIteration(c.warmupTeacherTemp, c.teacherTemp, warm, run, c.temperatureWarmup);
+  const patchTemps = teacherTempPerIteration(c.warmupTeacherPatchTemp, c.teacherPatchTemp, warm, run, c.temperatureWarmup);
+  const frozenSteps = Math.round(c.freezeLastLayer * itersPerEpoch);
 
   // Initial state, computed once on the CPU; the first step uploads it.
   const init = evaluate(() => initIbotState(randomKey(c.seed), mc));
@@ -129,13 +144,15 @@ export async function pretrain(c: PretrainConfig, hooks: PretrainHooks = {}): Pr
   log(`k-NN (k=${c.knnK}, T=${c.knnTemperature}; ${bank.count} TRAIN bank, ${queries.count} TEST queries): raw pixels ${(100 * raw.accuracy).toFixed(2)}%, random-init ViT ${(100 * randomInit).toFixed(2)}%`);
 
   const stateSpec = specsOf(init);
-  const batchSpec = { globals: spec([G * B, 1, 28, 28]), locals: spec([c.localCrops * B, 1, 12, 12]), masks: spec([G * B, (28 / c.patchSize) ** 2]) };
+  const batchSpec = { globals: spec([G * B, 1, 28, 28]), locals: spec([c.localCrops * B, 1, c.localSize, c.localSize]), masks: spec([G * B, (28 / c.patchSize) ** 2]) };
   const stepFn = (st: IbotState, b: never, s: never) => ibotStep(st, b, s, mc);
   const tc = performance.now();
   type Value = HostTensor | GpuArray;
   type Run = (...a: unknown[]) => { state: unknown; metrics: { loss: Value; cls: Value; patch: Value; tokenCounts: Value[]; tokenizer?: Value; restarts?: Value; koleo?: Value } };
   const exe = compileOn(gpu, stepFn, [stateSpec, batchSpec, scheduleSpec()], [0]) as { run: Run };
-  log(`compiled the training step in ${((performance.now() - tc) / 1000).toFixed(1)} s`);
+  const compileSeconds = (performance.now() - tc) / 1000;
+  log(`compiled the training step in ${compileSeconds.toFixed(1)} s`);
+  const stepSeconds: number[] = [];
 
   mkdirSync(c.outDir, { recursive: true });
   const metricsPath = join(c.outDir, "metrics.jsonl");
@@ -177,8 +194,8 @@ export async function pretrain(c: PretrainConfig, hooks: PretrainHooks = {}): Pr
       const m = maskBatch(mixSeeds(c.seed, step, 3), G * B, grid, grid, { predRatio: c.predRatio, predRatioVar: c.predRatioVar, epoch, shape: "block" });
       const batch = { globals: crops.globals, locals: crops.locals, masks: Float32Array.from(m.masks) };
       const sched = {
-        lr: lrs[step], weightDecay: wds[step], momentum: moms[step], teacherTemp: temps[epoch], teacherPatchTemp: patchTemps[epoch],
-        step: step + 1, freezeLastLayer: epoch < c.freezeLastLayer ? 1 : 0, key: new Int32Array([c.seed, step]),
+        lr: lrs[step], weightDecay: wds[step], momentum: moms[step], teacherTemp: temps[step], teacherPatchTemp: patchTemps[step],
+        step: step + 1, freezeLastLayer: step < frozenSteps ? 1 : 0, key: new Int32Array([c.seed, step]),
       };
       const r = exe.run(state, batch, sched);
       const mt = r.metrics;
@@ -193,6 +210,7 @@ export async function pretrain(c: PretrainConfig, hooks: PretrainHooks = {}): Pr
         break outer;
       }
       state = r.state;
+      stepSeconds.push((performance.now() - ts) / 1000);
       const s: StepLog = {
         epoch, step, loss, cls, patch, lr: lrs[step], imagesPerSecond: B / ((performance.now() - ts) / 1000), tokenPerplexity: histogramUsage(counts[0]).perplexity, ...vq, ...koleo,
       };
@@ -207,7 +225,7 @@ export async function pretrain(c: PretrainConfig, hooks: PretrainHooks = {}): Pr
     log(`epoch ${epoch + 1}/${c.epochs}: patch tokens used ${tl.used.map((u, i) => `${u}/${tl.vocabulary[i]}`).join(", ")} (perplexity ${tl.perplexity.map((p) => p.toFixed(1)).join(", ")})`);
     if ((epoch + 1) % c.evalEvery === 0 || epoch === c.epochs - 1) {
       // The student is evaluated through the same backbone function (its mask token is unused without masks).
-      const e: EvalLog = { epoch, knnTeacher: await evalTeacher((state as IbotState).teacher), knnStudent: await evalTeacher((state as IbotState).student) };
+      const e: EvalLog = { epoch, images: step * B, knnTeacher: await evalTeacher((state as IbotState).teacher), knnStudent: await evalTeacher((state as IbotState).student) };
       evals.push(e);
       appendFileSync(metricsPath, JSON.stringify({ kind: "eval", ...e }) + "\n");
       log(`epoch ${epoch + 1}/${c.epochs}: k-NN teacher ${(100 * e.knnTeacher).toFixed(2)}%, student ${(100 * e.knnStudent).toFixed(2)}%`);
@@ -220,6 +238,8 @@ export async function pretrain(c: PretrainConfig, hooks: PretrainHooks = {}): Pr
     if (saved._tag === "Left") throw saved.left;
     if (hooks.stopAfterEpoch?.(epoch)) break;
   }
+  const later = stepSeconds.slice(1).sort((a, b) => a - b);
+  const lastCls = stepLogs.slice(-10).map((l) => l.cls);
   const report: PretrainReport = {
     backend: gpu ? `webgpu (${gpu.adapterName})` : "cpu",
     baselines: { rawPixels: raw.accuracy, randomInit },
@@ -227,6 +247,9 @@ export async function pretrain(c: PretrainConfig, hooks: PretrainHooks = {}): Pr
     tokens: tokenLogs,
     steps: step,
     seconds: (performance.now() - t0) / 1000,
+    ...(stepSeconds.length > 1 ? { timings: { compileSeconds, firstStepSeconds: stepSeconds[0], steadyStepSeconds: later[later.length >> 1] } } : {}),
+    ...(lastCls.length ? { finalClsLoss: lastCls.reduce((a, b) => a + b, 0) / lastCls.length } : {}),
+    lnK: Math.log(c.outDim),
     ...(stoppedEarly ? { stoppedEarly } : {}),
   };
   writeFileSync(join(c.outDir, "report.json"), JSON.stringify(report, null, 2));

@@ -120,3 +120,26 @@ export function teacherTempSchedule(warmupTemp: number, temp: number, warmupEpoc
   out.set(linspace(warmupTemp, temp, warmupEpochs), predStartEpoch);
   return out;
 }
+
+/**
+ * The teacher temperature per iteration. `"epoch"` is the official schedule (`teacherTempSchedule`,
+ * whole epochs, one value an epoch); `"iteration"` warms up linearly over
+ * warmupEpochs·itersPerEpoch iterations (`linspace`, endpoint included) and then holds `temp`: for
+ * short runs, where a jump from 0.04 to 0.07 after one epoch collapsed the [CLS] outputs (RESULTS.md).
+ */
+export function teacherTempPerIteration(
+  warmupTemp: number, temp: number, warmupEpochs: number, { epochs, itersPerEpoch }: RunLength, by: "epoch" | "iteration",
+): Float64Array {
+  const total = epochs * itersPerEpoch;
+  if (by === "epoch") {
+    const perEpoch = teacherTempSchedule(warmupTemp, temp, warmupEpochs, epochs);
+    return Float64Array.from({ length: total }, (_, i) => perEpoch[Math.floor(i / itersPerEpoch)]);
+  }
+  const warm = wholeIterations(warmupEpochs * itersPerEpoch);
+  if (!(warmupEpochs >= 0) || warm === undefined || warm > total) {
+    throw new RangeError(`teacherTempPerIteration: a warm-up of ${warmupEpochs} epochs × ${itersPerEpoch} iterations must be a whole number of iterations within the ${total} of the run`);
+  }
+  const out = new Float64Array(total).fill(temp);
+  out.set(linspace(warmupTemp, temp, warm));
+  return out;
+}
