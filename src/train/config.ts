@@ -188,7 +188,7 @@ export const PAPER_CONFIG: PretrainConfig = {
 export const DEFAULT_CONFIG: PretrainConfig = {
   ...PAPER_CONFIG,
   trainSubset: 6400,
-  epochs: 6,
+  epochs: 3,
   patchSize: 7,
   width: 64,
   heads: 2,
