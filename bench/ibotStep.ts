@@ -23,7 +23,7 @@ export async function ibotStepSeconds(gpu: GpuContext | null): Promise<{ seconds
   const exe = (gpu ? w.compile(f as never, specs, { backend: gpu, donate: [0] }) : w.compile(f as never, specs)) as unknown as Exe;
   const rand = (k: number) => Float32Array.from({ length: k }, () => Math.random() - 0.5);
   const batch = { globals: rand(2 * B * 784), locals: rand(c.localCrops * B * c.localSize ** 2), masks: Float32Array.from({ length: 2 * B * n }, () => (Math.random() < 0.2 ? 1 : 0)) };
-  const sched = (i: number) => ({ lr: 1e-4, weightDecay: 0.04, momentum: 0.996, teacherTemp: 0.04, teacherPatchTemp: 0.04, step: i, freezeLastLayer: 0, key: new Int32Array([0, i]) });
+  const sched = (i: number) => ({ lr: 1e-4, weightDecay: 0.04, momentum: 0.996, teacherTemp: 0.04, teacherPatchTemp: 0.04, step: i, lastLayerStep: i, key: new Int32Array([0, i]) });
   const finish = async (r: ReturnType<Exe["run"]>) => (r.metrics.loss instanceof w.GpuArray ? await r.metrics.loss.toArray() : r.metrics.loss.data);
   let r = exe.run(init, batch, sched(1));
   await finish(r);

@@ -122,7 +122,7 @@ describe("iBOT step", () => {
       w.evaluate(() => {
         const student = w.initStudent(w.randomKey(1), cfg);
         const batch = { globals: w.uniform(w.randomKey(2), [2 * B, 1, 8, 8]), locals: w.uniform(w.randomKey(3), [2 * B, 1, 4, 4]), masks: w.full([2 * B, 4], maskValue) };
-        const s = { lr: w.scalar(0), weightDecay: w.scalar(0), momentum: w.scalar(1), teacherTemp: w.scalar(0.04), teacherPatchTemp: w.scalar(0.07), step: w.scalar(1), freezeLastLayer: w.scalar(0), key: w.randomKey(4) };
+        const s = { lr: w.scalar(0), weightDecay: w.scalar(0), momentum: w.scalar(1), teacherTemp: w.scalar(0.04), teacherPatchTemp: w.scalar(0.07), step: w.scalar(1), lastLayerStep: w.scalar(1), key: w.randomKey(4) };
         const g = w.grad((st: w.StudentParams) => w.studentLoss(st, w.teacherOf(student), w.initCenters(16), batch, s, cfg)[0])(student);
         return g.maskedEmbed;
       });
@@ -135,7 +135,7 @@ describe("iBOT step", () => {
       w.evaluate(() => {
         const student = w.initStudent(w.randomKey(1), cfg);
         const batch = { globals: w.uniform(w.randomKey(2), [2 * B, 1, 8, 8]), locals: w.uniform(w.randomKey(3), [2 * B, 1, 4, 4]), masks: w.full([2 * B, 4], 1) };
-        const s = { lr: w.scalar(0), weightDecay: w.scalar(0), momentum: w.scalar(1), teacherTemp: w.scalar(0.04), teacherPatchTemp: w.scalar(0.07), step: w.scalar(1), freezeLastLayer: w.scalar(0), key: w.randomKey(4) };
+        const s = { lr: w.scalar(0), weightDecay: w.scalar(0), momentum: w.scalar(1), teacherTemp: w.scalar(0.04), teacherPatchTemp: w.scalar(0.07), step: w.scalar(1), lastLayerStep: w.scalar(1), key: w.randomKey(4) };
         const weighted = { ...cfg, ...(lambda1 === undefined ? {} : { lambda1 }), ...(lambda2 === undefined ? {} : { lambda2 }) };
         const [loss, aux] = w.studentLoss(student, w.teacherOf(student), w.initCenters(16), batch, s, weighted);
         return [loss, aux.cls, aux.patch];
@@ -155,7 +155,7 @@ describe("iBOT step", () => {
     const specOf = (t: w.HostTensor) => w.spec(t.shape, t.dtype);
     const stateSpec = w.mapTree(init as unknown as w.Tree<w.HostTensor>, (x): x is w.HostTensor => x instanceof w.HostTensor, specOf);
     const batchSpec = { globals: w.spec([2 * B, 1, 8, 8]), locals: w.spec([2 * B, 1, 4, 4]), masks: w.spec([2 * B, 4]) };
-    const schedSpec = { lr: w.spec([]), weightDecay: w.spec([]), momentum: w.spec([]), teacherTemp: w.spec([]), teacherPatchTemp: w.spec([]), step: w.spec([]), freezeLastLayer: w.spec([]), key: w.spec([2], "i32") };
+    const schedSpec = { lr: w.spec([]), weightDecay: w.spec([]), momentum: w.spec([]), teacherTemp: w.spec([]), teacherPatchTemp: w.spec([]), step: w.spec([]), lastLayerStep: w.spec([]), key: w.spec([2], "i32") };
     const exe = w.compile((st: w.IbotState, b: w.IbotBatch, s: w.IbotSchedule) => w.ibotStep(st, b, s, cfg), [stateSpec, batchSpec, schedSpec] as never) as unknown as { run: (...a: unknown[]) => unknown };
     // Views that share content (the same images, and pooled copies as local crops), so that they can agree.
     const batch = w.evaluate(() => {
@@ -167,7 +167,7 @@ describe("iBOT step", () => {
     const losses: number[] = [];
     let last: { state: w.IbotState; metrics: { loss: w.HostTensor } } | null = null;
     for (let i = 1; i <= 40; i++) {
-      const sched = { lr: 3e-4, weightDecay: 0.04, momentum: 0.99, teacherTemp: 0.04, teacherPatchTemp: 0.07, step: i, freezeLastLayer: i <= 5 ? 1 : 0, key: new Int32Array([0, i]) };
+      const sched = { lr: 3e-4, weightDecay: 0.04, momentum: 0.99, teacherTemp: 0.04, teacherPatchTemp: 0.07, step: i, lastLayerStep: Math.max(0, i - 5), key: new Int32Array([0, i]) };
       const r = exe.run(state, batch, sched) as { state: w.IbotState; metrics: { loss: w.HostTensor } };
       if (i === 5) {
         const v0 = (init.student.head.lastLayer.v as unknown as w.HostTensor).data;

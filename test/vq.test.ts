@@ -171,7 +171,7 @@ describe("iBOT with VQ tokens", () => {
     const specOf = (t: w.HostTensor) => w.spec(t.shape, t.dtype);
     const stateSpec = w.mapTree(init as unknown as w.Tree<w.HostTensor>, (x): x is w.HostTensor => x instanceof w.HostTensor, specOf);
     const batchSpec = { globals: w.spec([2 * B, 1, 8, 8]), locals: w.spec([B, 1, 4, 4]), masks: w.spec([2 * B, 4]) };
-    const schedSpec = { lr: w.spec([]), weightDecay: w.spec([]), momentum: w.spec([]), teacherTemp: w.spec([]), teacherPatchTemp: w.spec([]), step: w.spec([]), freezeLastLayer: w.spec([]), key: w.spec([2], "i32") };
+    const schedSpec = { lr: w.spec([]), weightDecay: w.spec([]), momentum: w.spec([]), teacherTemp: w.spec([]), teacherPatchTemp: w.spec([]), step: w.spec([]), lastLayerStep: w.spec([]), key: w.spec([2], "i32") };
     const exe = w.compile((st: w.IbotState, b: w.IbotBatch, s: w.IbotSchedule) => w.ibotStep(st, b, s, cfg), [stateSpec, batchSpec, schedSpec] as never) as unknown as { run: (...a: unknown[]) => unknown };
     const batch = w.evaluate(() => {
       const x = w.uniform(w.randomKey(2), [B, 1, 8, 8]);
@@ -183,7 +183,7 @@ describe("iBOT with VQ tokens", () => {
     const recon: number[] = [];
     let last: Out | null = null;
     for (let i = 1; i <= 30; i++) {
-      const sched = { lr: 2e-3, weightDecay: 0.04, momentum: 0.9, teacherTemp: 0.04, teacherPatchTemp: 0.07, step: i, freezeLastLayer: 0, key: new Int32Array([0, i]) };
+      const sched = { lr: 2e-3, weightDecay: 0.04, momentum: 0.9, teacherTemp: 0.04, teacherPatchTemp: 0.07, step: i, lastLayerStep: i, key: new Int32Array([0, i]) };
       last = exe.run(state, batch, sched) as Out;
       losses.push(last.metrics.loss.item());
       recon.push(last.metrics.patch.item());
@@ -208,7 +208,7 @@ describe("iBOT with VQ tokens", () => {
     const g = w.evaluate(() => {
       const st = w.initIbotState(w.randomKey(3), cfg);
       const batch = { globals: w.uniform(w.randomKey(2), [2 * B, 1, 8, 8]), locals: w.uniform(w.randomKey(3), [B, 1, 4, 4]), masks: w.full([2 * B, 4], 1) };
-      const s = { lr: w.scalar(0), weightDecay: w.scalar(0), momentum: w.scalar(1), teacherTemp: w.scalar(0.04), teacherPatchTemp: w.scalar(0.07), step: w.scalar(1), freezeLastLayer: w.scalar(0), key: w.randomKey(4) };
+      const s = { lr: w.scalar(0), weightDecay: w.scalar(0), momentum: w.scalar(1), teacherTemp: w.scalar(0.04), teacherPatchTemp: w.scalar(0.07), step: w.scalar(1), lastLayerStep: w.scalar(1), key: w.randomKey(4) };
       const loss = (student: w.StudentParams, teacher: w.TeacherParams) => w.studentLoss(student, teacher, st.centers, batch, s, cfg)[0];
       return w.grad(loss, { argnums: [0, 1] })(st.student, st.teacher);
     });

@@ -209,7 +209,7 @@ describe("gradients on webgpu equal the CPU's", () => {
       const B = 3;
       const st = w.evaluate(() => w.initIbotState(w.randomKey(1), cfg));
       const batch = w.evaluate(() => ({ globals: w.uniform(w.randomKey(2), [2 * B, 1, 8, 8]), locals: w.uniform(w.randomKey(3), [2 * B, 1, 4, 4]), masks: w.cast(w.bernoulli(w.randomKey(4), 0.5, [2 * B, 4]), "f32") }));
-      const sched = { lr: 0, weightDecay: 0, momentum: 1, teacherTemp: 0.04, teacherPatchTemp: 0.07, step: 1, freezeLastLayer: 0, key: new Int32Array([0, 5]) };
+      const sched = { lr: 0, weightDecay: 0, momentum: 1, teacherTemp: 0.04, teacherPatchTemp: 0.07, step: 1, lastLayerStep: 1, key: new Int32Array([0, 5]) };
       const isHost = (x: unknown): x is w.HostTensor => x instanceof w.HostTensor;
       const specOf = (x: unknown) => w.mapTree(x as w.Tree<w.HostTensor>, isHost, (t) => w.spec(t.shape, t.dtype));
       const f = (s: w.StudentParams, t: w.TeacherParams, c: w.Centers, b: w.IbotBatch, sc: w.IbotSchedule) =>

@@ -16,6 +16,12 @@ export interface AdamHyper {
   readonly weightDecay?: Tensor | number;
   /** The 1-based step number, for bias correction (a tensor, as it changes every step). */
   readonly step: Tensor;
+  /**
+   * A leaf's own step where it differs from `step` (undefined: `step`). PyTorch counts steps per
+   * parameter, and a parameter that sat out steps (no gradient, e.g. frozen) starts its bias
+   * correction afresh when it rejoins.
+   */
+  readonly leafStep?: (leafIndex: number) => Tensor | undefined;
 }
 
 export const adamInit = <P>(params: P): AdamState<P> => {
@@ -40,9 +46,11 @@ export function adamw<P>(
   const gs = flatten(grads, isTensor).leaves;
   const ms = flatten(state.m, isTensor).leaves;
   const vs = flatten(state.v, isTensor).leaves;
-  const c1 = sub(1, pow(full([], beta1, h.step.dtype), h.step)); // 1 − β1^t
-  const c2 = sub(1, pow(full([], beta2, h.step.dtype), h.step));
+  const corrections = (t: Tensor) => [sub(1, pow(full([], beta1, t.dtype), t)), sub(1, pow(full([], beta2, t.dtype), t))]; // 1 − β^t
+  const global = corrections(h.step);
   const out = ps.map((p, i) => {
+    const own = h.leafStep?.(i);
+    const [c1, c2] = own ? corrections(own) : global;
     const m = add(mul(ms[i], beta1), mul(gs[i], 1 - beta1));
     const v = add(mul(vs[i], beta2), mul(mul(gs[i], gs[i]), 1 - beta2));
     const update = div(div(m, c1), add(sqrt(div(v, c2)), eps));

@@ -195,7 +195,7 @@ export async function pretrain(c: PretrainConfig, hooks: PretrainHooks = {}): Pr
       const batch = { globals: crops.globals, locals: crops.locals, masks: Float32Array.from(m.masks) };
       const sched = {
         lr: lrs[step], weightDecay: wds[step], momentum: moms[step], teacherTemp: temps[step], teacherPatchTemp: patchTemps[step],
-        step: step + 1, freezeLastLayer: step < frozenSteps ? 1 : 0, key: new Int32Array([c.seed, step]),
+        step: step + 1, lastLayerStep: Math.max(0, step + 1 - frozenSteps), key: new Int32Array([c.seed, step]),
       };
       const r = exe.run(state, batch, sched);
       const mt = r.metrics;

@@ -295,7 +295,7 @@ export async function trainRegimes(c: RegimesConfig, hooks: RegimesHooks = {}): 
     const m = maskBatch(mixSeeds(c.seed, step, 6), 2 * B, 1, n, { predRatio: c.predRatio, predRatioVar: 0, epoch: 0, shape: "rand" });
     const sched = {
       lr: lrs[step], weightDecay: wds[step], momentum: moms[step], teacherTemp: c.teacherTemp, teacherPatchTemp: c.teacherTemp,
-      step: step + 1, freezeLastLayer: 0, key: new Int32Array([c.seed, step]),
+      step: step + 1, lastLayerStep: step + 1, key: new Int32Array([c.seed, step]),
     };
     const r = exe.run(state, { globals, masks: Float32Array.from(m.masks) }, sched) as { state: unknown; metrics: Record<string, unknown> };
     const loss = (await host(r.metrics.loss))[0];

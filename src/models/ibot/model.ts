@@ -6,7 +6,7 @@
  */
 import { valueAndGrad } from "../../autodiff/index.js";
 import {
-  add, argmax, argmin, bernoulli, cast, concat, div, flatten, foldIn, greater, isTensor, layerNorm, minimum, mul, oneHot, reshape, sliceAxis, split, sqrt,
+  add, argmax, argmin, bernoulli, cast, concat, div, flatten, foldIn, isTensor, layerNorm, less, maximum, minimum, mul, oneHot, reshape, sliceAxis, split, sqrt,
   sub, sum, unflatten, where, zeros, linear, logSoftmax, spec, ArgumentError, ShapeError, type Tensor, type TensorSpec,
 } from "../../dsl/index.js";
 import { adamInit, adamw, type AdamState } from "../optim.js";
@@ -148,15 +148,20 @@ export interface IbotSchedule {
   readonly teacherPatchTemp: Tensor;
   /** 1-based optimizer step (Adam bias correction). */
   readonly step: Tensor;
-  /** 1 while the prototype layer is frozen (epoch < freeze_last_layer). */
-  readonly freezeLastLayer: Tensor;
+  /**
+   * The prototypes' own 1-based optimizer step, 0 while they are frozen (epoch < freeze_last_layer).
+   * Frozen prototypes get no gradient, so PyTorch's AdamW takes no step for them and their bias
+   * correction starts when they thaw; with the run's step it would start near 1 − β₂^t ≫ 1 − β₂
+   * and make their first updates several times too large.
+   */
+  readonly lastLayerStep: Tensor;
   /** i32[2]: the step's randomness (stochastic depth). */
   readonly key: Tensor;
 }
 
 /** Specs of the per-step schedule values (scalars, and the step's i32[2] key): what a compiled `ibotStep` takes as its third argument. */
 export const scheduleSpec = (): { readonly [K in keyof IbotSchedule]: TensorSpec } => ({
-  lr: spec([]), weightDecay: spec([]), momentum: spec([]), teacherTemp: spec([]), teacherPatchTemp: spec([]), step: spec([]), freezeLastLayer: spec([]), key: spec([2], "i32"),
+  lr: spec([]), weightDecay: spec([]), momentum: spec([]), teacherTemp: spec([]), teacherPatchTemp: spec([]), step: spec([]), lastLayerStep: spec([]), key: spec([2], "i32"),
 });
 
 export interface IbotState {
@@ -248,9 +253,11 @@ export function ibotStep(state: IbotState, batch: IbotBatch, s: IbotSchedule, cf
   const clipped = unflatten(def, gLeaves.map((g) => clip(g, cfg.clipGrad))) as unknown as StudentParams;
   const { leaves: pLeaves } = flatten(state.student, isTensor);
   const codebooks = new Set(state.student.vq?.codebooks ?? []);
-  const next = adamw(state.student, clipped, state.opt, { lr: s.lr, weightDecay: s.weightDecay, step: s.step }, (i) => decays(pLeaves[i], codebooks));
+  const prototypes = pLeaves.indexOf(state.student.head.lastLayer.v);
+  const leafStep = (i: number) => (i === prototypes ? maximum(s.lastLayerStep, 1) : undefined);
+  const next = adamw(state.student, clipped, state.opt, { lr: s.lr, weightDecay: s.weightDecay, step: s.step, leafStep }, (i) => decays(pLeaves[i], codebooks));
   // freeze_last_layer: the prototypes get no update at all (no gradient, no decay, moments kept).
-  const frozen = greater(s.freezeLastLayer, 0);
+  const frozen = less(s.lastLayerStep, 1);
   const keepIfFrozen = <T>(updated: T, old: T): T => {
     const u = updated as unknown as { head: HeadParams };
     const o = old as unknown as { head: HeadParams };
