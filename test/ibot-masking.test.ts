@@ -391,6 +391,10 @@ test("teacherMomentumSchedule: 0.996 at the first iteration, rising to 1 at the 
   assert.ok(1 - m[T - 1] > 0 && 1 - m[T - 1] <= 0.001 * (Math.PI / T) ** 2 + 1e-16, `last ${m[T - 1]}`);
   assert.ok(Math.abs(m[T / 2] - 0.998) < 1e-15, "the midpoint is halfway");
   assert.ok(Math.abs(teacherMomentumSchedule({ epochs: 2, itersPerEpoch: 2, momentum: 0.9995 })[0] - 0.9995) < 1e-15);
+  // end = momentum holds it (short runs); another end is where the cosine heads.
+  assert.deepEqual([...teacherMomentumSchedule({ epochs: 2, itersPerEpoch: 3, momentum: 0.98, end: 0.98 })], Array(6).fill(0.98));
+  const toward = teacherMomentumSchedule({ epochs: 1, itersPerEpoch: 4, momentum: 0.9, end: 0.99 });
+  assert.ok(toward[0] === 0.9 && isMonotone(toward, "up") && toward[3] < 0.99);
 });
 
 test("learningRateSchedule: warmup from 0 to lr·batch/256, then cosine down to minLr", () => {

@@ -102,6 +102,8 @@ export const PretrainConfig = t.type({
   /** Epochs (fractional: whole iterations) during which the prototypes get no update. */
   freezeLastLayer: NonNegative,
   momentumTeacher: Fraction,
+  /** Where the teacher momentum's cosine ends: 1 as in the official code, or momentumTeacher to hold it. */
+  momentumTeacherEnd: Fraction,
   warmupTeacherTemp: Positive,
   teacherTemp: Positive,
   warmupTeacherPatchTemp: Positive,
@@ -163,6 +165,7 @@ export const PAPER_CONFIG: PretrainConfig = {
   clipGrad: 3,
   freezeLastLayer: 1,
   momentumTeacher: 0.996,
+  momentumTeacherEnd: 1,
   warmupTeacherTemp: 0.04,
   teacherTemp: 0.07,
   warmupTeacherPatchTemp: 0.04,

@@ -116,12 +116,12 @@ export async function pretrain(c: PretrainConfig, hooks: PretrainHooks = {}): Pr
   const B = c.batchSize;
   const itersPerEpoch = Math.floor(train.count / B);
   const total = itersPerEpoch * c.epochs;
+  const run = { epochs: c.epochs, itersPerEpoch };
   const lrs = learningRateSchedule({ epochs: c.epochs, itersPerEpoch, batchSize: B, lr: c.lr, minLr: c.minLr, warmupEpochs: c.warmupEpochs });
   const wds = weightDecaySchedule({ epochs: c.epochs, itersPerEpoch, weightDecay: c.weightDecay, weightDecayEnd: c.weightDecayEnd });
   // In VQ mode the teacher is the momentum tokenizer, with its own τ.
-  const moms = teacherMomentumSchedule({ epochs: c.epochs, itersPerEpoch, momentum: c.tokenizer === "vq" ? c.vqMomentum : c.momentumTeacher });
+  const moms = teacherMomentumSchedule(c.tokenizer === "vq" ? { ...run, momentum: c.vqMomentum } : { ...run, momentum: c.momentumTeacher, end: c.momentumTeacherEnd });
   const warm = Math.min(c.warmupTeacherTempEpochs, c.epochs);
-  const run = { epochs: c.epochs, itersPerEpoch };
   const temps = teacherTempPerIteration(c.warmupTeacherTemp, c.teacherTemp, warm, run, c.temperatureWarmup);
   const patchTemps = teacherTempPerIteration(c.warmupTeacherPatchTemp, c.teacherPatchTemp, warm, run, c.temperatureWarmup);
   const frozenSteps = Math.round(c.freezeLastLayer * itersPerEpoch);

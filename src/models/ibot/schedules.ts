@@ -73,11 +73,13 @@ export interface RunLength {
 }
 
 /**
- * The teacher's EMA momentum per iteration (`--momentum_teacher`, default 0.996), cosine to 1 with
- * no warmup: m_i = 1 + 0.5·(m − 1)·(1 + cos(π·i/T)), T = epochs·itersPerEpoch.
+ * The teacher's EMA momentum per iteration (`--momentum_teacher`, default 0.996), cosine to `end`
+ * (1 in the official code) with no warmup: m_i = end + 0.5·(m − end)·(1 + cos(π·i/T)),
+ * T = epochs·itersPerEpoch. A short run may hold it (end = m), so the teacher keeps following the
+ * student instead of freezing while the student still improves.
  */
-export const teacherMomentumSchedule = ({ epochs, itersPerEpoch, momentum = 0.996 }: RunLength & { readonly momentum?: number }): Float64Array =>
-  cosineScheduler(momentum, 1, epochs, itersPerEpoch);
+export const teacherMomentumSchedule = ({ epochs, itersPerEpoch, momentum = 0.996, end = 1 }: RunLength & { readonly momentum?: number; readonly end?: number }): Float64Array =>
+  cosineScheduler(momentum, end, epochs, itersPerEpoch);
 
 /** The learning-rate flags of `main_ibot.py`. */
 export interface LearningRateOptions extends RunLength {
