@@ -34,6 +34,8 @@ export interface StepLog {
   readonly restarts?: number;
   /** The weighted KoLeo term, when enabled. */
   readonly koleo?: number;
+  /** iBOT mode: the fraction of masked patches where the student's top prototype is the teacher's token. */
+  readonly maskedAgreement?: number;
 }
 
 /** Token usage over an epoch, per head: distinct tokens used and the perplexity of their histogram. */
@@ -148,7 +150,7 @@ export async function pretrain(c: PretrainConfig, hooks: PretrainHooks = {}): Pr
   const stepFn = (st: IbotState, b: never, s: never) => ibotStep(st, b, s, mc);
   const tc = performance.now();
   type Value = HostTensor | GpuArray;
-  type Run = (...a: unknown[]) => { state: unknown; metrics: { loss: Value; cls: Value; patch: Value; tokenCounts: Value[]; tokenizer?: Value; restarts?: Value; koleo?: Value } };
+  type Run = (...a: unknown[]) => { state: unknown; metrics: { loss: Value; cls: Value; patch: Value; tokenCounts: Value[]; tokenizer?: Value; restarts?: Value; koleo?: Value; maskedAgreement?: Value } };
   const exe = compileOn(gpu, stepFn, [stateSpec, batchSpec, scheduleSpec()], [0]) as { run: Run };
   const compileSeconds = (performance.now() - tc) / 1000;
   log(`compiled the training step in ${compileSeconds.toFixed(1)} s`);
@@ -204,6 +206,7 @@ export async function pretrain(c: PretrainConfig, hooks: PretrainHooks = {}): Pr
       counts.forEach((h, i) => { for (let k = 0; k < h.length; k++) epochCounts[i][k] += h[k]; });
       const vq = mt.tokenizer && mt.restarts ? { tokenizer: await read(mt.tokenizer), restarts: await read(mt.restarts) } : {};
       const koleo = mt.koleo ? { koleo: await read(mt.koleo) } : {};
+      const agreed = mt.maskedAgreement ? { maskedAgreement: await read(mt.maskedAgreement) } : {};
       if (!Number.isFinite(loss)) {
         stoppedEarly = `the loss became ${loss} at step ${step} (epoch ${epoch}); the last good checkpoint is kept`;
         log(stoppedEarly);
@@ -212,7 +215,7 @@ export async function pretrain(c: PretrainConfig, hooks: PretrainHooks = {}): Pr
       state = r.state;
       stepSeconds.push((performance.now() - ts) / 1000);
       const s: StepLog = {
-        epoch, step, loss, cls, patch, lr: lrs[step], imagesPerSecond: B / ((performance.now() - ts) / 1000), tokenPerplexity: histogramUsage(counts[0]).perplexity, ...vq, ...koleo,
+        epoch, step, loss, cls, patch, lr: lrs[step], imagesPerSecond: B / ((performance.now() - ts) / 1000), tokenPerplexity: histogramUsage(counts[0]).perplexity, ...vq, ...koleo, ...agreed,
       };
       appendFileSync(metricsPath, JSON.stringify({ kind: "step", ...s }) + "\n");
       stepLogs.push(s);

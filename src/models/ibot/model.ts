@@ -6,7 +6,7 @@
  */
 import { valueAndGrad } from "../../autodiff/index.js";
 import {
-  add, argmax, argmin, bernoulli, cast, concat, div, flatten, foldIn, isTensor, layerNorm, less, maximum, minimum, mul, oneHot, reshape, sliceAxis, split, sqrt,
+  add, argmax, argmin, bernoulli, cast, concat, div, equal, flatten, foldIn, isTensor, layerNorm, less, maximum, minimum, mul, oneHot, reshape, sliceAxis, split, sqrt,
   sub, sum, unflatten, where, zeros, linear, logSoftmax, spec, ArgumentError, ShapeError, type Tensor, type TensorSpec,
 } from "../../dsl/index.js";
 import { adamInit, adamw, type AdamState } from "../optim.js";
@@ -186,7 +186,12 @@ export interface StudentLossAux {
   readonly online?: VqPatchLoss["online"];
   /** The weighted KoLeo term, when enabled. */
   readonly koleo?: Tensor;
+  /** iBOT mode: the fraction of masked patches whose student top prototype is the teacher's token. */
+  readonly maskedAgreement?: Tensor;
 }
+
+/** The fraction of masked positions (masks [B, N] float) where two token maps [B, N] agree. */
+const agreement = (a: Tensor, b: Tensor, masks: Tensor): Tensor => div(sum(mul(cast(equal(a, b), "f32"), masks)), maximum(sum(masks), 1));
 
 const firstToken = (z: Tensor) => reshape(sliceAxis(z, 1, 0, 1), [z.shape[0], z.shape[2]]);
 const patchTokens = (z: Tensor) => sliceAxis(z, 1, 1, z.shape[1]);
@@ -223,12 +228,12 @@ export function studentLoss(
   );
   if (!cfg.vq || !student.vq || !teacher.vq) {
     const teacherPatch = prototypeLogits(patchTokens(tz), teacher.head);
-    const { patch, center2 } = maskedPatchLoss({
-      teacherPatch, studentPatch: prototypeLogits(patchTokens(sz), student.head), masks: batch.masks, center2: centers.center2, teacherPatchTemp: s.teacherPatchTemp,
-    });
+    const studentPatch = prototypeLogits(patchTokens(sz), student.head);
+    const { patch, center2 } = maskedPatchLoss({ teacherPatch, studentPatch, masks: batch.masks, center2: centers.center2, teacherPatchTemp: s.teacherPatchTemp });
     // The patch token of a patch is the teacher's most probable prototype.
     const tokens = [argmax(sub(teacherPatch, centers.center2), -1)];
-    return [total(cls, patch), { cls, patch, center, center2, tokens, ...(spread ? { koleo: spread } : {}) }];
+    const maskedAgreement = agreement(argmax(studentPatch, -1), tokens[0], batch.masks);
+    return [total(cls, patch), { cls, patch, center, center2, tokens, maskedAgreement, ...(spread ? { koleo: spread } : {}) }];
   }
   const v = vqPatchLoss({ studentZ: patchTokens(sz), teacherZ: patchTokens(tz), masks: batch.masks, student: student.vq, teacher: teacher.vq }, cfg.vq);
   return [
@@ -285,6 +290,7 @@ export function ibotStep(state: IbotState, batch: IbotBatch, s: IbotSchedule, cf
       loss, cls: aux.cls, patch: aux.patch, tokenCounts,
       ...(aux.tokenizer ? { tokenizer: aux.tokenizer } : {}),
       ...(aux.koleo ? { koleo: aux.koleo } : {}),
+      ...(aux.maskedAgreement ? { maskedAgreement: aux.maskedAgreement } : {}),
       ...(vq ? { restarts: vq.restarts } : {}),
     },
   };
