@@ -185,14 +185,14 @@ export const PAPER_CONFIG: PretrainConfig = {
  * The default: iBOT's objective and schedules' shapes, scaled to a ten-minute run on lavapipe by
  * measurement (RESULTS.md). A 16-token ViT (patch 7, width 64, 2 heads; 14-px local crops) with a
  * 256-unit head runs several times faster per image than spec §10 and does not dip early; the
- * schedules are set in iterations of the run (60 warm-up steps, temperatures warmed up over 100,
- * the last layer frozen for 60). In PyTorch replays of these very batches, lr 4e-3 per 256 (1e-3
+ * schedules are set in iterations of the run (0.6 epoch of warm-up, temperatures warmed up over 1 epoch,
+ * the last layer frozen for 0.6 epoch; 200 steps an epoch over 12 800 images). In PyTorch replays of these very batches, lr 4e-3 per 256 (1e-3
  * at batch 64) and a teacher momentum held at 0.98 (not cosine to 1, which froze the teacher while
  * the student still improved) were the best of the settings tried for 300 steps.
  */
 export const DEFAULT_CONFIG: PretrainConfig = {
   ...PAPER_CONFIG,
-  trainSubset: 6400,
+  trainSubset: 12800,
   epochs: 3,
   patchSize: 7,
   width: 64,
