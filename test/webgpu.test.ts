@@ -12,6 +12,7 @@ import * as w from "../src/index.js";
 import { arbGraph, arbShapedTensor, type RandomGraph } from "../src/testing/index.js";
 import type { GpuArray, GpuContext, HostTensor, Tensor } from "../src/index.js";
 import { dawnFlagsWith } from "../src/backend/webgpu/device.js";
+import { tiledFits } from "../src/backend/webgpu/matmulTiled.js";
 
 let ctx: GpuContext;
 before(async () => {
@@ -144,8 +145,9 @@ describe("webgpu agrees with the CPU float64 reference", () => {
       // Sizes that are not multiples of 4 take the general template, with rows shared the same way.
       ["general template, K and N of 50 and 9, A broadcast, B transposed", [[3, 10, 50], [2, 3, 9, 50]], (a, b) => w.matmul(a, w.swapAxes(b))],
     ];
-    const configs = [...w.MATMUL_CANDIDATES, ...w.SUBGROUP_MATMUL_CANDIDATES, ctx.defaultMatmul];
+    const configs = [...w.MATMUL_CANDIDATES, ...w.SUBGROUP_MATMUL_CANDIDATES, ...w.TILED_MATMUL_CANDIDATES, ctx.defaultMatmul];
     let broadcastKernels = 0;
+    let tiledKernels = 0;
     for (const [what, shapes, f] of cases) {
       const xs = shapes.map((s, i) => data(s, i));
       const ref = w.compile((...t: Tensor[]) => f(...t.map((u) => w.cast(u, "f64"))), shapes.map((s) => w.spec(s))).run(...xs) as HostTensor;
@@ -153,6 +155,7 @@ describe("webgpu agrees with the CPU float64 reference", () => {
         const exe = w.compile(f, shapes.map((s) => w.spec(s)), { backend: ctx, matmul });
         assert.equal(exe.stats().kernels, 1, `${what}: one kernel`);
         if (exe.wgsl().includes("subgroupBroadcast")) broadcastKernels++;
+        if (exe.wgsl().includes("var<workgroup> tileA")) tiledKernels++;
         const out = exe.run(...xs) as GpuArray;
         assertClose(await read(out), ref.data, `${what} with tiles ${JSON.stringify(matmul)}`, 1e-4, 1e-4);
         out.dispose();
@@ -161,6 +164,49 @@ describe("webgpu agrees with the CPU float64 reference", () => {
     }
     // Every subgroup configuration but "A transposed with 16 rows" (rows must come in multiples of 4·8 there) ran a broadcast kernel.
     assert.ok(broadcastKernels >= 13, `only ${broadcastKernels} configurations used subgroup broadcast`);
+    assert.equal(tiledKernels, cases.length * w.TILED_MATMUL_CANDIDATES.length, "every workgroup-memory configuration ran its own template");
+  });
+
+  test("workgroup-memory matmul tiles (forced on), over random sizes that are no multiple of a tile, transposed and batched", async () => {
+    const arb = fc.record({
+      m: fc.integer({ min: 1, max: 140 }),
+      n: fc.integer({ min: 1, max: 140 }),
+      k: fc.integer({ min: 1, max: 90 }),
+      batch: fc.constantFrom(0, 1, 3),
+      transA: fc.boolean(),
+      transB: fc.boolean(),
+      tiles: fc.constantFrom(...w.TILED_MATMUL_CANDIDATES),
+    });
+    await fc.assert(
+      fc.asyncProperty(arb, async ({ m, n, k, batch, transA, transB, tiles }) => {
+        const lead = batch ? [batch] : [];
+        const shapes = [[...lead, ...(transA ? [k, m] : [m, k])], [...lead, ...(transB ? [n, k] : [k, n])]];
+        const f = (a: Tensor, b: Tensor) => w.matmul(transA ? w.swapAxes(a) : a, transB ? w.swapAxes(b) : b);
+        const xs = shapes.map((s, i) => w.hostTensor(Float32Array.from({ length: s.reduce((p, q) => p * q, 1) }, (_, j) => Math.cos(j * 0.61 + i)), s));
+        const exe = w.compile(f, shapes.map((s) => w.spec(s)), { backend: ctx, matmul: tiles });
+        assert.match(exe.wgsl(), /var<workgroup> tileA/);
+        const out = exe.run(...xs) as GpuArray;
+        const ref = w.compile((a: Tensor, b: Tensor) => f(w.cast(a, "f64"), w.cast(b, "f64")), shapes.map((s) => w.spec(s))).run(...xs) as HostTensor;
+        assertClose(await read(out), ref.data, `${JSON.stringify({ m, n, k, batch, transA, transB })} with tiles ${JSON.stringify(tiles)}`, 1e-4, 1e-4);
+        out.dispose();
+        exe.dispose();
+      }),
+      { numRuns: 15 },
+    );
+  });
+
+  test("adapters that are not CPUs get workgroup-memory tiles by default and among the autotuner's candidates, within their limits", () => {
+    const gpuLike = new w.GpuContext(ctx.device, "a GPU-like view of the same device", { cpu: false, subgroupSize: ctx.subgroupSize });
+    assert.ok(gpuLike.defaultMatmul.bk !== undefined, "the default has a tile depth");
+    const tiled = w.matmulCandidates(gpuLike).filter((p) => p.bk !== undefined);
+    assert.deepEqual(tiled, w.TILED_MATMUL_CANDIDATES.filter((p) => tiledFits(p, ctx.limits)));
+    assert.ok(tiled.length > 0);
+    assert.ok(w.matmulCandidates(ctx).every((p) => p.bk === undefined), "a CPU adapter is offered none");
+    const limits = { maxComputeWorkgroupStorageSize: 16384, maxComputeInvocationsPerWorkgroup: 256, maxComputeWorkgroupSizeX: 256, maxComputeWorkgroupSizeY: 256 };
+    assert.ok(tiledFits({ tm: 8, tn: 8, wx: 16, wy: 16, bk: 16 }, limits), "16 KiB of tiles fit 16 KiB");
+    assert.ok(!tiledFits({ tm: 8, tn: 8, wx: 16, wy: 16, bk: 32 }, limits), "32 KiB do not");
+    assert.ok(!tiledFits({ tm: 4, tn: 4, wx: 32, wy: 16, bk: 16 }, limits), "512 threads exceed 256");
+    assert.ok(!tiledFits({ tm: 6, tn: 4, wx: 8, wy: 8, bk: 16 }, limits), "rows of A are read as vec4s");
   });
 
   test("random numbers are bit-identical to the CPU's", async () => {

@@ -7,4 +7,4 @@ export { GpuArray } from "./webgpu/array.js";
 export { GpuContext, DeviceError, acquireDevice, webgpu, lavapipeThreadCount, NO_ADAPTER_HELP, type WebGpuOptions } from "./webgpu/device.js";
 export { GpuExecutable, compileWebGpu, type ExecutableStats, type WebGpuCompileOptions } from "./webgpu/compiler.js";
 export type { MatmulParams } from "./webgpu/templates.js";
-export { autotune, interleavedMedians, MATMUL_CANDIDATES, matmulCandidates, SUBGROUP_MATMUL_CANDIDATES, type TuneResult } from "./webgpu/autotune.js";
+export { autotune, interleavedMedians, MATMUL_CANDIDATES, matmulCandidates, SUBGROUP_MATMUL_CANDIDATES, TILED_MATMUL_CANDIDATES, type TuneResult } from "./webgpu/autotune.js";

@@ -7,6 +7,7 @@ import { add, matmul, sizeOf, spec, swapAxes, trace, type Tensor, type TensorSpe
 import type { GpuArray } from "./array.js";
 import type { GpuContext } from "./device.js";
 import { compileWebGpu, matmulClasses } from "./compiler.js";
+import { tiledFits } from "./matmulTiled.js";
 import type { MatmulParams } from "./templates.js";
 
 /** Tile configurations tried on every device: 4×4 and 8×4 register blocks, square or row-uniform workgroups. */
@@ -28,13 +29,31 @@ export const SUBGROUP_MATMUL_CANDIDATES: readonly MatmulParams[] = [
 ];
 
 /**
+ * Also tried on adapters that are not CPUs: workgroup-memory tiles (matmulTiled.ts) from 32×32 to
+ * 128×128 outputs a workgroup, 64 or 256 threads with 4×4 to 8×8 blocks, 8 to 32 deep: the
+ * shapes of the public WebGPU and CUDA SGEMM kernels, small tiles for small matrices. Those the
+ * device's limits do not allow are dropped.
+ */
+export const TILED_MATMUL_CANDIDATES: readonly MatmulParams[] = [
+  { tm: 4, tn: 4, wx: 8, wy: 8, bk: 32 },
+  { tm: 4, tn: 4, wx: 16, wy: 16, bk: 16 },
+  { tm: 8, tn: 8, wx: 8, wy: 8, bk: 16 },
+  { tm: 8, tn: 4, wx: 16, wy: 16, bk: 8 },
+  { tm: 4, tn: 8, wx: 16, wy: 16, bk: 8 },
+  { tm: 8, tn: 8, wx: 16, wy: 16, bk: 8 },
+  { tm: 8, tn: 8, wx: 16, wy: 16, bk: 16 },
+];
+
+/**
  * The tile configurations the autotuner times on this device: on a CPU adapter with subgroups
  * (lavapipe) only the subgroup kernels, which beat the others there at every ViT and square shape
- * measured (BENCHMARKS.md); elsewhere every configuration that can run.
+ * measured (BENCHMARKS.md); elsewhere every configuration that can run, workgroup-memory tiles
+ * included where the adapter is not a CPU.
  */
 export function matmulCandidates(ctx: GpuContext): readonly MatmulParams[] {
-  if (ctx.subgroupSize < 8) return MATMUL_CANDIDATES;
-  return ctx.cpu ? SUBGROUP_MATMUL_CANDIDATES : [...MATMUL_CANDIDATES, ...SUBGROUP_MATMUL_CANDIDATES];
+  if (ctx.cpu) return ctx.subgroupSize >= 8 ? SUBGROUP_MATMUL_CANDIDATES : MATMUL_CANDIDATES;
+  const tiled = TILED_MATMUL_CANDIDATES.filter((p) => tiledFits(p, ctx.limits));
+  return [...MATMUL_CANDIDATES, ...(ctx.subgroupSize >= 8 ? SUBGROUP_MATMUL_CANDIDATES : []), ...tiled];
 }
 
 /** A candidate must beat the default by this factor to replace it: timing noise alone should not. */

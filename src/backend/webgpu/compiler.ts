@@ -15,6 +15,7 @@ import { bytesOf, planMemory, type MemoryPlan } from "./memory.js";
 import { inlinedTree, leavesOf, schedule, type Schedule } from "./schedule.js";
 import { simplify } from "./simplify.js";
 import { matmulVec4Kernel, operandLayout, vec4Applicable } from "./matmulVec4.js";
+import { matmulTiledKernel, tiledApplicable } from "./matmulTiled.js";
 import { DEFAULT_MATMUL, elementwiseKernel, fitColumns, matmulKernel, reduceKernel, scatterKernel, threadPerOutput, type KernelSource, type MatmulParams } from "./templates.js";
 
 export interface WebGpuCompileOptions {
@@ -132,11 +133,14 @@ function generate(
       try {
         if (k.prim === "matmul") {
           const isMat = (n: Tensor) => sched.materialized.has(n) && n !== core && n !== r;
-          // The forced, tuned or default tiles; 4×4 vec4 blocks where those do not fit (a subgroup
-          // kernel needs rows in multiples of its lanes); the scalar template where no vec4 kernel does.
+          // The forced, tuned or default tiles (in workgroup memory where they have a depth bk); 4×4
+          // vec4 blocks where those do not fit (a subgroup kernel needs rows in multiples of its
+          // lanes); the scalar template where no vec4 kernel does.
           const want = mm ?? ctx.matmulChoices.get(matmulClass(k, isMat).key) ?? ctx.defaultMatmulFor(k.shape[k.rank - 1]);
           const p = [want, DEFAULT_MATMUL].find((q) => vec4Applicable(k, q, isMat, ctx.subgroupSize));
-          src = p ? matmulVec4Kernel(g, k, r, "__NAME__", p, isMat) : matmulKernel(g, k, r, "__NAME__", mm && !mm.subgroup ? mm : scalarTiles(k, ctx));
+          if (tiledApplicable(k, want, ctx.limits)) src = matmulTiledKernel(g, k, r, "__NAME__", want, isMat);
+          else if (p) src = matmulVec4Kernel(g, k, r, "__NAME__", p, isMat);
+          else src = matmulKernel(g, k, r, "__NAME__", mm && !mm.subgroup && !mm.bk ? mm : scalarTiles(k, ctx));
         }
         else if (k.prim === "scatterAdd") src = scatterKernel(g, k, "__NAME__");
         else if (needsKernel(k)) src = reduceKernel(g, k, r, "__NAME__", ctx.cpu);

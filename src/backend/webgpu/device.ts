@@ -61,6 +61,9 @@ export function dawnFlagsWith(flags: readonly string[]): string[] {
 /** Matmul tiles for CPU adapters with subgroups (lavapipe): 32 rows per thread shared by subgroup broadcast. */
 export const CPU_SUBGROUP_MATMUL: MatmulParams = { tm: 32, tn: 4, wx: 16, wy: 1, interleave: true, subgroup: 8 };
 
+/** Matmul tiles for adapters that are not CPUs: 64×64 outputs a workgroup from 16-deep tiles in 8 KiB of workgroup memory. */
+export const GPU_TILED_MATMUL: MatmulParams = { tm: 4, tn: 4, wx: 16, wy: 16, bk: 16 };
+
 /** What the compiler needs to know of the adapter behind a device. */
 export interface AdapterFacts {
   /**
@@ -112,10 +115,12 @@ export class GpuContext {
   /**
    * Matmul tiles for shape classes the autotuner has not timed: on a CPU adapter with subgroups
    * of 8 or more lanes the subgroup-broadcast kernel (3–4× the others on lavapipe here,
-   * BENCHMARKS.md), else 4×4 blocks.
+   * BENCHMARKS.md); on other adapters 64×64 workgroup-memory tiles, which fit every WebGPU
+   * device's minimum limits; else 4×4 blocks.
    */
   get defaultMatmul(): MatmulParams {
-    return this.cpu && this.subgroupSize >= 8 ? CPU_SUBGROUP_MATMUL : DEFAULT_MATMUL;
+    if (!this.cpu) return GPU_TILED_MATMUL;
+    return this.subgroupSize >= 8 ? CPU_SUBGROUP_MATMUL : DEFAULT_MATMUL;
   }
 
   /**

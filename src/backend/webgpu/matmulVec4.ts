@@ -49,7 +49,7 @@ export function swapsLastTwo(x: Tensor): boolean {
  * subgroups have at least `subgroupSize` lanes (0: no subgroup operations).
  */
 export function vec4Applicable(root: Tensor, p: MatmulParams, isMat: (n: Tensor) => boolean, subgroupSize: number): boolean {
-  if (root.dtype !== "f32") return false;
+  if (root.dtype !== "f32" || p.bk !== undefined) return false;
   const [a, b] = root.inputs;
   const la = operandLayout(a, isMat);
   const lb = operandLayout(b, isMat);
@@ -142,6 +142,27 @@ export function matmulVec4Kernel(g: KernelGen, root: Tensor, epilogue: Tensor, n
     for (let v = 0; v < nv; v++)
       loop.push(`acc${t}_${v} += ${[0, 1, 2, 3].map((j) => `${aElem(t, j)} * b${j}_${v}`).join(" + ")};`);
   g.line(`for (var k4 = 0u; k4 < ${K4}u; k4++) {\n${indent(loop, 2)}\n  }`);
+  storeVec4Tile(g, root, epilogue, tm, cols);
+  const gx = Math.ceil(N / (tn * p.wx));
+  const gy = Math.ceil(M / (tm * p.wy));
+  const main = `@compute @workgroup_size(${p.wx}, ${p.wy}, 1)
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u${S ? ", @builtin(subgroup_invocation_id) sg: u32" : ""}) {
+  let col0 = gid.x * ${tn}u;
+  let row0 = wid.y * ${tm * p.wy}u + lid.y * ${tm}u; // uniform over the workgroup when wy = 1: A loads broadcast
+  let bz = gid.z;
+${indent(g.body())}
+}`;
+  return assembleKernel(g, name, epilogue, main, [gx, gy, sizeOf(batch)]);
+}
+
+/**
+ * Stores a thread's tile of `tm` rows from row0 by cols.length vec4 columns, held in accumulators
+ * acc{t}_{v}, through the epilogue. Shared by the register-blocked and the workgroup-memory
+ * kernels, whose threads own the same outputs.
+ */
+export function storeVec4Tile(g: KernelGen, root: Tensor, epilogue: Tensor, tm: number, cols: readonly string[]): void {
+  const [M, N] = root.shape.slice(-2);
+  const nv = cols.length;
   g.line(`var res: array<vec4<f32>, ${tm * nv}>;`);
   for (let t = 0; t < tm; t++) for (let v = 0; v < nv; v++) g.line(`res[${t * nv + v}u] = acc${t}_${v};`);
   // Rows of N % 4 == 0 columns are stored a vec4 at a time, with the epilogue's four lanes side by
@@ -167,14 +188,4 @@ export function matmulVec4Kernel(g: KernelGen, root: Tensor, epilogue: Tensor, n
     }
   });
   storeRows(g, tm, M, store);
-  const gx = Math.ceil(N / (tn * p.wx));
-  const gy = Math.ceil(M / (tm * p.wy));
-  const main = `@compute @workgroup_size(${p.wx}, ${p.wy}, 1)
-fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u${S ? ", @builtin(subgroup_invocation_id) sg: u32" : ""}) {
-  let col0 = gid.x * ${tn}u;
-  let row0 = wid.y * ${tm * p.wy}u + lid.y * ${tm}u; // uniform over the workgroup when wy = 1: A loads broadcast
-  let bz = gid.z;
-${indent(g.body())}
-}`;
-  return assembleKernel(g, name, epilogue, main, [gx, gy, sizeOf(batch)]);
 }

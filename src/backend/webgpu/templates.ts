@@ -274,6 +274,11 @@ export interface MatmulParams {
    * wy = 1, tm a multiple of it and subgroups of at least this size).
    */
   readonly subgroup?: number;
+  /**
+   * Stage bk-deep tiles of A and B in workgroup memory (matmulTiled.ts, for discrete GPUs): each
+   * workgroup computes (tm·wy)×(tn·wx) outputs from them (needs tm and tn multiples of 4).
+   */
+  readonly bk?: number;
 }
 
 /**
