@@ -13,6 +13,9 @@ import { arbGraph, arbShapedTensor, type RandomGraph } from "../src/testing/inde
 import type { GpuArray, GpuContext, HostTensor, Tensor } from "../src/index.js";
 import { dawnFlagsWith } from "../src/backend/webgpu/device.js";
 import { tiledFits } from "../src/backend/webgpu/matmulTiled.js";
+import { PAPER_CONFIG } from "../src/train/config.js";
+import { modelConfig } from "../src/train/pretrain.js";
+import { specsOf } from "../src/train/features.js";
 
 let ctx: GpuContext;
 before(async () => {
@@ -356,7 +359,9 @@ describe("compiler", () => {
     fc.assert(
       fc.property(arbGraph({ dtype: "f32", maxOps: 12, ops: CONTINUOUS }), (g) => {
         const exe = w.compile((...xs: Tensor[]) => g.build(...xs), g.inputs.map((x) => w.spec(x.shape)), { backend: ctx });
-        const ps = [...exe.memoryPlan().placements.values()];
+        const plan = exe.memoryPlan();
+        const ps = [...plan.placements.values()];
+        for (const p of ps) assert.ok(plan.slots[p.slot] >= 4 * p.node.size, `slot ${p.slot} is smaller than a value it holds`);
         for (const a of ps)
           for (const b of ps)
             if (a !== b && a.slot === b.slot) assert.ok(a.lastUse < b.def || b.lastUse < a.def, `slot ${a.slot} shared by overlapping values`);
@@ -375,6 +380,19 @@ describe("compiler", () => {
     const s = exe.stats();
     assert.ok(s.plannedBytes <= 2 * 64 * 64 * 4, `planned ${s.plannedBytes} bytes`);
     assert.ok(s.peakBytes <= s.plannedBytes);
+  });
+
+  test("the iBOT step's memory plan holds at most 1.2× the bytes of intermediates ever alive at once", () => {
+    const mc = modelConfig(PAPER_CONFIG);
+    const n = (28 / PAPER_CONFIG.patchSize) ** 2;
+    const B = 8;
+    const init = w.evaluate(() => w.initIbotState(w.randomKey(0), mc));
+    const batch = { globals: w.spec([2 * B, 1, 28, 28]), locals: w.spec([PAPER_CONFIG.localCrops * B, 1, PAPER_CONFIG.localSize, PAPER_CONFIG.localSize]), masks: w.spec([2 * B, n]) };
+    const f = (st: w.IbotState, b: w.IbotBatch, sc: w.IbotSchedule) => w.ibotStep(st, b, sc, mc);
+    const exe = w.compile(f as never, [specsOf(init), batch, w.scheduleSpec()] as never, { backend: ctx, donate: [0] }) as unknown as w.GpuExecutable;
+    const s = exe.stats();
+    assert.ok(s.plannedBytes <= 1.2 * s.peakBytes, `planned ${s.plannedBytes} bytes for a peak of ${s.peakBytes}`);
+    exe.dispose();
   });
 
   test("no buffer leaks over 1000 runs", async () => {

@@ -29,30 +29,34 @@ export interface MemoryPlan {
 
 /**
  * Plans `intermediates` written by kernel `writer.get(n)` and read last by `lastRead.get(n)`.
- * A slot is reused by a value of the same byte size whose life starts after the slot's last read.
+ * Greedy by size (TFLite's shared-object planner): values from the largest down each take the
+ * smallest slot that is free over their whole life (kernels index by their own shapes, so a
+ * larger buffer serves), else a new slot of their size. Reusing only slots of the same size, in
+ * the order values are written, left the iBOT step at spec §10 with 1.29× the bytes ever alive at
+ * once; BENCHMARKS.md has the figure this gives.
  */
 export function planMemory(intermediates: readonly Tensor[], writer: ReadonlyMap<Tensor, number>, lastRead: ReadonlyMap<Tensor, number>): MemoryPlan {
+  const lives = intermediates.map((node) => {
+    const def = writer.get(node)!;
+    return { node, def, lastUse: Math.max(def, lastRead.get(node) ?? def), size: bytesOf(node) };
+  });
   const slots: number[] = [];
-  const freeAt: number[] = []; // kernel index after which each slot is free again
+  const busy: { def: number; lastUse: number }[][] = []; // the lives each slot holds
   const placements = new Map<Tensor, Placement>();
-  const sorted = [...intermediates].sort((a, b) => writer.get(a)! - writer.get(b)!);
-  let peak = 0;
-  const live: Placement[] = [];
-  for (const n of sorted) {
-    const def = writer.get(n)!;
-    const lastUse = Math.max(def, lastRead.get(n) ?? def);
-    const size = bytesOf(n);
-    let slot = slots.findIndex((s, i) => s === size && freeAt[i] < def);
+  const overlaps = (a: { def: number; lastUse: number }, b: { def: number; lastUse: number }) => a.def <= b.lastUse && b.def <= a.lastUse;
+  for (const v of [...lives].sort((a, b) => b.size - a.size || a.def - b.def)) {
+    let slot = -1;
+    for (let i = 0; i < slots.length; i++) if ((slot < 0 || slots[i] < slots[slot]) && !busy[i].some((u) => overlaps(u, v))) slot = i;
     if (slot < 0) {
       slot = slots.length;
-      slots.push(size);
-      freeAt.push(-1);
+      slots.push(v.size);
+      busy.push([]);
     }
-    freeAt[slot] = lastUse;
-    const p = { node: n, slot, def, lastUse };
-    placements.set(n, p);
-    live.push(p);
-    peak = Math.max(peak, live.filter((q) => q.def <= def && q.lastUse >= def).reduce((a, q) => a + bytesOf(q.node), 0));
+    busy[slot].push(v);
+    placements.set(v.node, { node: v.node, slot, def: v.def, lastUse: v.lastUse });
   }
+  // The most bytes alive at once, at some kernel where a value is written: no plan needs fewer.
+  let peak = 0;
+  for (const { def } of lives) peak = Math.max(peak, lives.reduce((a, u) => (u.def <= def && u.lastUse >= def ? a + u.size : a), 0));
   return { placements, slots, peakBytes: peak };
 }
