@@ -1,8 +1,9 @@
 /**
  * The iBOT training step at spec §10 (`wgrad pretrain --recipe paper`: patch 4, width 96, batch 64)
- * on random inputs: seconds per step after a warm-up step, on the CPU backend or on a WebGPU
- * device. Spec §10 stays the benchmark's subject, so its figures compare across builds and with
- * PyTorch's (issue 17), whatever the default recipe becomes.
+ * on random inputs, on the CPU backend or on a WebGPU device: a step runner for the caller to time
+ * (interleaved with PyTorch's same step, bench/torch/steps.py), or seconds per step after a
+ * warm-up step. Spec §10 stays the benchmark's subject, so its figures compare across builds and
+ * with PyTorch's (issue 17), whatever the default recipe becomes.
  */
 import * as w from "../src/index.js";
 import type { GpuContext } from "../src/index.js";
@@ -10,7 +11,20 @@ import { PAPER_CONFIG } from "../src/train/config.js";
 import { modelConfig } from "../src/train/pretrain.js";
 import { specsOf } from "../src/train/features.js";
 
-export async function ibotStepSeconds(gpu: GpuContext | null): Promise<{ seconds: number; batch: number; kernels?: number }> {
+export interface IbotStepRunner {
+  /** One training step on the same batch, awaited until its loss is read back. The first is a warm-up (it compiles the shaders). */
+  readonly step: () => Promise<void>;
+  /** Images per step (the batch of spec §10). */
+  readonly batch: number;
+  /** The student's parameter count. */
+  readonly params: number;
+  /** Kernels per step (WebGPU). */
+  readonly kernels?: number;
+  /** The loss of every step run so far. */
+  readonly losses: number[];
+}
+
+export function ibotStepRunner(gpu: GpuContext | null): IbotStepRunner {
   const c = PAPER_CONFIG;
   const mc = modelConfig(c);
   const B = c.batchSize;
@@ -24,11 +38,27 @@ export async function ibotStepSeconds(gpu: GpuContext | null): Promise<{ seconds
   const rand = (k: number) => Float32Array.from({ length: k }, () => Math.random() - 0.5);
   const batch = { globals: rand(2 * B * 784), locals: rand(c.localCrops * B * c.localSize ** 2), masks: Float32Array.from({ length: 2 * B * n }, () => (Math.random() < 0.2 ? 1 : 0)) };
   const sched = (i: number) => ({ lr: 1e-4, weightDecay: 0.04, momentum: 0.996, teacherTemp: 0.04, teacherPatchTemp: 0.04, step: i, lastLayerStep: i, key: new Int32Array([0, i]) });
-  const finish = async (r: ReturnType<Exe["run"]>) => (r.metrics.loss instanceof w.GpuArray ? await r.metrics.loss.toArray() : r.metrics.loss.data);
-  let r = exe.run(init, batch, sched(1));
-  await finish(r);
+  const isGpu = (x: unknown): x is w.GpuArray => x instanceof w.GpuArray;
+  let state: unknown = init;
+  let i = 0;
+  const losses: number[] = [];
+  const step = async () => {
+    i += 1;
+    const r = exe.run(state, batch, sched(i)); // the state is donated: the next step takes the new one
+    state = r.state;
+    const loss = r.metrics.loss instanceof w.GpuArray ? await r.metrics.loss.toArray() : r.metrics.loss.data;
+    losses.push(Number(loss[0]));
+    for (const a of w.flatten(r.metrics as never, isGpu).leaves) (a as w.GpuArray).dispose();
+  };
+  const params = w.flatten(init.student as never, (x: unknown): x is w.HostTensor => x instanceof w.HostTensor).leaves.reduce((a: number, t) => a + (t as w.HostTensor).size, 0);
+  return { step, batch: B, params, losses, ...(exe.stats ? { kernels: exe.stats().kernels } : {}) };
+}
+
+/** Seconds of one step after a warm-up step. */
+export async function ibotStepSeconds(gpu: GpuContext | null): Promise<{ seconds: number; batch: number; kernels?: number }> {
+  const r = ibotStepRunner(gpu);
+  await r.step();
   const t0 = performance.now();
-  r = exe.run(r.state, batch, sched(2));
-  await finish(r);
-  return { seconds: (performance.now() - t0) / 1000, batch: B, ...(exe.stats ? { kernels: exe.stats().kernels } : {}) };
+  await r.step();
+  return { seconds: (performance.now() - t0) / 1000, batch: r.batch, ...(r.kernels !== undefined ? { kernels: r.kernels } : {}) };
 }

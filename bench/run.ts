@@ -9,8 +9,9 @@ import * as w from "../src/index.js";
 import type { GpuArray, GpuContext, Tensor } from "../src/index.js";
 import { peerMatmulRunners, type MatmulRunner } from "./peers.js";
 import { BATCH, initModel, stepSpecs, trainStep, type Model } from "./vitStep.js";
-import { ibotStepSeconds } from "./ibotStep.js";
+import { ibotStepRunner, ibotStepSeconds } from "./ibotStep.js";
 import { peerVitRunners } from "./peerVitStep.js";
+import { describeTorch, torchPeer, type TorchDevice, type TorchPeer } from "./torchPeer.js";
 
 interface Row {
   name: string;
@@ -49,6 +50,17 @@ const chain = (x: Tensor) => {
   return y;
 };
 
+// ---- PyTorch as a peer (issue 17): one worker (bench/torch/steps.py) for the ViT and iBOT steps,
+// started on first use. `--torch-device cuda` picks its device (default cpu); WGRAD_PYTHON its
+// Python (default python3 on PATH). Without PyTorch its rows say why and the rest runs.
+const torchFlag = process.argv.indexOf("--torch-device");
+const torchDevice = (torchFlag >= 0 ? process.argv[torchFlag + 1] : "cpu") as TorchDevice;
+if (torchDevice !== "cpu" && torchDevice !== "cuda") throw new Error(`--torch-device: expected cpu or cuda, got ${String(torchDevice)}`);
+let torchWorker: Promise<TorchPeer | { missing: string }> | undefined;
+const pytorch = () =>
+  (torchWorker ??= torchPeer(torchDevice, { python: process.env.WGRAD_PYTHON || undefined, threads: torchDevice === "cpu" ? os.cpus().length : undefined }));
+// ---- end of PyTorch peer setup ----
+
 function cpuBenchmarks() {
   for (const n of [256, 512]) {
     const exe = w.compile(w.matmul, [w.spec([n, n]), w.spec([n, n])]);
@@ -59,8 +71,9 @@ function cpuBenchmarks() {
 }
 
 async function gpuBenchmarks(ctx: GpuContext) {
-  // Matmul, ours (autotuned) and the peers, same adapter, back to back.
-  for (const n of [256, 512, 1024]) {
+  // Matmul, ours (autotuned) and the peers, same adapter, back to back; on a GPU also the sizes
+  // where it nears its peak, with every tile candidate's time.
+  for (const n of ctx.cpu ? [256, 512, 1024] : [256, 512, 1024, 2048, 4096]) {
     const f = (a: Tensor, b: Tensor) => w.matmul(a, b);
     const specs = [w.spec([n, n]), w.spec([n, n])] as const;
     const tuned = await w.autotune(f, specs, ctx);
@@ -76,6 +89,7 @@ async function gpuBenchmarks(ctx: GpuContext) {
     const [ms, jaxMs, tfMs] = runners.map((r) => (r ? medians[loaded.indexOf(r)] : null));
     const p = (v: number | null) => (v === null ? "n/a" : `${gflops(n, v).toFixed(2)}`);
     record(`WebGPU: matmul ${n}³ f32`, `${gflops(n, ms!).toFixed(2)} GFLOP/s`, `jax-js webgpu ${p(jaxMs)}, tfjs-webgpu ${p(tfMs)} GFLOP/s (interleaved, median of ${n >= 1024 ? 5 : 9}); tiles ${JSON.stringify(tuned[0]?.params ?? "cached")}${peers.notes.length ? "; " + peers.notes.join("; ") : ""}`);
+    if (!ctx.cpu && tuned[0]) console.error(`    autotuner at ${n}³: ${tuned[0].candidates.map((c, k) => `${JSON.stringify(c)} ${gflops(n, tuned[0].timesMs[k]).toFixed(0)}`).join("; ")} GFLOP/s`);
   }
   // A 15-primitive elementwise chain over 2^20 elements, fused and unfused.
   const n = 1 << 20;
@@ -115,14 +129,21 @@ async function gpuBenchmarks(ctx: GpuContext) {
   // The same step written in each peer (same model, batch and Adam), its steps interleaved with
   // ours so that all run under the same load.
   const peers = await peerVitRunners();
+  const torch = await pytorch(); // PyTorch's step (issue 17), interleaved with the others
   const ours = gpuJob(ctx, () => step(i++));
-  const [ms, ...peerMs] = await w.interleavedMedians([ours, ...peers.runners.map((r) => r.step)], 5);
+  const [ms, ...peerMs] = await w.interleavedMedians([ours, ...peers.runners.map((r) => r.step), ...("missing" in torch ? [] : [torch.runners.vit])], 5);
   const stats = exe.stats();
   record("WebGPU: ViT training step (batch 64, 455 050 params, Adam)", `${ms.toFixed(0)} ms/step`, `${stats.kernels} kernels/step (${stats.pipelines} pipelines); first step ${(tFirst / 1000).toFixed(1)} s after a ${(tCompile / 1000).toFixed(1)} s compile (+${(tTune / 1000).toFixed(1)} s autotuning); median of 5, interleaved with the peers' steps`);
   peers.runners.forEach((r, k) =>
     record(`WebGPU: ViT training step in ${r.name}`, `${peerMs[k].toFixed(0)} ms/step`, `${(peerMs[k] / ms).toFixed(1)}× ours; first step ${r.firstStepS.toFixed(1)} s (tracing and compiling included); losses ${r.losses.map((l) => l.toFixed(4)).join(", ")}`),
   );
   peers.notes.forEach((n) => record("WebGPU: ViT training step, peer failed", "n/a", n));
+  const torchRow = `ViT training step in PyTorch (${torchDevice})`;
+  if ("missing" in torch || torch.error) record(torchRow, "n/a", "missing" in torch ? torch.missing : torch.error!);
+  else {
+    const torchMs = peerMs[peers.runners.length];
+    record(torchRow, `${torchMs.toFixed(0)} ms/step`, `ours/PyTorch speed ${(torchMs / ms).toFixed(2)}× (ours ${ms.toFixed(0)} ms/step); ${describeTorch(torch, torchDevice)}; ${torch.info.params.vit} params; median of 5, interleaved with ours (warm-up step excluded); losses ${torch.losses.vit.map((l) => l.toFixed(4)).join(", ")}`);
+  }
   const prof = await exe.profile(state.params, state.state, [i], images, labels);
   const byClass = new Map<string, number>();
   for (const { name, ms: t } of prof) {
@@ -156,15 +177,33 @@ if (gpu._tag === "Right") {
   await gpuBenchmarks(gpu.right);
 } else console.error(gpu.left.message);
 if (!process.argv.includes("--skip-cpu-step")) cpuVitStep();
-// --ibot: the default iBOT pre-training step (issue 4), on WebGPU and (unless --skip-cpu-step) on the CPU backend.
+// --ibot: the iBOT pre-training step at spec §10 (issues 4 and 17), on WebGPU interleaved with
+// PyTorch's same step, and (unless --skip-cpu-step) on the CPU backend.
 if (process.argv.includes("--ibot")) {
   const targets: (GpuContext | null)[] = [];
   if (gpu._tag === "Right") targets.push(gpu.right);
   if (!process.argv.includes("--skip-cpu-step")) targets.push(null);
   for (const ctx of targets) {
-    const r = await ibotStepSeconds(ctx);
-    record(`${ctx ? "WebGPU" : "CPU backend"}: iBOT pre-training step (defaults, batch ${r.batch})`, `${(r.batch / r.seconds).toFixed(2)} images/s`, `${r.seconds.toFixed(1)} s/step${r.kernels ? `, ${r.kernels} kernels` : ""}`);
+    if (!ctx) {
+      const r = await ibotStepSeconds(ctx);
+      record(`CPU backend: iBOT pre-training step (spec §10, batch ${r.batch})`, `${(r.batch / r.seconds).toFixed(2)} images/s`, `${r.seconds.toFixed(1)} s/step`);
+      continue;
+    }
+    const rounds = 3;
+    const ours = ibotStepRunner(ctx);
+    const torch = await pytorch();
+    const [s, torchS] = (await w.interleavedMedians([ours.step, ...("missing" in torch ? [] : [torch.runners.ibot])], rounds)).map((ms) => ms / 1000);
+    const how = `median of ${rounds} after a warm-up step${"missing" in torch ? "" : ", interleaved with PyTorch's"}`;
+    record(`WebGPU: iBOT pre-training step (spec §10, batch ${ours.batch})`, `${(ours.batch / s).toFixed(2)} images/s`, `${s.toFixed(2)} s/step, ${ours.kernels} kernels; ${how}`);
+    const torchRow = `iBOT pre-training step in PyTorch (${torchDevice}; spec §10, batch ${ours.batch})`;
+    if ("missing" in torch || torch.error) record(torchRow, "n/a", "missing" in torch ? torch.missing : torch.error!);
+    else
+      record(torchRow, `${(ours.batch / torchS).toFixed(2)} images/s`, `${torchS.toFixed(2)} s/step; ours/PyTorch speed ${(torchS / s).toFixed(2)}×; ${describeTorch(torch, torchDevice)}; student params ${torch.info.params.ibot} (ours ${ours.params}); ${how.replace("PyTorch's", "ours")}; losses ${torch.losses.ibot.map((l) => l.toFixed(3)).join(", ")} (ours ${ours.losses.map((l) => l.toFixed(3)).join(", ")})`);
   }
+}
+if (torchWorker) {
+  const t = await torchWorker;
+  if (!("missing" in t)) t.close();
 }
 if (process.argv.includes("--json")) for (const r of rows) console.log(JSON.stringify({ ...r, device, adapter }));
 else {
