@@ -33,6 +33,17 @@ phase adapter 60 "$work/node" --input-type=module -e '
   console.log(JSON.stringify({ adapter: c.adapterName, cpu: c.cpu, subgroupSize: c.subgroupSize, defaultMatmul: c.defaultMatmul,
     workgroupStorage: l.maxComputeWorkgroupStorageSize, invocations: l.maxComputeInvocationsPerWorkgroup, maxBuffer: l.maxBufferSize }));
   c.destroy(); process.exit(0);'
+# The card's practical fp32 matmul rate (cuBLAS through PyTorch, TF32 off), next to ours in the bench.
+phase torch-matmul 60 python3 -c '
+import time, torch
+torch.backends.cuda.matmul.allow_tf32 = False
+for n in (1024, 2048, 4096, 8192):
+    a, b = torch.randn(n, n, device="cuda"), torch.randn(n, n, device="cuda")
+    for _ in range(3): a @ b
+    torch.cuda.synchronize(); t = time.perf_counter(); reps = 10
+    for _ in range(reps): a @ b
+    torch.cuda.synchronize(); s = (time.perf_counter() - t) / reps
+    print(f"torch {torch.__version__} fp32 matmul {n}^3 on {torch.cuda.get_device_name()}: {2 * n**3 / s / 1e12:.1f} TFLOP/s")'
 phase webgpu-tests "${TESTS_S:-240}" "$work/node" --test --test-reporter=spec dist/test/webgpu.test.js
 torch=()
 python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null && torch=(--torch-device cuda)
