@@ -16,6 +16,7 @@ import { inlinedTree, leavesOf, schedule, type Schedule } from "./schedule.js";
 import { simplify } from "./simplify.js";
 import { matmulVec4Kernel, operandLayout, vec4Applicable } from "./matmulVec4.js";
 import { matmulTiledKernel, tiledApplicable } from "./matmulTiled.js";
+import { PipelineCache } from "./pipelineCache.js";
 import { DEFAULT_MATMUL, elementwiseKernel, fitColumns, matmulKernel, reduceKernel, scatterKernel, threadPerOutput, type KernelSource, type MatmulParams } from "./templates.js";
 
 export interface WebGpuCompileOptions {
@@ -45,6 +46,8 @@ export interface ExecutableStats {
 
 interface Kernel {
   readonly src: KernelSource;
+  /** Its pipeline's key in the device's PipelineCache, released when the executable is disposed. */
+  readonly key: string;
   readonly pipeline: GPUComputePipeline;
   readonly layout: GPUBindGroupLayout;
   /**
@@ -54,23 +57,32 @@ interface Kernel {
   last?: { buffers: GPUBuffer[]; group: GPUBindGroup };
 }
 
-const pipelineCaches = new WeakMap<GpuContext, Map<string, GPUComputePipeline>>();
+/** Unused pipelines a device keeps for later compiles (PipelineCache); about 0.65 MiB each on lavapipe. */
+export const IDLE_PIPELINES = 128;
+const pipelineCaches = new WeakMap<GpuContext, PipelineCache>();
 
-function pipelineFor(ctx: GpuContext, wgsl: string, name: string): GPUComputePipeline {
+/**
+ * The pipeline cache key of a kernel: its WGSL without the name comment, so that kernels that
+ * differ only in name (the same layer repeated, Adam on parameters of one shape) share a pipeline.
+ * Lavapipe keeps at most 1024 compiled shaders and recompiles what it evicts, so a step that
+ * dispatches more distinct ones than that compiles on every run.
+ */
+const pipelineKey = (wgsl: string, name: string) => (wgsl.startsWith(`// ${name}\n`) ? wgsl.slice(name.length + 4) : wgsl);
+
+function pipelinesOf(ctx: GpuContext): PipelineCache {
   let cache = pipelineCaches.get(ctx);
-  if (!cache) pipelineCaches.set(ctx, (cache = new Map()));
-  // Keyed and compiled without the kernel's name comment: kernels that differ only in name (the
-  // same layer repeated, Adam on parameters of one shape) share a pipeline. Lavapipe keeps at most
-  // 1024 compiled shaders and recompiles what it evicts, so a step that dispatches more distinct
-  // ones than that compiles on every run.
-  const body = wgsl.startsWith(`// ${name}\n`) ? wgsl.slice(name.length + 4) : wgsl;
-  let p = cache.get(body);
-  if (!p) {
-    const module = ctx.device.createShaderModule({ code: body, label: name });
-    p = ctx.device.createComputePipeline({ layout: "auto", compute: { module, entryPoint: "main" }, label: name });
-    cache.set(body, p);
-  }
-  return p;
+  if (!cache) pipelineCaches.set(ctx, (cache = new PipelineCache(IDLE_PIPELINES)));
+  return cache;
+}
+
+/** Pipelines the device's cache holds, in use or idle (for tests and leak checks). */
+export const heldPipelines = (ctx: GpuContext): number => pipelinesOf(ctx).size;
+
+function acquirePipeline(ctx: GpuContext, key: string, name: string): GPUComputePipeline {
+  return pipelinesOf(ctx).acquire(key, () => {
+    const module = ctx.device.createShaderModule({ code: key, label: name });
+    return ctx.device.createComputePipeline({ layout: "auto", compute: { module, entryPoint: "main" }, label: name });
+  });
 }
 
 /** Outputs that are inputs, constants or repeated get an identity node, so each output has a kernel writing it. */
@@ -277,8 +289,9 @@ export class GpuExecutable {
       }
     });
     this.kernels = sources.map((src) => {
-      const pipeline = pipelineFor(ctx, src.wgsl, src.name);
-      return { src, pipeline, layout: pipeline.getBindGroupLayout(0) };
+      const key = pipelineKey(src.wgsl, src.name);
+      const pipeline = acquirePipeline(ctx, key, src.name);
+      return { src, key, pipeline, layout: pipeline.getBindGroupLayout(0) };
     });
     const dump = process.env.WGRAD_DUMP_WGSL;
     if (dump) {
@@ -470,11 +483,13 @@ export class GpuExecutable {
     return this.plan;
   }
 
-  /** Frees the executable's own buffers (pool, constants, upload buffers). */
+  /** Frees the executable's own buffers (pool, constants, upload buffers) and releases its pipelines. */
   dispose(): void {
     if (this.disposedFlag) return;
     this.disposedFlag = true;
     for (const b of [...this.pool, ...this.constants.values(), ...this.uploads.values()]) this.ctx.destroyBuffer(b);
+    for (const k of this.kernels) pipelinesOf(this.ctx).release(k.key);
+    for (const k of this.kernels) k.last = undefined;
   }
 }
 
