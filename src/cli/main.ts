@@ -144,6 +144,8 @@ function configFrom<C>(rest: readonly string[], decode: (...o: Record<string, un
 async function regimesCommand(rest: readonly string[]): Promise<number> {
   const c = configFrom(rest, decodeRegimes);
   if (!c) return 2;
+  // Ctrl-C exits through process.exit, whose exit handlers release the out-dir's lock (a signal's default exit runs none).
+  process.on("SIGINT", () => process.exit(130));
   const bar = new SingleBar({ format: "regimes [{bar}] {percentage}% | step {value}/{total} | loss {loss} | ETA {eta_formatted}", hideCursor: true }, Presets.shades_classic);
   let started = false;
   const r = await trainRegimes(c, {
@@ -185,7 +187,7 @@ async function main(argv: readonly string[]): Promise<number> {
   if (!cfg) return 2;
   const bar = new SingleBar({ format: "pretrain [{bar}] {percentage}% | step {value}/{total} | loss {loss} (cls {cls}, patch {patch}) | {ips} img/s | ETA {eta_formatted}", hideCursor: true }, Presets.shades_classic);
   let started = false;
-  // Ctrl-C: finish the epoch, write its checkpoint, stop; a second Ctrl-C exits at once.
+  // Ctrl-C: finish the epoch, write its checkpoint, stop; a second Ctrl-C exits at once (the exit releases the out-dir's lock).
   let interrupted = false;
   process.on("SIGINT", () => {
     if (interrupted) process.exit(130);

@@ -3,7 +3,7 @@
  * whole step runs as one compiled executable on the chosen backend with its state kept there
  * (donated, updated in place), k-NN accuracy is measured on the teacher's [CLS] features.
  */
-import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { appendFileSync, existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { evaluate, GpuArray, HostTensor } from "../backend/index.js";
 import { flatten, randomKey, spec } from "../dsl/index.js";
@@ -18,6 +18,7 @@ import { checkpointTensors, saveCheckpoint, stateFromCheckpoint } from "./checkp
 import { ConfigError, vqOf, type PretrainConfig } from "./config.js";
 import { chooseBackend, compileOn, features, normalise, sampleSplit, shuffled, specsOf, toHostValues } from "./features.js";
 import { knnPlot, lossPlot } from "./plots.js";
+import { openRunDir, systemRunDirEnv } from "./runDir.js";
 
 export interface StepLog {
   readonly epoch: number;
@@ -98,8 +99,22 @@ export const modelConfig = (c: PretrainConfig): IbotModelConfig => ({
 
 const isHost = (x: unknown): x is HostTensor => x instanceof HostTensor;
 
+/** What a run writes in its out-dir: any of them there means the folder holds a run (src/train/runDir.ts). */
+export const PRETRAIN_OUTPUTS = ["metrics.jsonl", "report.json", "checkpoint.safetensors", "loss.svg", "knn.svg"] as const;
+
 export async function pretrain(c: PretrainConfig, hooks: PretrainHooks = {}): Promise<PretrainReport> {
   const log = hooks.log ?? ((s: string) => console.log(s));
+  // Before any work: the out-dir must be a writable folder that no other run uses and no earlier
+  // run's outputs fill (unless this run resumes from its checkpoint); its lock is held to the end.
+  const lock = openRunDir(c.outDir, { command: "wgrad pretrain", outputs: PRETRAIN_OUTPUTS, checkpoint: "checkpoint.safetensors", resume: c.resume }, systemRunDirEnv(log));
+  try {
+    return await pretrainIn(c, hooks, log);
+  } finally {
+    lock.release();
+  }
+}
+
+async function pretrainIn(c: PretrainConfig, hooks: PretrainHooks, log: (line: string) => void): Promise<PretrainReport> {
   const t0 = performance.now();
   const data = await loadDataset(c.dataset)();
   if (data._tag === "Left") throw data.left;
@@ -156,7 +171,6 @@ export async function pretrain(c: PretrainConfig, hooks: PretrainHooks = {}): Pr
   log(`compiled the training step in ${compileSeconds.toFixed(1)} s`);
   const stepSeconds: number[] = [];
 
-  mkdirSync(c.outDir, { recursive: true });
   const metricsPath = join(c.outDir, "metrics.jsonl");
   const evals: EvalLog[] = [];
   const tokenLogs: TokenLog[] = [];

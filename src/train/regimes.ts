@@ -5,7 +5,7 @@
  * how well a patch's token log-probability under masking flags the anomalies (AUROC), and both
  * again on an asset held out of training (a shared vocabulary should transfer).
  */
-import { appendFileSync, mkdirSync, writeFileSync } from "node:fs";
+import { appendFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import * as E from "fp-ts/lib/Either.js";
 import { pipe } from "fp-ts/lib/function.js";
@@ -21,6 +21,7 @@ import {
 import { ConfigError, decodeWith, DEFAULT_TOKENIZER, Fraction, NonNegInt, optimizerProps, Positive, PositiveInt, tokenizerProps, vqOf } from "./config.js";
 import { chooseBackend, compileOn, specsOf, toHostValues } from "./features.js";
 import { regimesPlot } from "./plots.js";
+import { openRunDir, systemRunDirEnv } from "./runDir.js";
 
 export const RegimesConfig = t.type({
   seed: t.number,
@@ -252,8 +253,21 @@ export interface RegimesHooks {
   readonly onStep?: (step: number, total: number, loss: number) => void;
 }
 
+/** What a run writes in its out-dir: any of them there means the folder holds a run (src/train/runDir.ts). */
+export const REGIMES_OUTPUTS = ["metrics.jsonl", "report.json", "regimes.svg"] as const;
+
 export async function trainRegimes(c: RegimesConfig, hooks: RegimesHooks = {}): Promise<RegimesReport> {
   const log = hooks.log ?? ((s: string) => console.log(s));
+  // Before any work: a writable folder that no other run uses and no earlier run's outputs fill.
+  const lock = openRunDir(c.outDir, { command: "wgrad regimes", outputs: REGIMES_OUTPUTS }, systemRunDirEnv(log));
+  try {
+    return await trainRegimesIn(c, hooks, log);
+  } finally {
+    lock.release();
+  }
+}
+
+async function trainRegimesIn(c: RegimesConfig, hooks: RegimesHooks, log: (line: string) => void): Promise<RegimesReport> {
   const t0 = performance.now();
   const market = simulateMarket(c.seed, { ...DEFAULT_MARKET, assets: c.assets, steps: c.steps });
   const trainEnd = Math.floor(c.steps * c.trainFraction);
@@ -285,7 +299,6 @@ export async function trainRegimes(c: RegimesConfig, hooks: RegimesHooks = {}): 
   const moms = teacherMomentumSchedule({ ...run, momentum: c.tokenizer === "vq" ? c.vqMomentum : c.momentumTeacher });
   const batchSpec = { globals: spec([2 * B, channelsOf(c), c.window]), masks: spec([2 * B, n]) };
   const exe = compileOn(gpu, (st: IbotState, b: never, s: never) => ibotStep(st, b, s, mc), [specsOf(init), batchSpec, scheduleSpec()], [0]);
-  mkdirSync(c.outDir, { recursive: true });
   const metricsPath = join(c.outDir, "metrics.jsonl");
   writeFileSync(metricsPath, "");
   let state: unknown = init;
