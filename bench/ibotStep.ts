@@ -20,6 +20,8 @@ export interface IbotStepRunner {
   readonly params: number;
   /** Kernels per step (WebGPU). */
   readonly kernels?: number;
+  /** WebGPU: bytes of the memory plan's pool, the most bytes of intermediates alive at once, and the state's bytes. */
+  readonly memory?: { readonly plannedBytes: number; readonly peakBytes: number; readonly stateBytes: number };
   /** The loss of every step run so far. */
   readonly losses: number[];
 }
@@ -33,7 +35,7 @@ export function ibotStepRunner(gpu: GpuContext | null): IbotStepRunner {
   const batchSpec = { globals: w.spec([2 * B, 1, 28, 28]), locals: w.spec([c.localCrops * B, 1, c.localSize, c.localSize]), masks: w.spec([2 * B, n]) };
   const f = (st: w.IbotState, b: w.IbotBatch, s: w.IbotSchedule) => w.ibotStep(st, b, s, mc);
   const specs = [specsOf(init), batchSpec, w.scheduleSpec()] as never;
-  type Exe = { run: (...a: unknown[]) => { state: unknown; metrics: { loss: w.HostTensor | w.GpuArray } }; stats?: () => { kernels: number } };
+  type Exe = { run: (...a: unknown[]) => { state: unknown; metrics: { loss: w.HostTensor | w.GpuArray } }; stats?: () => { kernels: number; plannedBytes: number; peakBytes: number } };
   const exe = (gpu ? w.compile(f as never, specs, { backend: gpu, donate: [0] }) : w.compile(f as never, specs)) as unknown as Exe;
   const rand = (k: number) => Float32Array.from({ length: k }, () => Math.random() - 0.5);
   const batch = { globals: rand(2 * B * 784), locals: rand(c.localCrops * B * c.localSize ** 2), masks: Float32Array.from({ length: 2 * B * n }, () => (Math.random() < 0.2 ? 1 : 0)) };
@@ -51,7 +53,9 @@ export function ibotStepRunner(gpu: GpuContext | null): IbotStepRunner {
     for (const a of w.flatten(r.metrics as never, isGpu).leaves) (a as w.GpuArray).dispose();
   };
   const params = w.flatten(init.student as never, (x: unknown): x is w.HostTensor => x instanceof w.HostTensor).leaves.reduce((a: number, t) => a + (t as w.HostTensor).size, 0);
-  return { step, batch: B, params, losses, ...(exe.stats ? { kernels: exe.stats().kernels } : {}) };
+  const stateBytes = 4 * w.flatten(init as never, (x: unknown): x is w.HostTensor => x instanceof w.HostTensor).leaves.reduce((a: number, t) => a + (t as w.HostTensor).size, 0);
+  const st = exe.stats?.();
+  return { step, batch: B, params, losses, ...(st ? { kernels: st.kernels, memory: { plannedBytes: st.plannedBytes, peakBytes: st.peakBytes, stateBytes } } : {}) };
 }
 
 /** Seconds of one step after a warm-up step. */

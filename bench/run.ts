@@ -195,6 +195,9 @@ if (process.argv.includes("--ibot")) {
     const [s, torchS] = (await w.interleavedMedians([ours.step, ...("missing" in torch ? [] : [torch.runners.ibot])], rounds)).map((ms) => ms / 1000);
     const how = `median of ${rounds} after a warm-up step${"missing" in torch ? "" : ", interleaved with PyTorch's"}`;
     record(`WebGPU: iBOT pre-training step (spec §10, batch ${ours.batch})`, `${(ours.batch / s).toFixed(2)} images/s`, `${s.toFixed(2)} s/step, ${ours.kernels} kernels; ${how}`);
+    const m = ours.memory!;
+    const mib = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
+    record("WebGPU: iBOT step's device memory (spec §10, batch 64)", `${mib(m.plannedBytes)} planned`, `intermediates alive at once at most ${mib(m.peakBytes)} (planned/peak ${(m.plannedBytes / m.peakBytes).toFixed(2)}); state (student, teacher, Adam, centres) ${mib(m.stateBytes)}, plus each run's batch and outputs`);
     const torchRow = `iBOT pre-training step in PyTorch (${torchDevice}; spec §10, batch ${ours.batch})`;
     if ("missing" in torch || torch.error) record(torchRow, "n/a", "missing" in torch ? torch.missing : torch.error!);
     else
