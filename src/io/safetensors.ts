@@ -1,49 +1,85 @@
 /**
  * safetensors checkpoints (https://github.com/huggingface/safetensors format): an 8-byte
  * little-endian header length, a JSON header {name: {dtype, shape, data_offsets}, __metadata__},
- * then the raw little-endian tensor bytes. Written atomically (temp file, then rename); the header
- * is decoded with io-ts so a malformed file names the bad field.
+ * then the raw little-endian tensor bytes. Written atomically (temp file, then rename).
+ *
+ * The reader follows the format's rules as the official implementation does, and refuses
+ * everything else with a CheckpointError that names the file, the tensor and what is wrong:
+ * - the header length fits in the file (at most its size minus 8) and is at most 100 MB;
+ * - the header is UTF-8 text of one JSON object, starting with "{" and padded at most with
+ *   trailing spaces; `__metadata__`, when present, maps strings to strings;
+ * - each tensor has a dtype wgrad holds (F32, F64, I32, BOOL; other safetensors dtypes are named
+ *   as such), a shape of non-negative integers and data_offsets [begin, end] of non-negative
+ *   integers, begin ≤ end, end − begin the byte length of dtype × shape;
+ * - sorted by offset, the tensors cover the data section exactly: the first begins at 0, each
+ *   begins where the previous ends (no gap, no overlap), the last ends at the end of the file;
+ * - BOOL bytes are 0 or 1 (how wgrad and PyTorch store booleans).
+ * Every check runs before any tensor storage is allocated, and the storage allocated is exactly
+ * the data section, so a hostile header cannot make the reader allocate more than the file holds.
  */
 import { promises as fs } from "node:fs";
 import { dirname, join, basename } from "node:path";
+import * as A from "fp-ts/lib/Array.js";
 import * as E from "fp-ts/lib/Either.js";
 import * as TE from "fp-ts/lib/TaskEither.js";
 import { pipe } from "fp-ts/lib/function.js";
-import * as t from "io-ts";
-import { PathReporter } from "io-ts/lib/PathReporter.js";
-import { WgradError, type DType, type HostData } from "../dsl/index.js";
+import { allocate, WgradError, type DType, type HostData } from "../dsl/index.js";
 import { HostTensor } from "../backend/index.js";
 
+/**
+ * A checkpoint could not be written, read, or used. `file` and `tensor` (when one is at fault)
+ * say where; the message adds what is wrong and what to do.
+ */
 export class CheckpointError extends WgradError {
   override readonly name = "CheckpointError";
+  constructor(
+    readonly file: string,
+    readonly tensor: string | undefined,
+    problem: string,
+    hint: string,
+  ) {
+    super(`${file}: ${tensor === undefined ? "" : `tensor "${tensor}": `}${problem}; ${hint}`);
+  }
 }
 
-const SAFE_DTYPE: Record<DType, string> = { f32: "F32", f64: "F64", i32: "I32", bool: "BOOL" };
-const FROM_SAFE: Record<string, DType> = { F32: "f32", F64: "f64", I32: "i32", BOOL: "bool" };
-const BYTES: Record<DType, number> = { f32: 4, f64: 8, i32: 4, bool: 1 };
+/** The official reader's limit on the header (MAX_HEADER_SIZE): larger ones are refused before being decoded. */
+export const MAX_HEADER_BYTES = 100_000_000;
 
-const TensorEntry = t.type({
-  dtype: t.keyof({ F32: null, F64: null, I32: null, BOOL: null }),
-  shape: t.array(t.number),
-  data_offsets: t.tuple([t.number, t.number]),
-});
-const Header = t.intersection([t.record(t.string, t.unknown), t.partial({ __metadata__: t.record(t.string, t.string) })]);
+const SAFE_DTYPE: Record<DType, string> = { f32: "F32", f64: "F64", i32: "I32", bool: "BOOL" };
+const FROM_SAFE: Readonly<Record<string, DType>> = { F32: "f32", F64: "f64", I32: "i32", BOOL: "bool" };
+const BYTES: Record<DType, number> = { f32: 4, f64: 8, i32: 4, bool: 1 };
+/** safetensors dtypes wgrad has no storage for: named as such, so the fix (convert) is clear. */
+const OTHER_SAFE_DTYPES: ReadonlySet<string> = new Set(["U8", "I8", "I16", "U16", "F16", "BF16", "U32", "I64", "U64", "C64", "F8_E5M2", "F8_E4M3", "F8_E8M0", "F6_E2M3", "F6_E3M2", "F4"]);
+
+const DAMAGED = "the file is damaged or was not written by a safetensors writer; write it again (wgrad pretrain, or safetensors' save_file)";
+
+/** The safetensors name of one of our dtypes ("F32"...), for messages about what a loader expected. */
+export const safetensorsDType = (d: DType): string => SAFE_DTYPE[d];
+
+/** A header value shown in a message, cut short: a hostile header must not make the message huge. */
+const show = (v: unknown): string => {
+  const s = v === undefined ? "missing" : JSON.stringify(v);
+  return s.length > 60 ? `${s.slice(0, 57)}...` : s;
+};
+
+const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
+const isCount = (v: unknown): v is number => typeof v === "number" && Number.isSafeInteger(v) && v >= 0;
 
 /** Serialises named host tensors (and string metadata) to safetensors bytes. */
 export function encodeSafetensors(tensors: Readonly<Record<string, HostTensor>>, metadata: Readonly<Record<string, string>> = {}): Uint8Array {
   const names = Object.keys(tensors).sort();
-  const header: Record<string, unknown> = {};
-  if (Object.keys(metadata).length) header.__metadata__ = metadata;
+  const entries: [string, unknown][] = Object.keys(metadata).length ? [["__metadata__", metadata]] : [];
   let offset = 0;
   for (const n of names) {
     const x = tensors[n];
     const bytes = x.size * BYTES[x.dtype];
-    header[n] = { dtype: SAFE_DTYPE[x.dtype], shape: [...x.shape], data_offsets: [offset, offset + bytes] };
+    entries.push([n, { dtype: SAFE_DTYPE[x.dtype], shape: [...x.shape], data_offsets: [offset, offset + bytes] }]);
     offset += bytes;
   }
-  let json = JSON.stringify(header);
-  json += " ".repeat((8 - (json.length % 8)) % 8); // align the data section
-  const head = new TextEncoder().encode(json);
+  const header = Object.fromEntries(entries); // own properties, even for a tensor named "__proto__"
+  const json = new TextEncoder().encode(JSON.stringify(header));
+  const head = new Uint8Array(json.length + ((8 - (json.length % 8)) % 8)).fill(0x20); // space-padded: aligns the data section
+  head.set(json);
   const out = new Uint8Array(8 + head.length + offset);
   new DataView(out.buffer).setBigUint64(0, BigInt(head.length), true);
   out.set(head, 8);
@@ -56,35 +92,148 @@ export function encodeSafetensors(tensors: Readonly<Record<string, HostTensor>>,
   return out;
 }
 
-/** Parses safetensors bytes; errors name the tensor and field at fault. */
-export function decodeSafetensors(bytes: Uint8Array): E.Either<CheckpointError, { tensors: Record<string, HostTensor>; metadata: Record<string, string> }> {
-  if (bytes.length < 8) return E.left(new CheckpointError("safetensors: the file is shorter than its 8-byte header length"));
-  const n = Number(new DataView(bytes.buffer, bytes.byteOffset).getBigUint64(0, true));
-  if (8 + n > bytes.length) return E.left(new CheckpointError(`safetensors: header length ${n} runs past the end of the file (${bytes.length} bytes)`));
+/** One tensor's header entry once it has passed the per-entry rules. */
+interface Entry {
+  readonly name: string;
+  readonly dtype: DType;
+  readonly shape: readonly number[];
+  readonly begin: number;
+  readonly end: number;
+}
+
+type Checked<A> = E.Either<CheckpointError, A>;
+
+/** The header's length from the first 8 bytes, within the file and the format's limit. */
+function headerLength(bytes: Uint8Array, file: string): Checked<number> {
+  if (bytes.length < 8) return E.left(new CheckpointError(file, undefined, `the file has ${bytes.length} bytes, fewer than the 8 of its header length`, DAMAGED));
+  const n = new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true);
+  if (n > BigInt(MAX_HEADER_BYTES)) return E.left(new CheckpointError(file, undefined, `the header length ${n} is over the format's limit of ${MAX_HEADER_BYTES} bytes`, DAMAGED));
+  if (n > BigInt(bytes.length - 8)) return E.left(new CheckpointError(file, undefined, `the header length ${n} runs past the end of the file (${bytes.length} bytes)`, DAMAGED));
+  return E.right(Number(n));
+}
+
+/** The header as a JSON object: strict UTF-8, starting with "{", padded at most with trailing spaces. */
+function headerObject(text: Uint8Array, file: string): Checked<Record<string, unknown>> {
+  let end = text.length;
+  while (end > 0 && text[end - 1] === 0x20) end--; // a loop, not / +$/: that regex is quadratic on long runs of spaces
+  let body: string;
+  try {
+    body = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true }).decode(text.subarray(0, end));
+  } catch {
+    return E.left(new CheckpointError(file, undefined, "the header is not valid UTF-8", DAMAGED));
+  }
   let raw: unknown;
   try {
-    raw = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + n)));
+    raw = JSON.parse(body);
   } catch (e) {
-    return E.left(new CheckpointError(`safetensors: the header is not JSON (${String(e)})`));
+    return E.left(new CheckpointError(file, undefined, `the header is not JSON (${e instanceof Error ? e.message.slice(0, 120) : "unparsable"})`, DAMAGED));
   }
-  const header = Header.decode(raw);
-  if (E.isLeft(header)) return E.left(new CheckpointError(`safetensors: bad header: ${PathReporter.report(header).join("; ")}`));
-  const base = 8 + n;
-  const tensors: Record<string, HostTensor> = {};
-  for (const [name, entry] of Object.entries(header.right)) {
-    if (name === "__metadata__") continue;
-    const e = TensorEntry.decode(entry);
-    if (E.isLeft(e)) return E.left(new CheckpointError(`safetensors: tensor "${name}": ${PathReporter.report(e).join("; ")}`));
-    const dtype = FROM_SAFE[e.right.dtype];
-    const [a, b] = e.right.data_offsets;
-    const count = e.right.shape.reduce((x, y) => x * y, 1);
-    if (b - a !== count * BYTES[dtype] || base + b > bytes.length)
-      return E.left(new CheckpointError(`safetensors: tensor "${name}": data_offsets [${a}, ${b}] do not hold ${e.right.dtype}[${e.right.shape}] inside the file`));
-    const slice = bytes.slice(base + a, base + b).buffer;
-    const data: HostData = dtype === "f32" ? new Float32Array(slice) : dtype === "f64" ? new Float64Array(slice) : dtype === "i32" ? new Int32Array(slice) : new Uint8Array(slice);
-    tensors[name] = new HostTensor(data, e.right.shape, dtype);
+  if (!isRecord(raw)) return E.left(new CheckpointError(file, undefined, `the header is ${Array.isArray(raw) ? "a JSON array" : `the JSON value ${show(raw)}`}, not an object {name: {dtype, shape, data_offsets}}`, DAMAGED));
+  if (!body.startsWith("{") || !body.endsWith("}")) return E.left(new CheckpointError(file, undefined, "the header has white space around its JSON object other than trailing spaces (0x20)", DAMAGED));
+  return E.right(raw);
+}
+
+/** `__metadata__`: absent, or an object of strings. */
+function metadataOf(header: Record<string, unknown>, file: string): Checked<Record<string, string>> {
+  if (!Object.hasOwn(header, "__metadata__")) return E.right({});
+  const m = header.__metadata__;
+  if (!isRecord(m)) return E.left(new CheckpointError(file, undefined, `__metadata__ is ${show(m)}, not an object of strings`, DAMAGED));
+  const bad = Object.entries(m).find(([, v]) => typeof v !== "string");
+  if (bad) return E.left(new CheckpointError(file, undefined, `__metadata__ "${bad[0]}" is ${show(bad[1])}, not a string`, DAMAGED));
+  return E.right(Object.fromEntries(Object.entries(m).map(([k, v]) => [k, String(v)])));
+}
+
+/** The dtype of an entry: one wgrad can hold; other safetensors dtypes are told apart from unknown ones. */
+function dtypeOf(name: string, v: unknown, file: string): Checked<DType> {
+  if (typeof v === "string" && Object.hasOwn(FROM_SAFE, v)) return E.right(FROM_SAFE[v]);
+  if (typeof v === "string" && OTHER_SAFE_DTYPES.has(v))
+    return E.left(new CheckpointError(file, name, `dtype ${v} is a safetensors dtype wgrad does not load (it loads F32, F64, I32 and BOOL)`, "convert the tensor (e.g. tensor.float() in PyTorch) and save the file again"));
+  return E.left(new CheckpointError(file, name, `dtype ${show(v)} is not a safetensors dtype`, DAMAGED));
+}
+
+const isShape = (v: unknown): v is number[] => Array.isArray(v) && v.every(isCount);
+
+/** The number of elements of a shape, or undefined when it is too large to address. */
+function elementCount(shape: readonly number[]): number | undefined {
+  if (shape.includes(0)) return 0;
+  const n = shape.reduce((a: number, d: number) => a * d, 1);
+  return Number.isSafeInteger(n) ? n : undefined; // partial products only grow, so an exact result is one below 2^53
+}
+
+/** One tensor entry, checked on its own: dtype, shape, offsets, and that the offsets hold dtype × shape. */
+function entryOf(name: string, v: unknown, file: string): Checked<Entry> {
+  if (!isRecord(v)) return E.left(new CheckpointError(file, name, `the header entry is ${show(v)}, not an object {dtype, shape, data_offsets}`, DAMAGED));
+  return pipe(
+    dtypeOf(name, v.dtype, file),
+    E.chain((dtype) => {
+      const shape = v.shape;
+      if (!isShape(shape)) return E.left(new CheckpointError(file, name, `shape ${show(shape)} is not a list of non-negative integers`, DAMAGED));
+      const count = elementCount(shape);
+      const o = v.data_offsets;
+      if (!Array.isArray(o) || o.length !== 2 || !isCount(o[0]) || !isCount(o[1]))
+        return E.left(new CheckpointError(file, name, `data_offsets ${show(o)} are not two non-negative integers [begin, end]`, DAMAGED));
+      const [begin, end] = o;
+      if (begin > end) return E.left(new CheckpointError(file, name, `data_offsets [${begin}, ${end}] begin after they end`, DAMAGED));
+      const bytes = count === undefined ? Infinity : count * BYTES[dtype];
+      if (!Number.isSafeInteger(bytes) || end - begin !== bytes)
+        return E.left(new CheckpointError(file, name, `data_offsets [${begin}, ${end}] hold ${end - begin} bytes, but ${SAFE_DTYPE[dtype]}${show(shape)} takes ${Number.isSafeInteger(bytes) ? bytes : "more than 2^53"}`, DAMAGED));
+      return E.right({ name, dtype, shape: [...shape], begin, end });
+    }),
+  );
+}
+
+/** Sorted by offset, the entries must tile the data section: no gap, no overlap, nothing left over. */
+function checkLayout(entries: readonly Entry[], dataBytes: number, file: string): Checked<readonly Entry[]> {
+  const sorted = [...entries].sort((a, b) => a.begin - b.begin || a.end - b.end);
+  let at = 0;
+  let prev: Entry | undefined;
+  for (const e of sorted) {
+    if (e.begin !== at) {
+      const where = prev ? `the previous tensor "${prev.name}" ends at byte ${at}` : "the data section starts at byte 0";
+      return E.left(new CheckpointError(file, e.name, `data_offsets [${e.begin}, ${e.end}] begin at byte ${e.begin} but ${where} (${e.begin > at ? "a gap" : "an overlap"})`, DAMAGED));
+    }
+    at = e.end;
+    prev = e;
   }
-  return E.right({ tensors, metadata: (header.right.__metadata__ as Record<string, string> | undefined) ?? {} });
+  if (at !== dataBytes) {
+    const problem = at > dataBytes ? `runs past the end of the file: it ends at byte ${at} of a ${dataBytes}-byte data section` : `is the last, ending at byte ${at}, but the data section holds ${dataBytes} bytes`;
+    return E.left(new CheckpointError(file, prev?.name, prev ? problem : `the header lists no tensors but ${dataBytes} bytes of data follow it`, DAMAGED));
+  }
+  return E.right(sorted);
+}
+
+/** Copies one tensor's bytes out of the file (the host is little-endian, like the format). */
+function tensorOf(bytes: Uint8Array, base: number, e: Entry, alloc: (d: DType, n: number) => HostData, file: string): Checked<HostTensor> {
+  const raw = bytes.subarray(base + e.begin, base + e.end);
+  if (e.dtype === "bool") {
+    const i = raw.findIndex((b) => b > 1);
+    if (i >= 0) return E.left(new CheckpointError(file, e.name, `BOOL element ${i} is the byte ${raw[i]}, not 0 or 1`, DAMAGED));
+  }
+  const data = alloc(e.dtype, (e.end - e.begin) / BYTES[e.dtype]);
+  new Uint8Array(data.buffer, data.byteOffset, data.byteLength).set(raw);
+  return E.right(new HostTensor(data, e.shape, e.dtype));
+}
+
+/**
+ * Parses safetensors bytes under the format's rules (see the top of this file); a refusal names
+ * `file`, the tensor and the fault. `alloc` makes each tensor's storage (tests count what it is
+ * asked for: never more than the data section).
+ */
+export function decodeSafetensors(
+  bytes: Uint8Array,
+  file = "safetensors data",
+  alloc: (d: DType, n: number) => HostData = allocate,
+): E.Either<CheckpointError, { tensors: Record<string, HostTensor>; metadata: Record<string, string> }> {
+  return pipe(
+    headerLength(bytes, file),
+    E.bindTo("n"),
+    E.bind("header", ({ n }) => headerObject(bytes.subarray(8, 8 + n), file)),
+    E.bind("metadata", ({ header }) => metadataOf(header, file)),
+    E.bind("entries", ({ header }) => A.traverse(E.Applicative)(([name, v]: [string, unknown]) => entryOf(name, v, file))(Object.entries(header).filter(([k]) => k !== "__metadata__"))),
+    E.bind("sorted", ({ n, entries }) => checkLayout(entries, bytes.length - 8 - n, file)),
+    E.bind("tensors", ({ n, sorted }) => A.traverse(E.Applicative)((e: Entry) => pipe(tensorOf(bytes, 8 + n, e, alloc, file), E.map((t): [string, HostTensor] => [e.name, t])))([...sorted])),
+    E.map(({ tensors, metadata }) => ({ tensors: Object.fromEntries(tensors), metadata })),
+  );
 }
 
 /** Writes a checkpoint atomically: a temp file in the same folder, then a rename. */
@@ -96,14 +245,15 @@ export const writeSafetensors = (path: string, tensors: Readonly<Record<string, 
       await fs.writeFile(tmp, encodeSafetensors(tensors, metadata));
       await fs.rename(tmp, path);
     },
-    (e) => new CheckpointError(`could not write checkpoint ${path}: ${String(e)}`),
+    (e) => new CheckpointError(path, undefined, `could not be written (${String(e)})`, "check that its folder is writable and the disk has room"),
   );
 
+/** Reads and decodes a checkpoint file; errors name the path. */
 export const readSafetensors = (path: string) =>
   pipe(
     TE.tryCatch(
       () => fs.readFile(path),
-      (e) => new CheckpointError(`could not read checkpoint ${path}: ${String(e)}`),
+      (e) => new CheckpointError(path, undefined, `could not be read (${String(e)})`, "check the path"),
     ),
-    TE.chainEitherK((buf) => decodeSafetensors(new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength))),
+    TE.chainEitherK((buf) => decodeSafetensors(new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength), path)),
   );

@@ -8,8 +8,8 @@
  */
 import * as TE from "fp-ts/lib/TaskEither.js";
 import { GpuArray, HostTensor, hostTensor } from "../backend/index.js";
-import { type HostData } from "../dsl/index.js";
-import { CheckpointError, writeSafetensors } from "../io/safetensors.js";
+import { allocate, formatShape, isFloat, type DType, type HostData } from "../dsl/index.js";
+import { CheckpointError, safetensorsDType, writeSafetensors } from "../io/safetensors.js";
 
 type Leaf = HostTensor | GpuArray;
 const isLeaf = (x: unknown): x is Leaf => x instanceof HostTensor || x instanceof GpuArray;
@@ -42,8 +42,9 @@ export function officialName(path: string): string {
   return p;
 }
 
-function transpose2d(data: HostData, rows: number, cols: number): Float32Array {
-  const out = new Float32Array(rows * cols);
+/** A [rows, cols] matrix transposed, in the same dtype (a file's F64 weight stays F64 until the dtype check sees it). */
+function transpose2d(data: HostData, rows: number, cols: number, dtype: DType): HostData {
+  const out = allocate(dtype, rows * cols);
   for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) out[j * rows + i] = data[i * cols + j];
   return out;
 }
@@ -55,9 +56,9 @@ const isTorchLinear = (name: string, t: { rank: number }) => t.rank === 2 && !na
 export function toTorchLayout(name: string, t: HostTensor, patch: { channels: number; size: number }): HostTensor {
   if (!isTorchLinear(name, t)) return t;
   const [r, c] = t.shape;
-  const data = transpose2d(t.data, r, c);
-  if (name === "backbone.patch_embed.proj.weight") return hostTensor(data, [c, patch.channels, patch.size, patch.size], "f32");
-  return hostTensor(data, [c, r], "f32");
+  const data = transpose2d(t.data, r, c, t.dtype);
+  if (name === "backbone.patch_embed.proj.weight") return hostTensor(data, [c, patch.channels, patch.size, patch.size], t.dtype);
+  return hostTensor(data, [c, r], t.dtype);
 }
 
 const toHost = async (x: Leaf): Promise<HostTensor> => (x instanceof GpuArray ? x.toHost() : x);
@@ -94,25 +95,47 @@ export function saveCheckpoint(path: string, tensors: Record<string, HostTensor>
 export function fromTorchLayout(t: HostTensor, expected: readonly number[]): HostTensor {
   const [r, c] = expected; // ours is [r, c]; the file holds [c, r] (a conv weight holds the same c·r elements)
   if (expected.length !== 2 || t.size !== r * c) return t;
-  return hostTensor(transpose2d(t.data, c, r), [r, c], "f32");
+  return hostTensor(transpose2d(t.data, c, r, t.dtype), [r, c], t.dtype);
+}
+
+/** How many values of a tensor are NaN or ±Infinity: a diverged run's weights are no checkpoint to evaluate or resume. */
+export function nonFiniteCount(t: HostTensor): number {
+  if (!isFloat(t.dtype)) return 0;
+  let n = 0;
+  for (const v of t.data) if (!Number.isFinite(v)) n++;
+  return n;
+}
+
+const OTHER_CONFIG = "was it written by another model configuration? Evaluate or resume it with the settings it was trained with";
+
+/**
+ * One tensor of a checkpoint checked against the leaf the model expects there: present, of the
+ * same dtype (before any layout change, so nothing is converted silently), of the same shape, and
+ * finite. `file` names the checkpoint in errors.
+ */
+function checkedTensor(file: string, name: string, t: HostTensor | undefined, expected: HostTensor, torch: boolean): HostTensor {
+  if (!t) throw new CheckpointError(file, name, "is missing", OTHER_CONFIG);
+  if (t.dtype !== expected.dtype)
+    throw new CheckpointError(file, name, `is ${safetensorsDType(t.dtype)}${formatShape(t.shape)}, the model expects ${safetensorsDType(expected.dtype)}`, OTHER_CONFIG);
+  const v = torch && isTorchLinear(name, expected) ? fromTorchLayout(t, expected.shape) : t;
+  if (v.size !== expected.size || v.shape.length !== expected.shape.length || v.shape.some((d, i) => d !== expected.shape[i]))
+    throw new CheckpointError(file, name, `has shape ${formatShape(t.shape)}, the model expects ${formatShape(expected.shape)} (in PyTorch layout for weights)`, OTHER_CONFIG);
+  const bad = nonFiniteCount(v);
+  if (bad) throw new CheckpointError(file, name, `holds ${bad} non-finite values (NaN or ±Infinity) among ${v.size}`, "the run that wrote it diverged; use an earlier checkpoint, or train again (e.g. with a lower --lr)");
+  return v;
 }
 
 /**
  * Rebuilds a training state from checkpoint tensors, shaped like `like` (a freshly initialised
- * state of the same configuration). Missing or mis-shaped tensors are errors naming the tensor.
+ * state of the same configuration). A tensor that is missing, of another dtype or shape, or not
+ * finite is a CheckpointError naming `file` and the tensor.
  */
 export function stateFromCheckpoint<S extends { student: unknown; teacher: unknown; opt: { m: unknown; v: unknown }; centers: unknown; vq?: unknown }>(
   like: S,
   tensors: Readonly<Record<string, HostTensor>>,
+  file = "checkpoint",
 ): S {
-  const take = (name: string, expected: HostTensor, torch: boolean): HostTensor => {
-    const t = tensors[name];
-    if (!t) throw new CheckpointError(`checkpoint: tensor "${name}" is missing; was it written by another model configuration?`);
-    const v = torch && isTorchLinear(name, expected) ? fromTorchLayout(t, expected.shape) : t;
-    if (v.size !== expected.size || v.shape.some((d, i) => d !== expected.shape[i]))
-      throw new CheckpointError(`checkpoint: tensor "${name}" has shape [${t.shape}], the model expects [${expected.shape}] (in PyTorch layout for weights)`);
-    return v;
-  };
+  const take = (name: string, expected: HostTensor, torch: boolean): HostTensor => checkedTensor(file, name, Object.hasOwn(tensors, name) ? tensors[name] : undefined, expected, torch);
   const rebuild = (tree: unknown, name: (path: string) => string, torch: boolean, prefix = ""): unknown => {
     if (tree instanceof HostTensor) return take(name(prefix), tree, torch);
     if (Array.isArray(tree)) return tree.map((c, i) => rebuild(c, name, torch, prefix ? `${prefix}.${i}` : `${i}`));

@@ -38,7 +38,7 @@ export async function loadCheckpoint(path: string, overrides: Record<string, unk
   const c = cfg.right;
   const mc = modelConfig(c);
   const like = evaluate(() => initIbotState(randomKey(0), mc));
-  const state = stateFromCheckpoint(like as never, ck.right.tensors) as { teacher: unknown };
+  const state = stateFromCheckpoint(like as never, ck.right.tensors, path) as { teacher: unknown };
   return { config: c, teacher: state.teacher, epoch: Number(ck.right.metadata.epoch) };
 }
 

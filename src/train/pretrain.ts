@@ -184,7 +184,7 @@ async function pretrainIn(c: PretrainConfig, hooks: PretrainHooks, log: (line: s
     const saved = JSON.parse(ck.right.metadata.config ?? "{}") as Record<string, unknown>;
     const differs = Object.keys(c).filter((k) => !["resume", "outDir", "evalEvery", "backend"].includes(k) && JSON.stringify(saved[k]) !== JSON.stringify((c as Record<string, unknown>)[k]));
     if (differs.length) throw new ConfigError(`--resume: the checkpoint was made with other settings for ${differs.map((k) => `${k} (${JSON.stringify(saved[k])} there, ${JSON.stringify((c as Record<string, unknown>)[k])} here)`).join(", ")}`);
-    state = stateFromCheckpoint(init, ck.right.tensors);
+    state = stateFromCheckpoint(init, ck.right.tensors, c.resume);
     firstEpoch = Number(ck.right.metadata.epoch);
     step = Number(ck.right.metadata.step);
     log(`resuming from ${c.resume} after epoch ${firstEpoch} (step ${step})`);
