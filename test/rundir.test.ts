@@ -46,6 +46,20 @@ function deadPid(): number {
   return pid;
 }
 
+test("a process that has exited but is not reaped yet (a zombie: an orphan killed with SIGKILL waits for init) is not alive", { skip: !existsSync("/proc/self/stat") }, async () => {
+  // The background sleep's parent becomes `sleep 3`, which never waits for it: it stays a zombie until then.
+  const sh = spawn("sh", ["-c", "sleep 0.05 & echo $!; exec sleep 3"], { stdio: ["ignore", "pipe", "ignore"] });
+  const pid = Number(await new Promise<string>((resolve) => sh.stdout.once("data", (d: Buffer) => resolve(d.toString()))));
+  try {
+    for (let i = 0; i < 100 && !readFileSync(`/proc/${pid}/stat`, "utf8").includes(") Z "); i++) await new Promise((r) => setTimeout(r, 20));
+    assert.match(readFileSync(`/proc/${pid}/stat`, "utf8"), /\) Z /);
+    assert.ok(!pidAlive(pid));
+    assert.ok(pidAlive(sh.pid!));
+  } finally {
+    sh.kill("SIGKILL");
+  }
+});
+
 test("a new folder is created and locked; release removes the lock, once", () => {
   const dir = join(fresh("new"), "a", "b");
   const lock = openRunDir(dir, pretrainOpts(), fakeEnv(100));

@@ -236,14 +236,20 @@ export function decodeSafetensors(
   );
 }
 
-/** Writes a checkpoint atomically: a temp file in the same folder, then a rename. */
+/** Writes a checkpoint atomically: a temp file `.<name>.<pid>.tmp` in the same folder, then a rename. */
 export const writeSafetensors = (path: string, tensors: Readonly<Record<string, HostTensor>>, metadata: Readonly<Record<string, string>> = {}): TE.TaskEither<CheckpointError, void> =>
   TE.tryCatch(
     async () => {
       await fs.mkdir(dirname(path), { recursive: true });
       const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.tmp`);
-      await fs.writeFile(tmp, encodeSafetensors(tensors, metadata));
-      await fs.rename(tmp, path);
+      try {
+        await fs.writeFile(tmp, encodeSafetensors(tensors, metadata));
+        await fs.rename(tmp, path);
+      } catch (e) {
+        // A failed write (a full disk) leaves no temp file; one a killed process leaves, the next run of that folder removes (src/train/runDir.ts).
+        await fs.rm(tmp, { force: true }).catch(() => undefined);
+        throw e;
+      }
     },
     (e) => new CheckpointError(path, undefined, `could not be written (${String(e)})`, "check that its folder is writable and the disk has room"),
   );

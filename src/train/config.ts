@@ -121,7 +121,10 @@ export const PretrainConfig = t.type({
   /** TEST images evaluated (0: all). */
   knnQueries: NonNegInt,
   evalEvery: PositiveInt,
-  /** A checkpoint to continue from ("" to start afresh); the run goes on exactly where it stopped. */
+  /**
+   * A checkpoint to continue from ("" to start afresh); the run goes on exactly where it stopped. Only outDir,
+   * evalEvery, backend and (where no schedule depends on the run's length) epochs may differ from its run's (README: Reliability).
+   */
   resume: t.string,
 });
 export type PretrainConfig = t.TypeOf<typeof PretrainConfig>;
@@ -251,7 +254,16 @@ export function decodeConfig(...overrides: readonly Record<string, unknown>[]): 
         ? E.left(new ConfigError(`invalid config: width ${c.width} must be divisible by heads ${c.heads}`))
         : c.predRatio.length !== c.predRatioVar.length && c.predRatioVar.length !== 1
           ? E.left(new ConfigError("invalid config: predRatioVar must have one entry or as many as predRatio"))
-          : E.right(c),
+          : c.trainSubset > 0 && c.batchSize > c.trainSubset
+            ? E.left(batchTooLarge(c.batchSize, c.trainSubset))
+            : E.right(c),
     ),
   );
 }
+
+/**
+ * An epoch is floor(images / batchSize) whole batches: a batch larger than the training images
+ * would make every epoch 0 steps, and the run would save an untrained checkpoint.
+ */
+export const batchTooLarge = (batchSize: number, images: number, what = `trainSubset ${images}`): ConfigError =>
+  new ConfigError(`invalid config: batchSize ${batchSize} is larger than ${what}: an epoch is floor(${images} / ${batchSize}) = 0 steps, so nothing would be trained. Lower batchSize to at most ${images}, or train on more images`);

@@ -3,7 +3,7 @@
  * whole step runs as one compiled executable on the chosen backend with its state kept there
  * (donated, updated in place), k-NN accuracy is measured on the teacher's [CLS] features.
  */
-import { appendFileSync, existsSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { evaluate, GpuArray, HostTensor } from "../backend/index.js";
 import { flatten, randomKey, spec } from "../dsl/index.js";
@@ -15,10 +15,11 @@ import {
 } from "../models/index.js";
 import { readSafetensors } from "../io/safetensors.js";
 import { checkpointTensors, saveCheckpoint, stateFromCheckpoint } from "./checkpoint.js";
-import { ConfigError, vqOf, type PretrainConfig } from "./config.js";
+import { batchTooLarge, ConfigError, vqOf, type PretrainConfig } from "./config.js";
 import { chooseBackend, compileOn, features, normalise, sampleSplit, shuffled, specsOf, toHostValues } from "./features.js";
 import { knnPlot, lossPlot } from "./plots.js";
-import { openRunDir, systemRunDirEnv } from "./runDir.js";
+import { evalLogOf, MetricsWriter, parseMetricsLog, rowsUpTo, stepLogOf, tokenLogOf, type ResumedLog } from "./metricsLog.js";
+import { openRunDir, removeStaleTemps, systemRunDirEnv } from "./runDir.js";
 
 export interface StepLog {
   readonly epoch: number;
@@ -65,10 +66,13 @@ export interface RunTimings {
 export interface PretrainReport {
   readonly backend: string;
   readonly baselines: { readonly rawPixels: number; readonly randomInit: number };
+  /** The evaluations of the whole run, one per evaluated epoch (a resumed run's from its log). */
   readonly evals: readonly EvalLog[];
   readonly tokens: readonly TokenLog[];
   readonly steps: number;
+  /** Wall-clock seconds of the whole run, summed over its processes (each killed one counted up to its last metrics row). */
   readonly seconds: number;
+  /** Of the last process only (a resumed run compiles again); absent when it ran fewer than two steps. */
   readonly timings?: RunTimings;
   /** The [CLS] loss over the last 10 steps, against ln K, where uniform teacher targets would put it. */
   readonly finalClsLoss?: number;
@@ -102,16 +106,139 @@ const isHost = (x: unknown): x is HostTensor => x instanceof HostTensor;
 /** What a run writes in its out-dir: any of them there means the folder holds a run (src/train/runDir.ts). */
 export const PRETRAIN_OUTPUTS = ["metrics.jsonl", "report.json", "checkpoint.safetensors", "loss.svg", "knn.svg"] as const;
 
+/**
+ * The fields of report.json that are timings: they differ between two runs with the same settings
+ * and between an uninterrupted run and one killed and resumed; all else is fixed by the settings
+ * (on the same backend). metrics.jsonl's are `ROW_TIMING_FIELDS` (src/train/metricsLog.ts).
+ */
+export const REPORT_TIMING_FIELDS = ["seconds", "timings"] as const;
+
+/** A run's per-iteration schedules (one value per step of the whole run), and the steps the prototypes stay frozen. */
+export interface Schedules {
+  readonly lr: Float64Array;
+  readonly weightDecay: Float64Array;
+  readonly momentum: Float64Array;
+  readonly teacherTemp: Float64Array;
+  readonly teacherPatchTemp: Float64Array;
+  readonly frozenSteps: number;
+}
+
+export function schedulesOf(c: PretrainConfig, itersPerEpoch: number): Schedules {
+  const run = { epochs: c.epochs, itersPerEpoch };
+  const warm = Math.min(c.warmupTeacherTempEpochs, c.epochs);
+  return {
+    lr: learningRateSchedule({ ...run, batchSize: c.batchSize, lr: c.lr, minLr: c.minLr, warmupEpochs: c.warmupEpochs }),
+    weightDecay: weightDecaySchedule({ ...run, weightDecay: c.weightDecay, weightDecayEnd: c.weightDecayEnd }),
+    // In VQ mode the teacher is the momentum tokenizer, with its own τ.
+    momentum: teacherMomentumSchedule(c.tokenizer === "vq" ? { ...run, momentum: c.vqMomentum } : { ...run, momentum: c.momentumTeacher, end: c.momentumTeacherEnd }),
+    teacherTemp: teacherTempPerIteration(c.warmupTeacherTemp, c.teacherTemp, warm, run, c.temperatureWarmup),
+    teacherPatchTemp: teacherTempPerIteration(c.warmupTeacherPatchTemp, c.teacherPatchTemp, warm, run, c.temperatureWarmup),
+    frozenSteps: Math.round(c.freezeLastLayer * itersPerEpoch),
+  };
+}
+
+/**
+ * The config fields a resumed run may set otherwise than the checkpoint's run: where it writes,
+ * how often it evaluates, the backend, and `epochs` where `checkResume` allows it.
+ */
+export const RESUME_MAY_CHANGE = ["resume", "outDir", "evalEvery", "backend", "epochs"] as const;
+
+/** The first of the first `n` values where two schedules differ, or -1. */
+function firstDifference(a: Float64Array, b: Float64Array, n: number): number {
+  for (let i = 0; i < n; i++) if (!Object.is(a[i], b[i])) return i;
+  return -1;
+}
+
+/**
+ * Refuses to resume a checkpoint (`saved`: its run's config; `at`: the epochs and steps it holds)
+ * with settings `c` unless the continued run is the run `c` describes: every field the same except
+ * `RESUME_MAY_CHANGE`, and another `epochs` only where no schedule's values for the steps already
+ * taken depend on the run's length (the cosines of lr, weight decay and teacher momentum span the
+ * whole run: only a cosine that holds its value, start = end, does not). A ConfigError says which
+ * fields or schedules differ and what would allow it.
+ */
+export function checkResume(saved: Readonly<Record<string, unknown>>, c: PretrainConfig, at: { readonly epoch: number; readonly step: number }, itersPerEpoch: number): void {
+  const here = c as unknown as Record<string, unknown>;
+  const differs = Object.keys(c).filter((k) => !(RESUME_MAY_CHANGE as readonly string[]).includes(k) && JSON.stringify(saved[k]) !== JSON.stringify(here[k]));
+  if (!Number.isSafeInteger(saved.epochs) || (saved.epochs as number) < 1) differs.push("epochs");
+  if (differs.length) throw new ConfigError(`--resume: the checkpoint was made with other settings for ${differs.map((k) => `${k} (${JSON.stringify(saved[k])} there, ${JSON.stringify(here[k])} here)`).join(", ")}`);
+  const before = saved.epochs as number;
+  if (at.epoch > c.epochs) throw new ConfigError(`--resume: the checkpoint holds ${at.epoch} epochs, more than --epochs ${c.epochs}: pass --epochs ${before} (its run's) or more`);
+  if (before === c.epochs) return;
+  const now = schedulesOf(c, itersPerEpoch);
+  const then = schedulesOf({ ...c, epochs: before }, itersPerEpoch);
+  const changed = (k: keyof Omit<Schedules, "frozenSteps">) => {
+    const i = firstDifference(then[k], now[k], at.step);
+    return i < 0 ? "" : ` (from step ${i}: ${then[k][i]} there, ${now[k][i]} here)`;
+  };
+  const base = (c.lr * c.batchSize) / 256;
+  const why = [
+    [changed("lr"), `the learning rate${changed("lr")} follows, after its warm-up, a cosine from lr·batchSize/256 = ${base} to minLr ${c.minLr} over the whole run (minLr ${base} holds it)`],
+    [changed("weightDecay"), `the weight decay${changed("weightDecay")} follows a cosine from weightDecay ${c.weightDecay} to weightDecayEnd ${c.weightDecayEnd} over the whole run (weightDecayEnd = weightDecay holds it)`],
+    [changed("momentum"), c.tokenizer === "vq"
+      ? `the tokenizer momentum${changed("momentum")} follows a cosine from vqMomentum ${c.vqMomentum} to 1 over the whole run (only vqMomentum 1 holds it)`
+      : `the teacher momentum${changed("momentum")} follows a cosine from momentumTeacher ${c.momentumTeacher} to momentumTeacherEnd ${c.momentumTeacherEnd} over the whole run (momentumTeacherEnd = momentumTeacher holds it)`],
+    [changed("teacherTemp") || changed("teacherPatchTemp"), `the teacher temperatures${changed("teacherTemp") || changed("teacherPatchTemp")} warm up over warmupTeacherTempEpochs ${c.warmupTeacherTempEpochs} epochs, cut to the run's length (${before} epochs there)`],
+  ].filter(([d]) => d).map(([, w]) => w);
+  if (why.length)
+    throw new ConfigError(`--resume with --epochs ${c.epochs}, the checkpoint's run having ${before}: ${why.join("; ")}. These depend on the run's length, so its ${at.step} steps so far took other values than a ${c.epochs}-epoch run gives them, and the continued run would be neither. Resume with --epochs ${before}; a run can be lengthened only when its schedules do not depend on its length`);
+}
+
 export async function pretrain(c: PretrainConfig, hooks: PretrainHooks = {}): Promise<PretrainReport> {
   const log = hooks.log ?? ((s: string) => console.log(s));
   // Before any work: the out-dir must be a writable folder that no other run uses and no earlier
   // run's outputs fill (unless this run resumes from its checkpoint); its lock is held to the end.
   const lock = openRunDir(c.outDir, { command: "wgrad pretrain", outputs: PRETRAIN_OUTPUTS, checkpoint: "checkpoint.safetensors", resume: c.resume }, systemRunDirEnv(log));
   try {
+    // Holding the lock, any temp file of an atomic write in the folder is a killed process's.
+    removeStaleTemps(c.outDir, PRETRAIN_OUTPUTS, log);
     return await pretrainIn(c, hooks, log);
   } finally {
     lock.release();
   }
+}
+
+/**
+ * What a resumed run takes back: the checkpoint's tensors and position, and the log up to it
+ * (absent when the out-dir has no metrics.jsonl: resuming a checkpoint from elsewhere).
+ */
+interface Resumed {
+  readonly tensors: Readonly<Record<string, HostTensor>>;
+  readonly epoch: number;
+  readonly step: number;
+  readonly log?: ResumedLog;
+}
+
+/** Reads the checkpoint to resume, checks the settings against its run's, and reads the log back to it. */
+async function resumeFrom(c: PretrainConfig, itersPerEpoch: number, metricsPath: string, log: (line: string) => void): Promise<Resumed> {
+  const ck = await readSafetensors(c.resume)();
+  if (ck._tag === "Left") throw ck.left;
+  const meta = ck.right.metadata;
+  let saved: Record<string, unknown>;
+  try {
+    saved = JSON.parse(meta.config ?? "{}") as Record<string, unknown>;
+  } catch {
+    throw new ConfigError(`--resume ${c.resume}: its metadata holds no readable config, so its settings cannot be checked against this run's`);
+  }
+  const epoch = Number(meta.epoch);
+  const step = Number(meta.step);
+  const whole = Number.isSafeInteger(epoch) && epoch >= 0 && step === epoch * itersPerEpoch;
+  checkResume(saved, c, whole ? { epoch, step } : { epoch: 0, step: 0 }, itersPerEpoch);
+  if (!whole)
+    throw new ConfigError(`--resume ${c.resume}: its metadata says epoch ${JSON.stringify(meta.epoch)}, step ${JSON.stringify(meta.step)}, not a whole number of epochs of ${itersPerEpoch} steps, as this program writes them`);
+  log(`resuming from ${c.resume} after epoch ${epoch} (step ${step})`);
+  if (!existsSync(metricsPath)) {
+    log(`${metricsPath} does not exist: the log, the plots and the report start at step ${step}`);
+    return { tensors: ck.right.tensors, epoch, step };
+  }
+  const parsed = parseMetricsLog(readFileSync(metricsPath, "utf8"), metricsPath);
+  if (parsed.torn) log(`${metricsPath} line ${parsed.torn.line} was cut off by the interrupted run (${parsed.torn.text.length} characters, not a whole row): dropped`);
+  const kept = rowsUpTo(parsed, { epoch, step });
+  if (kept.dropped) log(`${metricsPath}: dropping ${kept.dropped} row${kept.dropped > 1 ? "s" : ""} written after the checkpoint (they will be written again)`);
+  if (kept.duplicates) log(`${metricsPath}: dropping ${kept.duplicates} earlier cop${kept.duplicates > 1 ? "ies" : "y"} of rows that a later one repeats`);
+  const steps = kept.rows.filter((r) => r.kind === "step").length;
+  if (steps !== step) log(`${metricsPath} holds ${steps} step rows for the ${step} steps before the checkpoint: the plots and the report cover those`);
+  return { tensors: ck.right.tensors, epoch, step, log: kept };
 }
 
 async function pretrainIn(c: PretrainConfig, hooks: PretrainHooks, log: (line: string) => void): Promise<PretrainReport> {
@@ -124,24 +251,20 @@ async function pretrainIn(c: PretrainConfig, hooks: PretrainHooks, log: (line: s
   const stats = pixelStats(trainAll);
   const mcrop = multiCropConfig(stats, { localCrops: c.localCrops, localSize: c.localSize });
   log(`data: ${data.right.source}, training on ${train.count} images (cache ${data.right.cache.status}); pixel mean ${stats.mean.toFixed(4)}, std ${stats.std.toFixed(4)}`);
+  const G = 2;
+  const B = c.batchSize;
+  const itersPerEpoch = Math.floor(train.count / B);
+  if (itersPerEpoch === 0) throw batchTooLarge(B, train.count, `the ${train.count} training images`);
+  const total = itersPerEpoch * c.epochs;
+  const sch = schedulesOf(c, itersPerEpoch);
+  const metricsPath = join(c.outDir, "metrics.jsonl");
+  // A resumed run is checked first: refused settings or a damaged log stop it before any long work.
+  const resumed = c.resume ? await resumeFrom(c, itersPerEpoch, metricsPath, log) : undefined;
 
   const gpu = await chooseBackend(c.backend, log);
   log(`backend: ${gpu ? `webgpu on ${gpu.adapterName}` : "cpu"}`);
 
   const mc = modelConfig(c);
-  const G = 2;
-  const B = c.batchSize;
-  const itersPerEpoch = Math.floor(train.count / B);
-  const total = itersPerEpoch * c.epochs;
-  const run = { epochs: c.epochs, itersPerEpoch };
-  const lrs = learningRateSchedule({ epochs: c.epochs, itersPerEpoch, batchSize: B, lr: c.lr, minLr: c.minLr, warmupEpochs: c.warmupEpochs });
-  const wds = weightDecaySchedule({ epochs: c.epochs, itersPerEpoch, weightDecay: c.weightDecay, weightDecayEnd: c.weightDecayEnd });
-  // In VQ mode the teacher is the momentum tokenizer, with its own τ.
-  const moms = teacherMomentumSchedule(c.tokenizer === "vq" ? { ...run, momentum: c.vqMomentum } : { ...run, momentum: c.momentumTeacher, end: c.momentumTeacherEnd });
-  const warm = Math.min(c.warmupTeacherTempEpochs, c.epochs);
-  const temps = teacherTempPerIteration(c.warmupTeacherTemp, c.teacherTemp, warm, run, c.temperatureWarmup);
-  const patchTemps = teacherTempPerIteration(c.warmupTeacherPatchTemp, c.teacherPatchTemp, warm, run, c.temperatureWarmup);
-  const frozenSteps = Math.round(c.freezeLastLayer * itersPerEpoch);
 
   // Initial state, computed once on the CPU; the first step uploads it.
   const init = evaluate(() => initIbotState(randomKey(c.seed), mc));
@@ -171,32 +294,22 @@ async function pretrainIn(c: PretrainConfig, hooks: PretrainHooks, log: (line: s
   log(`compiled the training step in ${compileSeconds.toFixed(1)} s`);
   const stepSeconds: number[] = [];
 
-  const metricsPath = join(c.outDir, "metrics.jsonl");
-  const evals: EvalLog[] = [];
-  const tokenLogs: TokenLog[] = [];
-  const stepLogs: StepLog[] = [];
-  let state: unknown = init;
-  let step = 0;
-  let firstEpoch = 0;
-  if (c.resume) {
-    const ck = await readSafetensors(c.resume)();
-    if (ck._tag === "Left") throw ck.left;
-    const saved = JSON.parse(ck.right.metadata.config ?? "{}") as Record<string, unknown>;
-    const differs = Object.keys(c).filter((k) => !["resume", "outDir", "evalEvery", "backend"].includes(k) && JSON.stringify(saved[k]) !== JSON.stringify((c as Record<string, unknown>)[k]));
-    if (differs.length) throw new ConfigError(`--resume: the checkpoint was made with other settings for ${differs.map((k) => `${k} (${JSON.stringify(saved[k])} there, ${JSON.stringify((c as Record<string, unknown>)[k])} here)`).join(", ")}`);
-    state = stateFromCheckpoint(init, ck.right.tensors, c.resume);
-    firstEpoch = Number(ck.right.metadata.epoch);
-    step = Number(ck.right.metadata.step);
-    log(`resuming from ${c.resume} after epoch ${firstEpoch} (step ${step})`);
-    // The plots cover the whole run: take back what the interrupted run logged up to the checkpoint.
-    const earlier = existsSync(metricsPath) ? readFileSync(metricsPath, "utf8").trim().split("\n").filter((l) => l) : [];
-    for (const line of earlier) {
-      const m = JSON.parse(line) as { kind: string } & StepLog & EvalLog;
-      if (m.kind === "step" && m.step < step) stepLogs.push(m);
-      if (m.kind === "eval" && m.epoch < firstEpoch) evals.push({ epoch: m.epoch, knnTeacher: m.knnTeacher, knnStudent: m.knnStudent });
-      if (m.kind === "tokens" && m.epoch < firstEpoch) tokenLogs.push(m as unknown as TokenLog);
-    }
-  } else writeFileSync(metricsPath, "");
+  // The log, the plots and the report cover the whole run: a resumed run takes back the rows up to its checkpoint.
+  const rows = resumed?.log?.rows ?? [];
+  const stepLogs: StepLog[] = rows.flatMap((r) => (r.kind === "step" ? [stepLogOf(r)] : []));
+  const tokenLogs: TokenLog[] = rows.flatMap((r) => (r.kind === "tokens" ? [tokenLogOf(r)] : []));
+  const evals: EvalLog[] = rows.flatMap((r) => (r.kind === "eval" ? [evalLogOf(r)] : []));
+  // The run's seconds over its processes: those before this one, then this one's.
+  const earlierSeconds = resumed?.log?.seconds ?? 0;
+  const runSeconds = () => earlierSeconds + (performance.now() - t0) / 1000;
+  const metrics = new MetricsWriter(metricsPath, runSeconds, resumed ? (resumed.log ? (resumed.log.changed ? resumed.log.lines : undefined) : []) : undefined);
+  if (!resumed) writeFileSync(metricsPath, "");
+  let state: unknown = resumed ? stateFromCheckpoint(init, resumed.tensors, c.resume) : init;
+  let step = resumed?.step ?? 0;
+  const firstEpoch = resumed?.epoch ?? 0;
+  const checkpointPath = join(c.outDir, "checkpoint.safetensors");
+  // The checkpoint a NaN would fall back to.
+  let lastCheckpoint = resumed ? `${c.resume} (after epoch ${resumed.epoch}, step ${resumed.step})` : undefined;
   let stoppedEarly: string | undefined;
   const grid = 28 / c.patchSize;
   const read = async (x: Value) => (await toHostValues(x))[0];
@@ -210,8 +323,8 @@ async function pretrainIn(c: PretrainConfig, hooks: PretrainHooks, log: (line: s
       const m = maskBatch(mixSeeds(c.seed, step, 3), G * B, grid, grid, { predRatio: c.predRatio, predRatioVar: c.predRatioVar, epoch, shape: "block" });
       const batch = { globals: crops.globals, locals: crops.locals, masks: Float32Array.from(m.masks) };
       const sched = {
-        lr: lrs[step], weightDecay: wds[step], momentum: moms[step], teacherTemp: temps[step], teacherPatchTemp: patchTemps[step],
-        step: step + 1, lastLayerStep: Math.max(0, step + 1 - frozenSteps), key: new Int32Array([c.seed, step]),
+        lr: sch.lr[step], weightDecay: sch.weightDecay[step], momentum: sch.momentum[step], teacherTemp: sch.teacherTemp[step], teacherPatchTemp: sch.teacherPatchTemp[step],
+        step: step + 1, lastLayerStep: Math.max(0, step + 1 - sch.frozenSteps), key: new Int32Array([c.seed, step]),
       };
       const r = exe.run(state, batch, sched);
       const mt = r.metrics;
@@ -222,39 +335,41 @@ async function pretrainIn(c: PretrainConfig, hooks: PretrainHooks, log: (line: s
       const koleo = mt.koleo ? { koleo: await read(mt.koleo) } : {};
       const agreed = mt.maskedAgreement ? { maskedAgreement: await read(mt.maskedAgreement) } : {};
       if (!Number.isFinite(loss)) {
-        stoppedEarly = `the loss became ${loss} at step ${step} (epoch ${epoch}); the last good checkpoint is kept`;
+        stoppedEarly = `the loss became ${loss} at step ${step} (epoch ${epoch}); ${lastCheckpoint ? `the last good checkpoint is kept: ${lastCheckpoint}` : "this was before the first checkpoint, so no checkpoint was written"}`;
         log(stoppedEarly);
         break outer;
       }
       state = r.state;
       stepSeconds.push((performance.now() - ts) / 1000);
       const s: StepLog = {
-        epoch, step, loss, cls, patch, lr: lrs[step], imagesPerSecond: B / ((performance.now() - ts) / 1000), tokenPerplexity: histogramUsage(counts[0]).perplexity, ...vq, ...koleo, ...agreed,
+        epoch, step, loss, cls, patch, lr: sch.lr[step], imagesPerSecond: B / ((performance.now() - ts) / 1000), tokenPerplexity: histogramUsage(counts[0]).perplexity, ...vq, ...koleo, ...agreed,
       };
-      appendFileSync(metricsPath, JSON.stringify({ kind: "step", ...s }) + "\n");
+      metrics.append({ kind: "step", ...s });
       stepLogs.push(s);
       hooks.onStep?.(s, total);
     }
     const usage = epochCounts.map(histogramUsage);
     const tl: TokenLog = { epoch, used: usage.map((u) => u.used), vocabulary: epochCounts.map((h) => h.length), perplexity: usage.map((u) => u.perplexity) };
     tokenLogs.push(tl);
-    appendFileSync(metricsPath, JSON.stringify({ kind: "tokens", ...tl }) + "\n");
+    metrics.append({ kind: "tokens", ...tl });
     log(`epoch ${epoch + 1}/${c.epochs}: patch tokens used ${tl.used.map((u, i) => `${u}/${tl.vocabulary[i]}`).join(", ")} (perplexity ${tl.perplexity.map((p) => p.toFixed(1)).join(", ")})`);
     if ((epoch + 1) % c.evalEvery === 0 || epoch === c.epochs - 1) {
       // The student is evaluated through the same backbone function (its mask token is unused without masks).
       const e: EvalLog = { epoch, images: step * B, knnTeacher: await evalTeacher((state as IbotState).teacher), knnStudent: await evalTeacher((state as IbotState).student) };
       evals.push(e);
-      appendFileSync(metricsPath, JSON.stringify({ kind: "eval", ...e }) + "\n");
+      metrics.append({ kind: "eval", ...e });
       log(`epoch ${epoch + 1}/${c.epochs}: k-NN teacher ${(100 * e.knnTeacher).toFixed(2)}%, student ${(100 * e.knnStudent).toFixed(2)}%`);
     }
     writeFileSync(join(c.outDir, "loss.svg"), await lossPlot(stepLogs));
     if (evals.length) writeFileSync(join(c.outDir, "knn.svg"), await knnPlot(evals, { rawPixels: raw.accuracy, randomInit }));
     // A checkpoint per epoch, written atomically: a later NaN leaves the last good one in place.
     const tensors = await checkpointTensors(state as IbotState as never, { channels: 1, size: c.patchSize });
-    const saved = await saveCheckpoint(join(c.outDir, "checkpoint.safetensors"), tensors, { format: "wgrad-ibot-1", epoch: String(epoch + 1), step: String(step), config: JSON.stringify(c) })();
+    const saved = await saveCheckpoint(checkpointPath, tensors, { format: "wgrad-ibot-1", epoch: String(epoch + 1), step: String(step), config: JSON.stringify(c) })();
     if (saved._tag === "Left") throw saved.left;
+    lastCheckpoint = `${checkpointPath} (after epoch ${epoch + 1}, step ${step})`;
     if (hooks.stopAfterEpoch?.(epoch)) break;
   }
+  metrics.flush();
   const later = stepSeconds.slice(1).sort((a, b) => a - b);
   const lastCls = stepLogs.slice(-10).map((l) => l.cls);
   const report: PretrainReport = {
@@ -263,7 +378,7 @@ async function pretrainIn(c: PretrainConfig, hooks: PretrainHooks, log: (line: s
     evals,
     tokens: tokenLogs,
     steps: step,
-    seconds: (performance.now() - t0) / 1000,
+    seconds: runSeconds(),
     ...(stepSeconds.length > 1 ? { timings: { compileSeconds, firstStepSeconds: stepSeconds[0], steadyStepSeconds: later[later.length >> 1] } } : {}),
     ...(lastCls.length ? { finalClsLoss: lastCls.reduce((a, b) => a + b, 0) / lastCls.length } : {}),
     lnK: Math.log(c.outDim),

@@ -10,7 +10,7 @@
  * The process facts (pid, hostname, clock, whether a pid is alive, exit hooks) come in a
  * `RunDirEnv`, so the lock's decisions can be tested without a second process.
  */
-import { existsSync, mkdirSync, readFileSync, realpathSync, renameSync, linkSync, statSync, unlinkSync, writeFileSync, type Stats } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, realpathSync, renameSync, linkSync, statSync, unlinkSync, writeFileSync, type Stats } from "node:fs";
 import { hostname } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { WgradError } from "../dsl/errors.js";
@@ -68,14 +68,25 @@ export interface RunDirEnv {
 
 /**
  * `process.kill(pid, 0)` sends nothing and fails with ESRCH when no such process exists; EPERM
- * means it exists under another user, so it counts as alive.
+ * means it exists under another user, so it counts as alive. A zombie (a process that has exited,
+ * killed with SIGKILL say, but whose parent has not reaped it yet: an orphan waits for init) still
+ * answers; on Linux its state in /proc says it is gone.
  */
 export function pidAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (e) {
     return errorCode(e) !== "ESRCH";
+  }
+  return !isZombie(pid);
+}
+
+function isZombie(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8"); // "pid (comm) S ...": comm may hold spaces and parentheses
+    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) === "Z";
+  } catch {
+    return false; // no /proc (not Linux), or gone meanwhile: kill(0) has the last word
   }
 }
 
@@ -169,6 +180,30 @@ export function checkUnused(dir: string, options: RunDirOptions): void {
     throw new RunDirError("used", dir, `--out-dir ${dir} already holds another run (${found.join(", ")}), and --resume ${resume} is not in it: resuming there would append to that run's metrics and replace its checkpoint. Pass --out-dir ${dirname(resume)} to resume into the checkpoint's own folder, or another --out-dir`);
   const canResume = checkpoint !== undefined && found.includes(checkpoint);
   throw new RunDirError("used", dir, `--out-dir ${dir} already holds a run (${found.join(", ")}): ${command} would overwrite it. ${canResume ? `To continue that run, pass --resume ${join(dir, checkpoint)}; to start another, pass` : "To start another run, pass"} another --out-dir, or delete ${dir} first`);
+}
+
+/**
+ * Removes the temp files that a process killed while writing one of `outputs` atomically left in
+ * `dir`: `.<output>.<pid>.tmp`, the writers' scheme (src/io/safetensors.ts, src/train/metricsLog.ts),
+ * one per kill, a full checkpoint's size each. Call it only while holding the folder's lock: no
+ * other process writes there then, so every such file is a leftover. Returns the names removed,
+ * each reported through `notice`.
+ */
+export function removeStaleTemps(dir: string, outputs: readonly string[], notice: (line: string) => void): string[] {
+  const escaped = outputs.map((o) => o.replace(/[.*+?^${}()|[\]\\]/g, "\\$&"));
+  const pattern = new RegExp(`^\\.(?:${escaped.join("|")})\\.\\d+\\.tmp$`);
+  const removed: string[] = [];
+  for (const name of readdirSync(dir)) {
+    if (!pattern.test(name)) continue;
+    try {
+      unlinkSync(join(dir, name));
+      removed.push(name);
+    } catch (e) {
+      if (errorCode(e) !== "ENOENT") notice(`could not remove ${join(dir, name)}, left by an interrupted write: ${String(e)}; delete it by hand`);
+    }
+  }
+  if (removed.length) notice(`${dir}: removed ${removed.length === 1 ? "a temp file" : `${removed.length} temp files`} left by an interrupted run (${removed.join(", ")})`);
+  return removed;
 }
 
 /**
