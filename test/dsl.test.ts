@@ -35,7 +35,11 @@ describe("bad input gives a clear error at graph-build time", () => {
     throwsClearly(() => w.make("slice", { starts: [0, 2], stops: [2, 5], steps: [1, 1] }, [x23()]), w.ShapeError, /^slice: bad range 2:5:1 on axis 1 of size 3/));
   test("broadcastTo a shape that cannot hold the operand", () => throwsClearly(() => w.broadcastTo(x23(), [3, 3]), w.ShapeError, /^broadcastTo: cannot broadcast to \[3,3\]/));
   test("a random key of the wrong shape", () => throwsClearly(() => w.uniform(w.input([3], "i32"), [2]), w.ShapeError, /a key must be i32\[2\]/, /randomKey/));
-  test("a ragged constant", () => throwsClearly(() => w.constant([[1, 2], [3]]), w.ArgumentError, /ragged/));
+  test("a ragged constant names the first ragged row", () => {
+    throwsClearly(() => w.constant([[1, 2], [3]]), w.ShapeError, /^constant: ragged nested list: \[1\] is a list of 1, expected a list of 2 like \[0\]/, /same length/);
+    throwsClearly(() => w.constant([[[1], [2]], [[3], 4]]), w.ShapeError, /\[1\]\[1\] is the number 4, expected a list of 1 like \[0\]\[0\]/);
+    throwsClearly(() => w.constant([[1, 2], ["a", 3]] as never), w.ArgumentError, /^constant: \[1\]\[0\] is the string "a", expected a number/);
+  });
   test("linear with a PyTorch-layout weight says to transpose it", () =>
     throwsClearly(() => w.linear(x23(), w.input([4, 3])), w.ShapeError, /^linear: input features 3 ≠ weight rows 4/, /transpose/));
   test("grad of a non-scalar function", () =>
@@ -52,6 +56,11 @@ describe("bad input gives a clear error at graph-build time", () => {
     const outside = w.input([2]);
     throwsClearly(() => w.compile((t: Tensor) => w.add(t, outside), [w.spec([2])]), w.ArgumentError, /not one of its arguments/);
   });
+  test("a compiled function closing over a tensor of another trace is refused when compiled", () => {
+    let kept: Tensor | undefined;
+    w.trace((t: Tensor) => (kept = w.exp(t)), [w.spec([2])]);
+    throwsClearly(() => w.compile((t: Tensor) => w.add(t, kept!), [w.spec([2])]), w.ArgumentError, /^compile: the function uses a placeholder/, /"arg0\.0"/, /another trace/, /pass it as an argument/);
+  });
   test("an unknown backend", () => throwsClearly(() => w.compile((t: Tensor) => t, [w.spec([1])], { backend: "tpu" as "cpu" }), w.ArgumentError, /unknown backend "tpu"/));
 
   test("attempt returns errors as an fp-ts Either", () => {
@@ -60,6 +69,51 @@ describe("bad input gives a clear error at graph-build time", () => {
     assert.deepEqual(bad._tag === "Left" && (bad.left as w.ShapeError).shapes, [[2, 3], [2, 3]]);
     const good = w.attempt(() => w.matmul(x23(), w.input([3, 1])));
     assert.ok(E.isRight(good) && good.right.shape.join() === "2,1");
+  });
+});
+
+describe("API misuse gives a WgradError naming the argument and what was given", () => {
+  const given = ["a string", "null"] as const;
+  const bad = { "a string": "ab", null: null } as const;
+  for (const g of given) {
+    test(`ops given ${g} where a tensor goes`, () => {
+      const v = bad[g] as never;
+      const what = g === "null" ? /null/ : /the string "ab"/;
+      throwsClearly(() => w.exp(v), w.ArgumentError, /^exp: operand 0 is/, what, /expected a Tensor/);
+      throwsClearly(() => w.add(x23(), v), w.ArgumentError, /^add: operand 1 is/, what);
+      throwsClearly(() => w.matmul(v, x23()), w.ArgumentError, /^matmul: operand 0 is/, what);
+      throwsClearly(() => w.sum(v), w.ArgumentError, /^sum: operand 0 is/, what);
+      throwsClearly(() => w.transpose(v), w.ArgumentError, /^transpose: operand 0 is/, what);
+      throwsClearly(() => w.concat([x23(), v]), w.ArgumentError, /^concat: operand 1 is/, what);
+      throwsClearly(() => w.softmax(v), w.ArgumentError, /operand 0 is/, what);
+      throwsClearly(() => w.linear(x23(), v), w.ArgumentError, /^linear: operand 1 is/, what);
+    });
+    test(`compile, run and evaluate given ${g} name the argument's path`, () => {
+      const v = bad[g] as never;
+      const what = g === "null" ? /got null/ : /got the string "ab"/;
+      throwsClearly(() => w.compile((t: Tensor) => t, [v]), w.ArgumentError, /^compile: expected a spec/, /at argument 0,/, what);
+      const exe = w.compile((p: { w: Tensor }) => w.sum(p.w), [{ w: w.spec([2]) }]);
+      throwsClearly(() => exe.run(v), w.ArgumentError, /^run: expected a host array/, /at argument 0,/, what);
+      throwsClearly(() => exe.run({ w: v }), w.ArgumentError, /^run: /, /at argument 0\.w,/, what);
+      throwsClearly(() => w.evaluate((t: Tensor) => t, [1, 2], [v]), w.ArgumentError, /^evaluate: /, /at argument 1\[0\],/, what);
+      throwsClearly(() => new w.HostTensor(v, [2]), w.ArgumentError, /^HostTensor: the data must be a Float32Array/, what);
+    });
+  }
+  test("compile given a bare spec or no function says what it expects", () => {
+    throwsClearly(() => w.compile((t: Tensor) => t, w.spec([2]) as never), w.ArgumentError, /^compile: the specs must be a list/, /got a TensorSpec/, /\[spec\(shape\)\]/);
+    throwsClearly(() => w.compile(w.spec([2]) as never, [w.spec([2])]), w.ArgumentError, /^compile: the first argument must be the function/);
+  });
+  test("evaluate with no arguments, or a function given no values", () => {
+    throwsClearly(() => (w.evaluate as (...a: unknown[]) => unknown)(), w.ArgumentError, /^evaluate: the first argument must be the function to evaluate, got undefined/, /evaluate\(f, \.\.\.values\)/);
+    throwsClearly(() => w.evaluate((t: Tensor) => w.exp(t)), w.ArgumentError, /^evaluate: the function takes 1 argument but no values were given/);
+    assert.equal(w.evaluate(() => w.constant(2)).item(), 2); // a function of no arguments needs none
+  });
+  test("evaluate takes a nested list as a tensor of its shape, and names the first ragged row", () => {
+    assert.deepEqual(w.evaluate((t: Tensor) => w.sum(t, 1), [[1, 2], [3, 4]]).toNested(), [3, 7]);
+    assert.deepEqual(w.evaluate((t: Tensor) => t, [[[1], [2]]]).shape, [1, 2, 1]);
+    throwsClearly(() => w.evaluate((t: Tensor) => t, [[1, 2], [3]]), w.ShapeError, /^evaluate: ragged nested list: argument 0\[1\] is a list of 1, expected a list of 2 like argument 0\[0\]/);
+    throwsClearly(() => w.evaluate((_a: Tensor, t: Tensor) => t, 1, { x: [[1, 2], [3, 4], [5]] }), w.ShapeError, /argument 1\.x\[2\] is a list of 1/);
+    throwsClearly(() => w.evaluate((t: Tensor) => t, [[1, 2], 3] as never), w.ShapeError, /argument 0\[1\] is the number 3, expected a list of 2/);
   });
 });
 
@@ -122,7 +176,7 @@ describe("pytrees", () => {
   });
 
   test("a non-tree value names its path", () => {
-    assert.throws(() => w.flatten({ a: [1, new Map()] }, (x): x is number => typeof x === "number", "number"), /expected a number, an array or a plain object at \.a\[1\], got Map/);
+    throwsClearly(() => w.flatten({ a: [1, new Map()] }, (x): x is number => typeof x === "number", "number"), w.ArgumentError, /expected a number, an array or a plain object at \.a\[1\], got a Map/);
   });
 
   test("compile takes and returns pytrees", () => {

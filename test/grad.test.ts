@@ -11,6 +11,15 @@ import { arbBroadcastShapes, arbShape, arbShapedTensor, arbTensor, checkGrads, t
 import type { Tensor } from "../src/index.js";
 
 const RUNS = { numRuns: 25 };
+
+/** Asserts that `build` throws `kind` with a message matching every pattern. */
+function throwsClearly(build: () => unknown, kind: new (...a: never[]) => Error, ...patterns: RegExp[]) {
+  assert.throws(build, (e: unknown) => {
+    assert.ok(e instanceof kind, `expected ${kind.name}, got ${String(e)}`);
+    for (const p of patterns) assert.match((e as Error).message, p);
+    return true;
+  });
+}
 const shapeOpts = { maxRank: 3, maxDim: 4 };
 
 /** min |a − b| over the broadcast pairs, via the library itself. */
@@ -318,6 +327,24 @@ describe("transformations", () => {
   test("nested grad does not confuse perturbations: d/dx [x · d/dy (x·y)] = 2x", () => {
     const g = w.evaluate((x: Tensor) => w.grad((a: Tensor) => w.mul(a, w.grad((b: Tensor) => w.mul(a, b))(a)))(x), 3);
     assert.equal(g.item(), 6);
+  });
+
+  test("grad and valueAndGrad refuse integer and bool arguments, naming the leaf; argnums and vjp take them", () => {
+    const loss = (x: Tensor, labels: Tensor) => w.sum(w.crossEntropy(x, labels));
+    const [x, labels] = [w.input([2, 3]), w.input([2], "i32")];
+    throwsClearly(() => w.grad(loss, { argnums: 1 })(x, labels), w.ArgumentError,
+      /^grad: grad requires real-valued inputs; argument 1 has dtype i32; pass it as a non-differentiated argument \(leave it out of argnums\) or cast it to f32/);
+    throwsClearly(() => w.valueAndGrad((p: { w: Tensor; mask: Tensor }) => w.sum(w.where(p.mask, p.w, 0)))({ w: x, mask: w.input([2, 3], "bool") }), w.ArgumentError,
+      /^valueAndGrad: valueAndGrad requires real-valued inputs; argument 0\.mask has dtype bool/);
+    assert.deepEqual(w.grad(loss)(x, labels).shape, [2, 3]); // the labels are not differentiated
+    const [, back] = w.vjp(loss, x, labels); // JAX's vjp takes integer primals too; their cotangent is zero
+    assert.equal(back(w.scalar(1))[1].dtype, "i32");
+  });
+
+  test("transformations given no function, or a string or null argument, say so", () => {
+    throwsClearly(() => w.grad(null as never), w.ArgumentError, /^grad: the first argument must be the function to differentiate, got null/);
+    throwsClearly(() => w.grad((t: Tensor) => w.sum(t))("ab" as never), w.ArgumentError, /^grad: expected a Tensor, an array or a plain object at argument 0, got the string "ab"/);
+    throwsClearly(() => w.vjp((t: Tensor) => t, null as never), w.ArgumentError, /^vjp: expected a Tensor, .* at argument 0, got null/);
   });
 
   test("vjp checks the cotangent's shape", () => {

@@ -28,6 +28,15 @@ after(() => ctx?.destroy());
 
 const read = async (a: GpuArray) => [...(await a.toArray())];
 
+/** Asserts that `build` throws `kind` with a message matching every pattern. */
+function throwsClearly(build: () => unknown, kind: new (...a: never[]) => Error, ...patterns: RegExp[]) {
+  assert.throws(build, (e: unknown) => {
+    assert.ok(e instanceof kind, `expected ${kind.name}, got ${String(e)}`);
+    for (const p of patterns) assert.match((e as Error).message, p);
+    return true;
+  });
+}
+
 /** |gpu − ref| <= atol + rtol·|ref| elementwise, naming the first bad element. */
 function assertClose(gpu: ArrayLike<number>, ref: ArrayLike<number>, what: string, rtol = 2e-4, atol = 2e-5) {
   assert.equal(gpu.length, ref.length, `${what}: length`);
@@ -596,6 +605,67 @@ describe("compiler", () => {
     assert.throws(() => exe3.run(other), /expects f32\[3\], got a GpuArray f32\[2,2\]/);
     const none = await w.acquireDevice({ dawnFlags: ["adapter=no-such-gpu"] })();
     assert.ok(none._tag === "Left" && /no GPU adapter found/.test(none.left.message) && /lavapipe/.test(none.left.message));
+  });
+
+  test("a function closing over a tensor of another trace is refused at compile, with the CPU backend's error", () => {
+    let kept: Tensor | undefined;
+    w.trace((t: Tensor) => (kept = w.exp(t)), [w.spec([2])]);
+    const f = (t: Tensor) => w.add(t, kept!);
+    const messageOf = (build: () => unknown) => {
+      try {
+        build();
+      } catch (e) {
+        return e instanceof w.ArgumentError ? e.message : `not an ArgumentError: ${String(e)}`;
+      }
+      return "no error";
+    };
+    const cpu = messageOf(() => w.compile(f, [w.spec([2])]));
+    assert.match(cpu, /^compile: the function uses a placeholder .* another trace/);
+    assert.equal(messageOf(() => w.compile(f, [w.spec([2])], { backend: ctx })), cpu);
+  });
+
+  test("run given a string or null names the argument and what was given", () => {
+    const exe = w.compile((p: { w: Tensor }) => w.exp(p.w), [{ w: w.spec([2]) }], { backend: ctx });
+    throwsClearly(() => exe.run("ab" as never), w.ArgumentError, /^run: expected a host array or GpuArray/, /at argument 0, got the string "ab"/);
+    throwsClearly(() => exe.run({ w: null } as never), w.ArgumentError, /at argument 0\.w, got null/);
+    exe.dispose();
+  });
+
+  test("a destroyed device refuses compile, run, toArray and createBuffer with a DeviceError", async () => {
+    const dead = await w.webgpu();
+    const exe = w.compile((t: Tensor) => w.exp(t), [w.spec([2])], { backend: dead });
+    const out = exe.run([1, 2]) as GpuArray;
+    dead.destroy();
+    assert.ok(dead.destroyed);
+    const gone = [/this device was destroyed/, /webgpu\(\)/];
+    throwsClearly(() => w.compile((t: Tensor) => w.exp(t), [w.spec([2])], { backend: dead }), w.DeviceError, /^webgpu: compile: /, ...gone);
+    throwsClearly(() => exe.run([1, 2]), w.DeviceError, /^webgpu: run: /, ...gone);
+    throwsClearly(() => dead.createBuffer(16, GPUBufferUsage.STORAGE), w.DeviceError, /^webgpu: createBuffer: /, ...gone);
+    await assert.rejects(out.toArray(), (e: unknown) => e instanceof w.DeviceError && /^webgpu: toArray: this device was destroyed/.test(e.message));
+    out.dispose(); // releasing what was left stays allowed
+    exe.dispose();
+  });
+
+  test("a buffer over the device's binding limit is refused at compile time, naming it, its shape, its bytes and the limit", () => {
+    const limit = ctx.bufferLimit;
+    assert.equal(limit.bytes, Math.min(ctx.limits.maxStorageBufferBindingSize, ctx.limits.maxBufferSize));
+    const n = Math.floor(limit.bytes / 4) + 1; // one element too many
+    const side = Math.ceil(Math.sqrt(limit.bytes / 4)) + 1;
+    const tooBig = (what: RegExp, shape: readonly number[]) => [
+      /^webgpu: /, what, new RegExp(`f32\\[${shape.join(",")}\\], takes ${4 * shape.reduce((a, b) => a * b, 1)} bytes`),
+      new RegExp(`more than this device's ${limit.name} of ${limit.bytes} bytes`), /smaller batch|CPU backend/,
+    ];
+    const live = ctx.liveBuffers;
+    throwsClearly(() => w.compile((p: { x: Tensor }) => w.sum(p.x), [{ x: w.spec([n]) }], { backend: ctx }), w.DeviceError, ...tooBig(/argument 0\.x, /, [n]));
+    throwsClearly(() => w.compile((a: Tensor) => ({ y: w.broadcastTo(a, [side, side]) }), [w.spec([side])], { backend: ctx }), w.DeviceError, ...tooBig(/result\.y, /, [side, side]));
+    const outer = (a: Tensor, b: Tensor) => w.sum(w.matmul(w.expandDims(a, 1), w.expandDims(b, 0)));
+    throwsClearly(() => w.compile(outer, [w.spec([side]), w.spec([side])], { backend: ctx }), w.DeviceError, ...tooBig(/the intermediate value kernel k\d+_matmul\w* computes, /, [side, side]));
+    if (limit.bytes <= 2 ** 28) {
+      // A constant is held on the host first, so only where the limit is small enough to allocate one beyond it.
+      const big = w.constant(new Float32Array(n), "f32", [n]);
+      throwsClearly(() => w.compile((a: Tensor) => w.sum(w.mul(w.broadcastTo(w.sum(a), [n]), big)), [w.spec([2])], { backend: ctx }), w.DeviceError, ...tooBig(/a constant read by kernel /, [n]));
+    }
+    assert.equal(ctx.liveBuffers, live, "refused before allocating anything");
   });
 
   test("lavapipe's thread pool: 4 per core (at most 32) unless LP_NUM_THREADS is set; 0 leaves it alone", () => {

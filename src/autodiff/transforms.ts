@@ -3,7 +3,9 @@
  * JAX. They build the backward graph symbolically (nothing runs), so results compile, fuse and
  * differentiate again like any other graph.
  */
-import { add, ArgumentError, flatten, isFloat, isTensor, make, mul, ones, sum, unflatten, zerosLike, type Tensor, type Tree } from "../dsl/index.js";
+import {
+  add, ArgumentError, describeValue, flatten, isFloat, isTensor, leafPaths, make, mul, ones, sum, unflatten, zerosLike, type Tensor, type Tree, type TreeDef,
+} from "../dsl/index.js";
 import { backprop } from "./backprop.js";
 
 /** A fresh node equal to `x`, so a transformation differentiates with respect to its own argument only. */
@@ -15,13 +17,30 @@ interface Prepared {
   defs: ReturnType<typeof flatten>["def"][];
 }
 
-function prepare(op: string, args: readonly unknown[], argnums: readonly number[]): Prepared {
+/**
+ * Refuses to differentiate with respect to integer or bool leaves, as JAX's grad does: their
+ * gradient is not defined, and zeros would hide that a wrong argument was differentiated.
+ * `argnums` leaves such an argument out; vjp, whose cotangents are defined for every primal, allows them.
+ */
+function checkRealValued(op: string, leaves: readonly Tensor[], def: TreeDef, a: number): void {
+  const paths = leafPaths(def, `argument ${a}`);
+  leaves.forEach((l, i) => {
+    if (!isFloat(l.dtype))
+      throw new ArgumentError(
+        op,
+        `${op} requires real-valued inputs; ${paths[i]} has dtype ${l.dtype}; pass it as a non-differentiated argument (leave it out of argnums) or cast it to f32`,
+      );
+  });
+}
+
+function prepare(op: string, args: readonly unknown[], argnums: readonly number[], realOnly: boolean): Prepared {
   const out = [...args];
   const wrt: Tensor[][] = [];
   const defs: Prepared["defs"] = [];
   for (const a of argnums) {
-    if (a < 0 || a >= args.length) throw new ArgumentError(op, `argnums ${a} is out of range for ${args.length} arguments`);
-    const { leaves, def } = flatten(args[a], isTensor, "Tensor");
+    if (!Number.isInteger(a) || a < 0 || a >= args.length) throw new ArgumentError(op, `argnums ${a} is out of range for ${args.length} arguments`);
+    const { leaves, def } = flatten(args[a], isTensor, "Tensor", { op, root: `argument ${a}` });
+    if (realOnly) checkRealValued(op, leaves, def, a);
     const fr = leaves.map(fresh);
     wrt.push(fr);
     defs.push(def);
@@ -30,7 +49,7 @@ function prepare(op: string, args: readonly unknown[], argnums: readonly number[
   return { args: out, wrt, defs };
 }
 
-/** Gradients back in each argument's tree structure; non-float leaves get zeros. */
+/** Gradients back in each argument's tree structure; non-float leaves (vjp's integer primals) get zeros. */
 function collect(p: Prepared, grads: readonly (Tensor | null)[]): Tree<Tensor>[] {
   let k = 0;
   return p.wrt.map((leaves, i) => unflatten(p.defs[i], leaves.map((l) => grads[k++] ?? zerosLike(l))));
@@ -56,10 +75,16 @@ type GradOf<A extends readonly unknown[], N> = N extends number ? A[N] : { -read
 
 type Fn<A extends readonly unknown[], R> = (...args: A) => R;
 
+/** A transformation's function argument, checked when it is transformed rather than when it is first called. */
+function checkFunction(op: string, f: unknown): void {
+  if (typeof f !== "function") throw new ArgumentError(op, `the first argument must be the function to differentiate, got ${describeValue(f)}`);
+}
+
 function valueAndGradImpl(op: string, f: (...a: unknown[]) => unknown, argnums: number | readonly number[], hasAux: boolean) {
+  checkFunction(op, f);
   const list = typeof argnums === "number" ? [argnums] : argnums;
   return (...args: unknown[]) => {
-    const p = prepare(op, args, list);
+    const p = prepare(op, args, list, true);
     const result = f(...p.args);
     if (hasAux && (!Array.isArray(result) || result.length !== 2)) throw new ArgumentError(op, "with hasAux the function must return [loss, aux]");
     const loss = scalarLoss(op, hasAux ? (result as unknown[])[0] : result);
@@ -101,11 +126,12 @@ export function vjp<A extends readonly unknown[], R extends Tree<Tensor>>(
   f: Fn<A, R>,
   ...primals: A
 ): [R, (cotangent: R) => { -readonly [K in keyof A]: A[K] }] {
-  const p = prepare("vjp", primals, primals.map((_, i) => i));
+  checkFunction("vjp", f);
+  const p = prepare("vjp", primals, primals.map((_, i) => i), false);
   const out = (f as unknown as (...a: unknown[]) => R)(...p.args);
-  const outs = flatten(out, isTensor, "Tensor").leaves;
+  const outs = flatten(out, isTensor, "Tensor", { op: "vjp", root: "the function's result" }).leaves;
   const pullback = (ct: R) => {
-    const { leaves: cts } = flatten(ct, isTensor, "Tensor");
+    const { leaves: cts } = flatten(ct, isTensor, "Tensor", { op: "vjp", root: "the cotangent" });
     if (cts.length !== outs.length) throw new ArgumentError("vjp", `the cotangent has ${cts.length} leaves, the output ${outs.length}`);
     cts.forEach((c, i) => {
       if (c.rank !== outs[i].rank || c.shape.some((d, j) => d !== outs[i].shape[j]))

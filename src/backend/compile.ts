@@ -3,14 +3,14 @@
  * it on host values; evaluate(f, ...args) does both in one call.
  */
 import {
-  ArgumentError, dtypeOfData, flatten, spec, trace, unflatten, type MapLeaves, type Tensor, type TensorSpec,
-  type Tree, type TreeDef,
+  ArgumentError, describeValue, dtypeOfData, flatten, isNestedList, leafPaths, mapTree, nestedList, spec, trace, unflatten, type MapLeaves,
+  type NestedNumbers, type Tensor, type TensorSpec, type Tree, type TreeDef,
 } from "../dsl/index.js";
 import { CpuProgram } from "./cpu/executable.js";
 import type { GpuArray } from "./webgpu/array.js";
 import { GpuContext } from "./webgpu/device.js";
 import { compileWebGpu, type GpuExecutable, type WebGpuCompileOptions } from "./webgpu/compiler.js";
-import { HostTensor, isHostInput, toHostData, type HostInput } from "./host.js";
+import { HostTensor, hostTensor, isHostInput, toHostData, type HostInput } from "./host.js";
 
 /** Backends that compile graphs by name. A WebGPU backend is a device: `backend: await webgpu()`. */
 export type BackendName = "cpu";
@@ -62,14 +62,14 @@ export type Traceable<S extends readonly unknown[], R> = (...args: { -readonly [
 export function compile<const S extends readonly unknown[], R>(f: Traceable<S, R>, specs: S, opts?: CompileOptions): Executable<S, R>;
 export function compile<const S extends readonly unknown[], R>(f: Traceable<S, R>, specs: S, opts: GpuCompileOptions): TypedGpuExecutable<S, R>;
 export function compile(f: (...a: never[]) => Tree<Tensor>, specs: readonly Tree<TensorSpec>[], opts: CompileOptions | GpuCompileOptions = {}): unknown {
-  if (opts.backend instanceof GpuContext) return compileWebGpu(trace(f, specs), opts.backend, opts as GpuCompileOptions);
+  if (opts.backend instanceof GpuContext) return compileWebGpu(trace(f, specs, "compile"), opts.backend, opts as GpuCompileOptions);
   return compileUntyped(f, specs, opts as CompileOptions);
 }
 
 function compileUntyped(f: (...a: never[]) => Tree<Tensor>, specs: readonly Tree<TensorSpec>[], opts: CompileOptions) {
   const backend = opts.backend ?? "cpu";
   if (backend !== "cpu") throw new ArgumentError("compile", `unknown backend "${String(backend)}"; use "cpu" or a WebGPU device from webgpu()`);
-  const graph = trace(f, specs);
+  const graph = trace(f, specs, "compile");
   const program = new CpuProgram(graph);
   const run = (...args: unknown[]): Tree<HostTensor> => {
     const flat = flattenArgs(args, graph.inputDefs, graph.inputs);
@@ -85,7 +85,7 @@ function flattenArgs(args: readonly unknown[], defs: readonly TreeDef[], inputs:
   const flat = [];
   let k = 0;
   for (let a = 0; a < args.length; a++) {
-    const { leaves, def } = flatten(args[a], isHostInput, "host array");
+    const { leaves, def } = flatten(args[a], isHostInput, HOST_ARRAY, { op: "run", root: `argument ${a}` });
     const differs = structureDifference(def, defs[a], `argument ${a}`);
     if (differs) throw new ArgumentError("run", `${differs}: pass the structure it was compiled with`);
     const paths = leafPaths(defs[a], `argument ${a}`);
@@ -107,11 +107,6 @@ function structureDifference(a: TreeDef, b: TreeDef, path: string): string | und
   return undefined;
 }
 
-function leafPaths(def: TreeDef, prefix: string): string[] {
-  if (def.kind === "leaf") return [prefix];
-  return def.children.flatMap((c, i) => leafPaths(c, def.kind === "object" ? `${prefix}.${def.keys[i]}` : `${prefix}[${i}]`));
-}
-
 /** The spec a host value stands for (plain number arrays are taken as f32 vectors). */
 function specOfHost(x: HostInput) {
   if (x instanceof HostTensor) return spec(x.shape, x.dtype);
@@ -120,15 +115,42 @@ function specOfHost(x: HostInput) {
   return spec([x.length], "f32");
 }
 
+/** What a run takes for one leaf, as errors name it. */
+const HOST_ARRAY = "host array (a typed array, a list of numbers, a number or a HostTensor)";
+
+const isEvaluateLeaf = (x: unknown): x is HostInput | readonly NestedNumbers[] => isHostInput(x) || isNestedList(x);
+
+/** A leaf given to evaluate as a host value: nested number lists become f32 HostTensors of their shape (ragged ones are a ShapeError naming the row). */
+function evaluateLeaf(x: HostInput | readonly NestedNumbers[], path: string): HostInput {
+  if (!isNestedList(x)) return x;
+  const { shape, values } = nestedList("evaluate", x, path);
+  return hostTensor(values, shape, "f32");
+}
+
+/**
+ * evaluate's own mistakes, named before anything is traced: no function (`evaluate()`), a value
+ * where the function goes, or a function of arguments called with no values.
+ */
+function checkEvaluate(f: unknown, args: readonly unknown[]): void {
+  if (typeof f !== "function") throw new ArgumentError("evaluate", `the first argument must be the function to evaluate, got ${describeValue(f)}: call evaluate(f, ...values)`);
+  if (args.length === 0 && f.length > 0)
+    throw new ArgumentError("evaluate", `the function takes ${f.length} argument${f.length > 1 ? "s" : ""} but no values were given: pass them after it, evaluate(f, x, ...)`);
+}
+
 /**
  * Evaluates `f` on host values in one call (traces, compiles for the CPU, runs). Specs come from
- * the values: give HostTensors for anything that is not a vector.
+ * the values: numbers and number lists are f32 scalars and vectors, nested number lists f32
+ * tensors of their shape ([[1, 2], [3, 4]] is [2, 2]), typed arrays vectors of their dtype;
+ * give HostTensors for anything else.
  */
 export function evaluate<R>(f: (...args: never[]) => R, ...args: readonly Tree<HostInput>[]): HostResult<R> {
-  const specs = args.map((a) => {
-    const { leaves, def } = flatten(a, isHostInput, "host array");
-    return unflatten(def, leaves.map(specOfHost));
+  checkEvaluate(f, args);
+  const values = args.map((a, i) => {
+    const { leaves, def } = flatten(a, isEvaluateLeaf, HOST_ARRAY, { op: "evaluate", root: `argument ${i}` });
+    const paths = leafPaths(def, `argument ${i}`);
+    return unflatten(def, leaves.map((l, k) => evaluateLeaf(l, paths[k])));
   });
-  return compileUntyped(f as (...a: never[]) => Tree<Tensor>, specs, {}).run(...args) as HostResult<R>;
+  const specs = values.map((v) => mapTree(v, isHostInput, specOfHost));
+  return compileUntyped(f as (...a: never[]) => Tree<Tensor>, specs, {}).run(...values) as HostResult<R>;
 }
 

@@ -1,4 +1,10 @@
-import { allocate, coerce, dtypeOfData, formatShape, sizeOf, ArgumentError, type DType, type HostData, type Shape } from "../dsl/index.js";
+import { allocate, checkShape, coerce, describeValue, dtypeOfData, formatShape, sizeOf, ArgumentError, type DType, type HostData, type Shape } from "../dsl/index.js";
+
+/** Refuses HostTensor data that is not a typed array wgrad stores: a string or null would fail later as a TypeError. */
+function checkData(data: unknown): void {
+  if (!(data instanceof Float32Array || data instanceof Float64Array || data instanceof Int32Array || data instanceof Uint8Array))
+    throw new ArgumentError("HostTensor", `the data must be a Float32Array, Float64Array, Int32Array or Uint8Array, got ${describeValue(data)}; hostTensor(values, shape) converts number lists`);
+}
 
 /** A tensor's values on the host: a typed array with its shape and dtype (row-major). */
 export class HostTensor {
@@ -7,6 +13,8 @@ export class HostTensor {
     readonly shape: Shape,
     readonly dtype: DType = dtypeOfData(data),
   ) {
+    checkData(data);
+    checkShape("HostTensor", shape);
     if (data.length !== sizeOf(shape))
       throw new ArgumentError("HostTensor", `${data.length} values do not fill shape ${formatShape(shape)} (${sizeOf(shape)} elements)`);
   }
@@ -48,6 +56,8 @@ export const isHostInput = (x: unknown): x is HostInput =>
 
 /** Builds a HostTensor from values and a shape, rounding plain numbers to `dtype`. */
 export function hostTensor(values: HostData | ArrayLike<number>, shape: Shape, dtype?: DType): HostTensor {
+  if (values === null || typeof values !== "object")
+    throw new ArgumentError("hostTensor", `the values must be a typed array or a list of numbers, got ${describeValue(values)}`);
   const d = dtype ?? (ArrayBuffer.isView(values) ? dtypeOfData(values as HostData) : "f32");
   if (ArrayBuffer.isView(values) && dtypeOfData(values as HostData) === d) return new HostTensor(values as HostData, shape, d);
   const data = allocate(d, values.length);

@@ -9,6 +9,23 @@ export class WgradError extends Error {
 export const formatShape = (s: readonly number[]): string => `[${s.join(",")}]`;
 
 /**
+ * What a wrong value is, in words, for error messages: `the string "ab"`, `null`, `a list of 2`,
+ * `an object with keys {w, b}`, `a HostTensor`. Messages say what was given, not only what was expected.
+ */
+export function describeValue(x: unknown): string {
+  if (x === null || x === undefined) return String(x);
+  if (typeof x === "string") return `the string ${JSON.stringify(x.length > 40 ? `${x.slice(0, 40)}…` : x)}`;
+  if (typeof x === "number" || typeof x === "boolean" || typeof x === "bigint") return `the ${typeof x} ${String(x)}`;
+  if (typeof x === "function") return "a function";
+  if (typeof x !== "object") return `a ${typeof x}`;
+  if (Array.isArray(x)) return `a list of ${x.length}`;
+  const proto: unknown = Object.getPrototypeOf(x);
+  if (proto === Object.prototype || proto === null) return `an object with keys {${Object.keys(x).join(", ")}}`;
+  const name = typeof x.constructor === "function" ? x.constructor.name : "";
+  return name ? `a ${name}` : "an object";
+}
+
+/**
  * A shape mismatch found while building a graph. `op` names the operation, `shapes` the
  * operand shapes involved, and the message says what to do about it.
  */

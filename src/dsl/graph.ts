@@ -1,5 +1,5 @@
 import type { DType } from "./dtype.js";
-import { ArgumentError } from "./errors.js";
+import { ArgumentError, describeValue } from "./errors.js";
 import { input } from "./ops.js";
 import { flatten, type MapLeaves, type Tree, type TreeDef } from "./pytree.js";
 import type { Shape } from "./shape.js";
@@ -36,19 +36,30 @@ export type Traced<S> = MapLeaves<S, TensorSpec, Tensor>;
  * Calls `f` on placeholders made from `specs` (one pytree of specs per argument) and records the
  * graph it builds. Nothing is evaluated.
  */
-export function trace(f: TensorFn, specs: readonly Tree<TensorSpec>[]): Graph {
+export function trace(f: TensorFn, specs: readonly Tree<TensorSpec>[], op = "trace"): Graph {
+  checkTraceable(op, f, specs);
   const inputs: Tensor[] = [];
   const inputDefs: TreeDef[] = [];
   const args = specs.map((s, a) => {
-    const { leaves, def } = flatten(s, isSpec, "spec (use spec(shape, dtype))");
+    const { leaves, def } = flatten(s, isSpec, "spec (use spec(shape, dtype))", { op, root: `argument ${a}` });
     inputDefs.push(def);
     const phs = leaves.map((l, i) => input(l.shape, l.dtype, `arg${a}.${i}`));
     inputs.push(...phs);
     return rebuild(def, phs);
   });
   const out = (f as (...a: unknown[]) => Tree<Tensor>)(...args);
-  const { leaves, def } = flatten(out, isTensor, "Tensor");
+  const { leaves, def } = flatten(out, isTensor, "Tensor", { op, root: "the function's result" });
   return { inputs, outputs: leaves, inputDefs, outputDef: def };
+}
+
+/**
+ * A function and a list of argument specs, checked before tracing: `compile(spec([2]), f)` or a
+ * bare spec for the list would otherwise fail as "f is not a function" or "specs.map is not a function".
+ */
+function checkTraceable(op: string, f: unknown, specs: unknown): void {
+  if (typeof f !== "function") throw new ArgumentError(op, `the first argument must be the function to trace, got ${describeValue(f)}`);
+  if (!Array.isArray(specs))
+    throw new ArgumentError(op, `the specs must be a list with one spec tree per argument of the function, got ${describeValue(specs)}; for one argument write [spec(shape)]`);
 }
 
 function rebuild(def: TreeDef, leaves: readonly Tensor[]): Tree<Tensor> {
@@ -89,10 +100,18 @@ export function topoSort(outputs: readonly Tensor[]): Tensor[] {
   return order;
 }
 
-/** Checks that every placeholder a graph uses is one of its declared inputs. */
+/**
+ * Checks that every placeholder a graph uses is one of its declared inputs. Every backend calls it
+ * when it compiles a graph, so a function that closes over a tensor of another trace (a value kept
+ * from an earlier compile or a grad call) is refused there, with the same error on every backend,
+ * instead of failing when it runs.
+ */
 export function checkClosed(g: Graph): void {
   const declared = new Set(g.inputs);
   for (const n of topoSort(g.outputs))
     if (n.prim === "input" && !declared.has(n))
-      throw new ArgumentError("compile", `the function uses a placeholder (${n}) that is not one of its arguments; pass it as an argument instead of closing over it`);
+      throw new ArgumentError(
+        "compile",
+        `the function uses a placeholder (${n}${"name" in n.params ? ` "${n.params.name}"` : ""}) that is not one of its arguments: a tensor of another trace, captured by closure; pass it as an argument instead of closing over it`,
+      );
 }

@@ -2,7 +2,7 @@ import { isFloat, type DType } from "./dtype.js";
 import { ArgumentError, DTypeError, ShapeError, formatShape } from "./errors.js";
 import type { BinaryPrim, ComparePrim, Prim, PrimParams, UnaryPrim } from "./prims.js";
 import { broadcastShapes, checkShape, normalizeAxis, shapesEqual, sizeOf, type Shape } from "./shape.js";
-import { Tensor } from "./tensor.js";
+import { Tensor, tensorOperand } from "./tensor.js";
 
 interface Abstract {
   readonly shape: Shape;
@@ -197,6 +197,7 @@ export const inferRules: { readonly [P in Prim]: InferRule<P> } = {
 
 /** Builds a node, checking its operands through the primitive's inference rule. */
 export function make<P extends Prim>(prim: P, params: PrimParams[P], inputs: readonly Tensor[]): Tensor {
+  inputs.forEach((x, i) => tensorOperand(prim, x, i));
   const { shape, dtype } = (inferRules[prim] as InferRule<P>)(params, inputs);
   return new Tensor(prim, params, inputs, Object.freeze([...shape]), dtype);
 }

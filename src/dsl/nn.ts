@@ -9,11 +9,12 @@ import {
   mul, neg, reciprocal, reshape, sliceAxis, sqrt, stopGradient, sub, sum, swapAxes, transpose, where, type Axes,
 } from "./ops.js";
 import { normalizeAxes, normalizeAxis, sizeOf } from "./shape.js";
-import type { Tensor } from "./tensor.js";
+import { tensorOperand, type Tensor } from "./tensor.js";
 
 // ---------------------------------------------------------------- logic and arithmetic
 
 function boolOperands(op: string, xs: readonly Tensor[]): void {
+  xs.forEach((x, i) => tensorOperand(op, x, i));
   if (xs.some((x) => x.dtype !== "bool")) throw new DTypeError(op, xs.map((x) => x.dtype), "needs bool operands", "Compare first, e.g. greater(x, 0)");
 }
 export const logicalAnd = (a: Tensor, b: Tensor): Tensor => (boolOperands("logicalAnd", [a, b]), where(a, b, 0));
@@ -46,7 +47,7 @@ export function variance(x: Tensor, axes?: Axes, keepDims = false, ddof = 0): Te
 
 /** log Σ exp(x) over `axes`, stable; its gradient is softmax, given by a custom VJP. */
 export function logSumExp(x: Tensor, axes: Axes = -1, keepDims = false): Tensor {
-  const ax = normalizeAxes("logSumExp", axes, x.rank);
+  const ax = normalizeAxes("logSumExp", axes, tensorOperand("logSumExp", x).rank);
   const keep = x.shape.map((d, i) => (ax.includes(i) ? 1 : d));
   const lse = customVjp(
     "logSumExp",
@@ -68,7 +69,8 @@ export const softmax = (x: Tensor, axis = -1): Tensor => exp(logSoftmax(x, axis)
  * logits' shape minus `axis` (i32).
  */
 export function crossEntropy(logits: Tensor, targets: Tensor, axis = -1): Tensor {
-  const a = normalizeAxis("crossEntropy", axis, logits.rank);
+  const a = normalizeAxis("crossEntropy", axis, tensorOperand("crossEntropy", logits).rank);
+  tensorOperand("crossEntropy", targets, 1);
   const logp = logSoftmax(logits, a);
   if (targets.dtype === "i32") {
     const expected = logits.shape.filter((_, i) => i !== a);
@@ -85,7 +87,7 @@ export function crossEntropy(logits: Tensor, targets: Tensor, axis = -1): Tensor
 
 /** One-hot encoding of i32 labels, with the classes on a new axis (last by default). */
 export function oneHot(labels: Tensor, numClasses: number, dtype: DType = "f32", axis = -1): Tensor {
-  if (labels.dtype !== "i32") throw new DTypeError("oneHot", [labels.dtype], "labels must be i32");
+  if (tensorOperand("oneHot", labels).dtype !== "i32") throw new DTypeError("oneHot", [labels.dtype], "labels must be i32");
   const a = normalizeAxis("oneHot", axis, labels.rank + 1);
   const shape = [...labels.shape.slice(0, a), numClasses, ...labels.shape.slice(a)];
   return cast(equal(expandDims(labels, a), iota(shape, a)), dtype);
@@ -95,7 +97,7 @@ export function oneHot(labels: Tensor, numClasses: number, dtype: DType = "f32",
 
 /** x / max(‖x‖₂, eps) along `axis` (PyTorch's F.normalize), with a custom VJP. */
 export function l2Normalize(x: Tensor, axis = -1, eps = 1e-12): Tensor {
-  const a = normalizeAxis("l2Normalize", axis, x.rank);
+  const a = normalizeAxis("l2Normalize", axis, tensorOperand("l2Normalize", x).rank);
   const norm = (v: Tensor) => maximum(sqrt(sum(mul(v, v), a, true)), eps);
   return customVjp(
     "l2Normalize",
@@ -127,6 +129,7 @@ export const geluTanh = (x: Tensor): Tensor =>
 
 /** x·w + b with w laid out [in, out] (PyTorch stores [out, in]; transpose when importing). */
 export function linear(x: Tensor, w: Tensor, b?: Tensor): Tensor {
+  [x, w].forEach((t, i) => tensorOperand("linear", t, i));
   if (w.rank !== 2) throw new ShapeError("linear", [x.shape, w.shape], "the weight must be a matrix [in, out]");
   if (x.shape[x.rank - 1] !== w.shape[0])
     throw new ShapeError("linear", [x.shape, w.shape], `input features ${x.shape[x.rank - 1]} ≠ weight rows ${w.shape[0]}`, "The weight is [in, out]; transpose a PyTorch [out, in] weight");
@@ -142,6 +145,7 @@ export function linear(x: Tensor, w: Tensor, b?: Tensor): Tensor {
  * v [..., Tk, dv]. `bias` (broadcast to [..., Tq, Tk]) adds to the logits, e.g. −1e9 to mask.
  */
 export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, opts: { scale?: number; bias?: Tensor } = {}): Tensor {
+  [q, k, v].forEach((t, i) => tensorOperand("attention", t, i));
   const d = q.shape[q.rank - 1];
   if (k.shape[k.rank - 1] !== d) throw new ShapeError("attention", [q.shape, k.shape, v.shape], "queries and keys need the same feature size");
   const logits = mul(matmul(q, swapAxes(k)), opts.scale ?? 1 / Math.sqrt(d));
@@ -150,14 +154,14 @@ export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, opts:
 
 /** [B, T, H·d] → [B, H, T, d]. */
 export function splitHeads(x: Tensor, heads: number): Tensor {
-  const [b, t, c] = x.shape;
+  const [b, t, c] = tensorOperand("splitHeads", x).shape;
   if (x.rank !== 3 || c % heads !== 0) throw new ShapeError("splitHeads", [x.shape], `needs [B, T, C] with C divisible by ${heads} heads`);
   return transpose(reshape(x, [b, t, heads, c / heads]), [0, 2, 1, 3]);
 }
 
 /** [B, H, T, d] → [B, T, H·d]. */
 export function mergeHeads(x: Tensor): Tensor {
-  const [b, h, t, d] = x.shape;
+  const [b, h, t, d] = tensorOperand("mergeHeads", x).shape;
   if (x.rank !== 4) throw new ShapeError("mergeHeads", [x.shape], "needs [B, H, T, d]");
   return reshape(transpose(x, [0, 2, 1, 3]), [b, t, h * d]);
 }
@@ -175,7 +179,7 @@ export interface AttentionParams {
  * with scale (C/heads)^−½, and an output projection.
  */
 export function multiHeadAttention(x: Tensor, p: AttentionParams, heads: number, bias?: Tensor): Tensor {
-  const c = x.shape[x.rank - 1];
+  const c = tensorOperand("multiHeadAttention", x).shape[x.rank - 1];
   if (p.wQkv.shape[1] !== 3 * c) throw new ShapeError("multiHeadAttention", [x.shape, p.wQkv.shape], "wQkv must be [C, 3C]");
   if (!Number.isInteger(c / heads)) throw new ArgumentError("multiHeadAttention", `width ${c} is not divisible by ${heads} heads`);
   const qkv = linear(x, p.wQkv, p.bQkv);

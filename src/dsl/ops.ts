@@ -4,11 +4,11 @@
  * immutable graph node, and bad operands throw a ShapeError/DTypeError naming the op.
  */
 import { allocate, coerce, isFloat, type DType, type HostData } from "./dtype.js";
-import { ArgumentError } from "./errors.js";
+import { ArgumentError, ShapeError, describeValue } from "./errors.js";
 import { make } from "./infer.js";
 import type { BinaryPrim, ComparePrim, CustomBackward, UnaryPrim } from "./prims.js";
 import { normalizeAxes, normalizeAxis, sizeOf, type Shape } from "./shape.js";
-import { Tensor } from "./tensor.js";
+import { Tensor, tensorOperand } from "./tensor.js";
 
 /** A tensor, or a JS number taken as a scalar of the other operand's dtype. */
 export type TensorLike = Tensor | number;
@@ -21,15 +21,47 @@ export const input = (shape: Shape, dtype: DType = "f32", name = "x"): Tensor =>
 /** A nested array of numbers, e.g. [[1, 2], [3, 4]]. */
 export type NestedNumbers = number | readonly NestedNumbers[];
 
-function flattenNested(v: NestedNumbers, shape: number[], out: number[], depth: number): void {
-  if (typeof v === "number") {
-    if (depth !== shape.length) throw new ArgumentError("constant", "ragged nested array");
-    out.push(v);
-    return;
-  }
-  if (depth === shape.length) shape.push(v.length);
-  else if (shape[depth] !== v.length) throw new ArgumentError("constant", "ragged nested array");
-  for (const e of v) flattenNested(e, shape, out, depth + 1);
+/** A nested number list's shape and row-major values (see nestedList). */
+export interface NestedValues {
+  readonly shape: number[];
+  readonly values: number[];
+}
+
+/**
+ * The shape and values of a nested list of numbers, [[1, 2], [3, 4]] → [2, 2]. Rows of different
+ * lengths, or a number where a row is expected, are a ShapeError naming the first ragged row by its
+ * path from `root` ("argument 0[1]"), since no shape holds them; anything else than numbers and
+ * lists is an ArgumentError naming its path.
+ */
+export function nestedList(op: string, value: NestedNumbers, root = ""): NestedValues {
+  const shape: number[] = [];
+  const firstPath: string[] = []; // the row that fixed each axis's length
+  const values: number[] = [];
+  const ragged = (path: string, depth: number, got: string) => {
+    const want = depth < shape.length ? `a list of ${shape[depth]} like ${firstPath[depth] || "the root"}` : `a number like the rows before it`;
+    return new ShapeError(op, [shape], `ragged nested list: ${path || "the root"} is ${got}, expected ${want}`, "Every row must have the same length; pad the rows, or pass flat values with a shape");
+  };
+  const go = (v: unknown, path: string, depth: number): void => {
+    if (typeof v === "number") {
+      if (depth !== shape.length) throw ragged(path, depth, `the number ${v}`);
+      values.push(v);
+      return;
+    }
+    if (!Array.isArray(v)) throw new ArgumentError(op, `${path || "the root"} is ${describeValue(v)}, expected a number or a list of numbers`);
+    if (depth === shape.length && values.length === 0) {
+      shape.push(v.length);
+      firstPath.push(path);
+    } else if (depth >= shape.length || shape[depth] !== v.length) throw ragged(path, depth, describeValue(v));
+    v.forEach((e, i) => go(e, `${path}[${i}]`, depth + 1));
+  };
+  go(value, root, 0);
+  return { shape, values };
+}
+
+/** A list holding lists (and only lists and numbers, at any depth): a tensor of rank 2 or more written as nested rows. */
+export function isNestedList(x: unknown): x is readonly NestedNumbers[] {
+  const numbersOrLists = (v: unknown): boolean => typeof v === "number" || (Array.isArray(v) && v.every(numbersOrLists));
+  return Array.isArray(x) && x.some(Array.isArray) && numbersOrLists(x);
 }
 
 /**
@@ -40,10 +72,7 @@ export function constant(value: NestedNumbers | ArrayLike<number>, dtype: DType 
   let flat: ArrayLike<number>;
   let sh: number[];
   if (typeof value === "number" || Array.isArray(value)) {
-    const f: number[] = [];
-    sh = [];
-    flattenNested(value as NestedNumbers, sh, f, 0);
-    flat = f;
+    ({ shape: sh, values: flat } = nestedList("constant", value));
   } else {
     flat = value as ArrayLike<number>;
     sh = [flat.length];
@@ -60,8 +89,8 @@ export const scalar = (v: number, dtype: DType = "f32"): Tensor => constant(v, d
 export const full = (shape: Shape, value: number, dtype: DType = "f32"): Tensor => broadcastTo(scalar(value, dtype), shape);
 export const zeros = (shape: Shape, dtype: DType = "f32"): Tensor => full(shape, 0, dtype);
 export const ones = (shape: Shape, dtype: DType = "f32"): Tensor => full(shape, 1, dtype);
-export const zerosLike = (x: Tensor): Tensor => zeros(x.shape, x.dtype);
-export const onesLike = (x: Tensor): Tensor => ones(x.shape, x.dtype);
+export const zerosLike = (x: Tensor): Tensor => zeros(tensorOperand("zerosLike", x).shape, x.dtype);
+export const onesLike = (x: Tensor): Tensor => ones(tensorOperand("onesLike", x).shape, x.dtype);
 
 /** The index along `axis` at every position of `shape`. */
 export const iota = (shape: Shape, axis = 0, dtype: DType = "i32"): Tensor =>
@@ -72,15 +101,17 @@ export const arange = (n: number, dtype: DType = "i32"): Tensor => iota([n], 0, 
 
 // ---------------------------------------------------------------- elementwise
 
-const lift = (x: TensorLike, like: TensorLike, op: string): Tensor => {
+/** A number operand as a scalar of the other operand's dtype; anything but a Tensor or a number is named (operand `index`). */
+const lift = (x: TensorLike, like: TensorLike, op: string, index: number): Tensor => {
   if (x instanceof Tensor) return x;
+  if (typeof x !== "number") return tensorOperand(op, x, index);
   if (like instanceof Tensor) return scalar(x, like.dtype);
   throw new ArgumentError(op, "at least one operand must be a Tensor");
 };
 
 const unary = (p: UnaryPrim) => (x: Tensor) => make(p, {}, [x]);
-const binary = (p: BinaryPrim) => (a: TensorLike, b: TensorLike) => make(p, {}, [lift(a, b, p), lift(b, a, p)]);
-const compare = (p: ComparePrim) => (a: TensorLike, b: TensorLike) => make(p, {}, [lift(a, b, p), lift(b, a, p)]);
+const binary = (p: BinaryPrim) => (a: TensorLike, b: TensorLike) => make(p, {}, [lift(a, b, p, 0), lift(b, a, p, 1)]);
+const compare = (p: ComparePrim) => (a: TensorLike, b: TensorLike) => make(p, {}, [lift(a, b, p, 0), lift(b, a, p, 1)]);
 
 export const neg = unary("neg");
 export const exp = unary("exp");
@@ -112,11 +143,11 @@ export const notEqual = compare("notEqual");
 
 /** Elementwise choice: `a` where `cond` is true, else `b`; all three broadcast. */
 export function where(cond: Tensor, a: TensorLike, b: TensorLike): Tensor {
-  return make("where", {}, [cond, lift(a, b, "where"), lift(b, a, "where")]);
+  return make("where", {}, [cond, lift(a, b, "where", 1), lift(b, a, "where", 2)]);
 }
 
 /** Converts to `dtype`: floats to i32 truncate; anything to bool is `x != 0`; bool to numbers is 0/1. */
-export const cast = (x: Tensor, dtype: DType): Tensor => (x.dtype === dtype ? x : make("cast", { dtype }, [x]));
+export const cast = (x: Tensor, dtype: DType): Tensor => (tensorOperand("cast", x).dtype === dtype ? x : make("cast", { dtype }, [x]));
 
 /** Identity in the forward pass; blocks every gradient path through it. */
 export const stopGradient = (x: Tensor): Tensor => make("stopGradient", {}, [x]);
@@ -127,7 +158,7 @@ export const stopGradient = (x: Tensor): Tensor => make("stopGradient", {}, [x])
 export type Axes = number | readonly number[] | undefined;
 
 function reduceWith(prim: "sum" | "max", x: Tensor, axes: Axes, keepDims: boolean): Tensor {
-  const ax = normalizeAxes(prim, axes, x.rank);
+  const ax = normalizeAxes(prim, axes, tensorOperand(prim, x).rank);
   const r = ax.length === 0 ? x : make(prim, { axes: ax }, [x]);
   return keepDims ? reshape(r, x.shape.map((d, i) => (ax.includes(i) ? 1 : d))) : r;
 }
@@ -137,7 +168,7 @@ export const max = (x: Tensor, axes?: Axes, keepDims = false): Tensor => reduceW
 export const min = (x: Tensor, axes?: Axes, keepDims = false): Tensor => neg(max(neg(x), axes, keepDims));
 
 function argReduce(prim: "argmax" | "argmin", x: Tensor, axis: number, keepDims: boolean): Tensor {
-  const a = normalizeAxis(prim, axis, x.rank);
+  const a = normalizeAxis(prim, axis, tensorOperand(prim, x).rank);
   const r = make(prim, { axis: a }, [x]);
   return keepDims ? expandDims(r, a) : r;
 }
@@ -151,6 +182,7 @@ export const argmin = (x: Tensor, axis = -1, keepDims = false): Tensor => argRed
 
 /** Same elements, new shape; one entry may be -1 to infer it. */
 export function reshape(x: Tensor, shape: Shape): Tensor {
+  tensorOperand("reshape", x);
   const free = shape.filter((d) => d === -1).length;
   if (free > 1) throw new ArgumentError("reshape", `only one -1 allowed in [${shape.join(",")}]`);
   let sh = shape;
@@ -164,7 +196,8 @@ export function reshape(x: Tensor, shape: Shape): Tensor {
 
 /** Reorders axes: output axis i is input axis perm[i]. Default: reverse all axes. */
 export function transpose(x: Tensor, perm?: readonly number[]): Tensor {
-  const p = perm ? perm.map((a) => normalizeAxis("transpose", a, x.rank)) : [...Array(x.rank).keys()].reverse();
+  const rank = tensorOperand("transpose", x).rank;
+  const p = perm ? perm.map((a) => normalizeAxis("transpose", a, rank)) : [...Array(rank).keys()].reverse();
   if (p.every((a, i) => a === i) && p.length === x.rank) return x;
   return make("permute", { perm: p }, [x]);
 }
@@ -172,24 +205,24 @@ export const permute = transpose;
 
 /** Swaps two axes (by default the last two: a matrix transpose over batch axes). */
 export function swapAxes(x: Tensor, a = -2, b = -1): Tensor {
-  const p = [...Array(x.rank).keys()];
+  const p = [...Array(tensorOperand("swapAxes", x).rank).keys()];
   const [i, j] = [normalizeAxis("swapAxes", a, x.rank), normalizeAxis("swapAxes", b, x.rank)];
   [p[i], p[j]] = [p[j], p[i]];
   return transpose(x, p);
 }
 
 export const broadcastTo = (x: Tensor, shape: Shape): Tensor =>
-  x.rank === shape.length && x.shape.every((d, i) => d === shape[i]) ? x : make("broadcastTo", { shape }, [x]);
+  tensorOperand("broadcastTo", x).rank === shape.length && x.shape.every((d, i) => d === shape[i]) ? x : make("broadcastTo", { shape }, [x]);
 
 /** Inserts a size-1 axis at `axis` (negative counts from the end of the result). */
 export function expandDims(x: Tensor, axis: number): Tensor {
-  const a = normalizeAxis("expandDims", axis, x.rank + 1);
+  const a = normalizeAxis("expandDims", axis, tensorOperand("expandDims", x).rank + 1);
   return reshape(x, [...x.shape.slice(0, a), 1, ...x.shape.slice(a)]);
 }
 
 /** Removes size-1 axes (the given ones, or all). */
 export function squeeze(x: Tensor, axes?: Axes): Tensor {
-  const ax = axes === undefined ? x.shape.flatMap((d, i) => (d === 1 ? [i] : [])) : normalizeAxes("squeeze", axes, x.rank);
+  const ax = axes === undefined ? tensorOperand("squeeze", x).shape.flatMap((d, i) => (d === 1 ? [i] : [])) : normalizeAxes("squeeze", axes, x.rank);
   for (const a of ax) if (x.shape[a] !== 1) throw new ArgumentError("squeeze", `axis ${a} has size ${x.shape[a]}, not 1`);
   return reshape(x, x.shape.filter((_, i) => !ax.includes(i)));
 }
@@ -202,7 +235,7 @@ export type SliceRange = readonly [number, number] | readonly [number, number, n
  * clamped like Python's; steps must be positive.
  */
 export function slice(x: Tensor, ranges: readonly SliceRange[]): Tensor {
-  if (ranges.length > x.rank) throw new ArgumentError("slice", `${ranges.length} ranges for a tensor of rank ${x.rank}`);
+  if (ranges.length > tensorOperand("slice", x).rank) throw new ArgumentError("slice", `${ranges.length} ranges for a tensor of rank ${x.rank}`);
   const starts: number[] = [];
   const stops: number[] = [];
   const steps: number[] = [];
@@ -220,7 +253,7 @@ export function slice(x: Tensor, ranges: readonly SliceRange[]): Tensor {
 
 /** Takes `length` elements from `start` along one axis. */
 export function sliceAxis(x: Tensor, axis: number, start: number, stop: number, step = 1): Tensor {
-  const a = normalizeAxis("sliceAxis", axis, x.rank);
+  const a = normalizeAxis("sliceAxis", axis, tensorOperand("sliceAxis", x).rank);
   const ranges: SliceRange[] = x.shape.map(() => null);
   ranges[a] = [start, stop, step];
   return slice(x, ranges);
@@ -228,27 +261,29 @@ export function sliceAxis(x: Tensor, axis: number, start: number, stop: number, 
 
 /** Pads each axis with [lo, hi] copies of `value` (default 0). */
 export function pad(x: Tensor, widths: readonly (readonly [number, number])[], value = 0): Tensor {
-  if (widths.length !== x.rank) throw new ArgumentError("pad", `needs ${x.rank} [lo, hi] pairs, got ${widths.length}`);
+  if (widths.length !== tensorOperand("pad", x).rank) throw new ArgumentError("pad", `needs ${x.rank} [lo, hi] pairs, got ${widths.length}`);
   return make("pad", { lo: widths.map((w) => w[0]), hi: widths.map((w) => w[1]), interior: widths.map(() => 0), value }, [x]);
 }
 
 /** Joins tensors along an existing axis. */
 export function concat(xs: readonly Tensor[], axis = 0): Tensor {
+  if (!Array.isArray(xs)) throw new ArgumentError("concat", `needs a list of tensors, got ${describeValue(xs)}`);
   if (xs.length === 0) throw new ArgumentError("concat", "needs at least one tensor");
-  if (xs.length === 1) return xs[0];
-  return make("concat", { axis: normalizeAxis("concat", axis, xs[0].rank) }, xs);
+  if (xs.length === 1) return tensorOperand("concat", xs[0]);
+  return make("concat", { axis: normalizeAxis("concat", axis, tensorOperand("concat", xs[0]).rank) }, xs);
 }
 
 /** Joins tensors along a new axis. */
 export function stack(xs: readonly Tensor[], axis = 0): Tensor {
+  if (!Array.isArray(xs)) throw new ArgumentError("stack", `needs a list of tensors, got ${describeValue(xs)}`);
   if (xs.length === 0) throw new ArgumentError("stack", "needs at least one tensor");
-  const a = normalizeAxis("stack", axis, xs[0].rank + 1);
+  const a = normalizeAxis("stack", axis, tensorOperand("stack", xs[0]).rank + 1);
   return concat(xs.map((x) => expandDims(x, a)), a);
 }
 
 /** x[..., indices, ...] along `axis`; the index tensor's shape replaces that axis. Indices are clamped. */
 export const gather = (x: Tensor, indices: Tensor, axis = 0): Tensor =>
-  make("gather", { axis: normalizeAxis("gather", axis, x.rank) }, [x, indices]);
+  make("gather", { axis: normalizeAxis("gather", axis, tensorOperand("gather", x).rank) }, [x, indices]);
 
 /**
  * The adjoint of gather: adds each update into position indices[...] of an axis of length `size`
@@ -270,4 +305,4 @@ export function customVjp(name: string, forward: (...xs: Tensor[]) => Tensor, ba
 }
 
 /** True if `x`'s dtype is f32 or f64. */
-export const isFloating = (x: Tensor): boolean => isFloat(x.dtype);
+export const isFloating = (x: Tensor): boolean => isFloat(tensorOperand("isFloating", x).dtype);

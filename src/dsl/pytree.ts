@@ -2,6 +2,7 @@
  * Pytrees: nested arrays and plain objects whose leaves are values of one kind (tensors, host
  * arrays, specs). Transformations flatten a tree to its leaves, work on them, and rebuild it.
  */
+import { ArgumentError, describeValue } from "./errors.js";
 
 /** A nested structure of arrays and plain objects with leaves of type L. */
 export type Tree<L> = L | readonly Tree<L>[] | { readonly [key: string]: Tree<L> };
@@ -26,12 +27,20 @@ export type MapLeaves<T, L, M> = [Tree<L>] extends [T]
 const isPlainObject = (x: unknown): x is Record<string, unknown> =>
   typeof x === "object" && x !== null && (Object.getPrototypeOf(x) === Object.prototype || Object.getPrototypeOf(x) === null);
 
+/** Where a flattened tree comes from, for errors: the op that flattens it and the path of its root ("argument 0"). */
+export interface TreeOrigin {
+  readonly op?: string;
+  readonly root?: string;
+}
+
 /**
  * Flattens `tree` into its leaves (depth first; object keys in insertion order). Anything that is
- * neither a leaf, an array nor a plain object is an error naming its path.
+ * neither a leaf, an array nor a plain object is an ArgumentError naming `origin.op`, its path
+ * from `origin.root` and what it is (a string, null...), so a misplaced value is found where it was given.
  */
-export function flatten<L>(tree: unknown, isLeaf: (x: unknown) => x is L, what = "leaf"): { leaves: L[]; def: TreeDef } {
+export function flatten<L>(tree: unknown, isLeaf: (x: unknown) => x is L, what = "leaf", origin: TreeOrigin = {}): { leaves: L[]; def: TreeDef } {
   const leaves: L[] = [];
+  const { op = "pytree", root = "" } = origin;
   const go = (t: unknown, path: string): TreeDef => {
     if (isLeaf(t)) {
       leaves.push(t);
@@ -42,14 +51,11 @@ export function flatten<L>(tree: unknown, isLeaf: (x: unknown) => x is L, what =
       const keys = Object.keys(t);
       return { kind: "object", keys, children: keys.map((k) => go(t[k], `${path}.${k}`)) };
     }
-    throw new TypeError(`pytree: expected a ${what}, an array or a plain object at ${path || "the root"}, got ${describe(t)}`);
+    throw new ArgumentError(op, `expected a ${what}, an array or a plain object at ${path || "the root"}, got ${describeValue(t)}`);
   };
-  const def = go(tree, "");
+  const def = go(tree, root);
   return { leaves, def };
 }
-
-const describe = (x: unknown): string =>
-  x === null ? "null" : typeof x === "object" ? (Object.getPrototypeOf(x)?.constructor?.name ?? "object") : `${typeof x} ${String(x)}`;
 
 /** Rebuilds a tree of structure `def` from leaves, in flatten's order. */
 export function unflatten<L>(def: TreeDef, leaves: readonly L[]): Tree<L> {
@@ -69,6 +75,12 @@ export function unflatten<L>(def: TreeDef, leaves: readonly L[]): Tree<L> {
   const out = go(def);
   if (i !== leaves.length) throw new Error(`pytree: ${leaves.length} leaves for a structure with ${i}`);
   return out;
+}
+
+/** The path of every leaf of `def` in flatten's order, from `root`: "argument 0.blocks[2].w". */
+export function leafPaths(def: TreeDef, root: string): string[] {
+  if (def.kind === "leaf") return [root];
+  return def.children.flatMap((c, i) => leafPaths(c, def.kind === "object" ? `${root}.${def.keys[i]}` : `${root}[${i}]`));
 }
 
 export const leafCount = (def: TreeDef): number => (def.kind === "leaf" ? 1 : def.children.reduce((a, c) => a + leafCount(c), 0));

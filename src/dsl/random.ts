@@ -9,7 +9,7 @@ import { make } from "./infer.js";
 import { erfinv, logicalAnd } from "./nn.js";
 import { add, cast, constant, equal, expandDims, iota, less, maximum, minimum, mul, reshape, sliceAxis, sum } from "./ops.js";
 import type { Shape } from "./shape.js";
-import type { Tensor } from "./tensor.js";
+import { tensorOperand, type Tensor } from "./tensor.js";
 import { hostErf } from "./hostmath.js";
 
 /** A key from an integer seed (like jax.random.PRNGKey). */
@@ -56,7 +56,7 @@ export function truncatedNormal(key: Tensor, shape: Shape, lower = -2, upper = 2
 
 /** True with probability `p`. */
 export function bernoulli(key: Tensor, p: number | Tensor, shape: Shape): Tensor {
-  const dtype: DType = typeof p === "number" ? "f32" : p.dtype;
+  const dtype: DType = typeof p === "number" ? "f32" : tensorOperand("bernoulli", p, 1).dtype;
   if (!isFloat(dtype)) throw new DTypeError("bernoulli", [dtype], "p must be a float");
   return less(uniform(key, shape, 0, 1, dtype), p);
 }

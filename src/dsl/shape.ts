@@ -1,4 +1,4 @@
-import { ArgumentError, ShapeError } from "./errors.js";
+import { ArgumentError, ShapeError, describeValue } from "./errors.js";
 
 /** A static shape: the size of each axis, outermost first. */
 export type Shape = readonly number[];
@@ -50,7 +50,9 @@ export function normalizeAxes(op: string, axes: number | readonly number[] | und
   return norm.sort((a, b) => a - b);
 }
 
+/** Checks a static shape: a list of non-negative integer sizes (a null or a string one is named, not iterated). */
 export function checkShape(op: string, shape: Shape): void {
+  if (shape === null || typeof shape !== "object") throw new ArgumentError(op, `the shape must be a list of sizes, got ${describeValue(shape)}`);
   for (const d of shape)
     if (!Number.isInteger(d) || d < 0) throw new ArgumentError(op, `shape [${shape.join(",")}] must hold non-negative integers`);
 }

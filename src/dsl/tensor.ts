@@ -1,5 +1,5 @@
 import type { DType } from "./dtype.js";
-import { formatShape } from "./errors.js";
+import { ArgumentError, describeValue, formatShape } from "./errors.js";
 import type { Prim, PrimParams } from "./prims.js";
 import { sizeOf, type Shape } from "./shape.js";
 
@@ -46,3 +46,12 @@ export function dispatch<R, Args extends unknown[]>(table: RuleTable<R, Args>, n
 }
 
 export const isTensor = (x: unknown): x is Tensor => x instanceof Tensor;
+
+/**
+ * `x` if it is a Tensor, else an ArgumentError naming the op, the operand and what it got: a
+ * string, null or a host array given to an op would otherwise fail deep inside as a TypeError.
+ */
+export function tensorOperand(op: string, x: unknown, index = 0): Tensor {
+  if (x instanceof Tensor) return x;
+  throw new ArgumentError(op, `operand ${index} is ${describeValue(x)}, expected a Tensor (an argument of the traced function, or constant(...) for fixed values)`);
+}

@@ -33,6 +33,7 @@ export class GpuArray {
   /** Reads the values back to the host. */
   async toArray(): Promise<HostData> {
     this.check("toArray");
+    this.ctx.checkAlive("toArray");
     const raw = await this.ctx.readBack(this.ctx.device.createCommandEncoder(), this.buffer, this.size * 4);
     this.ctx.checkErrors();
     if (this.dtype === "bool") return Uint8Array.from(new Uint32Array(raw));

@@ -5,13 +5,13 @@
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { ArgumentError, flatten, Tensor, topoSort, unflatten, type Graph, type Tree, type TreeDef } from "../../dsl/index.js";
+import { ArgumentError, checkClosed, flatten, Tensor, topoSort, unflatten, type Graph, type Tree, type TreeDef } from "../../dsl/index.js";
 import { isHostInput, toHostData, type HostInput } from "../host.js";
 import { GpuArray, toGpuLayout } from "./array.js";
 import type { GpuContext } from "./device.js";
 import { KernelGen } from "./gen.js";
 import { inlineRule, needsKernel } from "./lower.js";
-import { bytesOf, planMemory, type MemoryPlan } from "./memory.js";
+import { bytesOf, checkBufferLimits, graphBuffers, kernelBuffers, planMemory, type MemoryPlan } from "./memory.js";
 import { inlinedTree, leavesOf, schedule, type Schedule } from "./schedule.js";
 import { simplify } from "./simplify.js";
 import { matmulVec4Kernel, operandLayout, vec4Applicable } from "./matmulVec4.js";
@@ -323,6 +323,7 @@ export class GpuExecutable {
   /** Checks and uploads the arguments and assigns every value of the run a buffer. */
   private bind(args: readonly unknown[]): { bufOf: Map<Tensor, GPUBuffer>; finish: () => Tree<GpuArray> } {
     if (this.disposedFlag) throw new ArgumentError("run", "this executable was disposed");
+    this.ctx.checkAlive("run");
     const { ctx } = this;
     const leaves = flattenRunArgs(args, this.graph.inputDefs);
     const bufOf = new Map<Tensor, GPUBuffer>();
@@ -498,7 +499,7 @@ const isRunLeaf = (x: unknown): x is HostInput | GpuArray => x instanceof GpuArr
 function flattenRunArgs(args: readonly unknown[], defs: readonly TreeDef[]): (HostInput | GpuArray)[] {
   if (args.length !== defs.length) throw new ArgumentError("run", `expected ${defs.length} arguments, got ${args.length}`);
   return args.flatMap((a, i) => {
-    const { leaves, def } = flatten(a, isRunLeaf, "host array or GpuArray");
+    const { leaves, def } = flatten(a, isRunLeaf, "host array or GpuArray", { op: "run", root: `argument ${i}` });
     if (JSON.stringify(def) !== JSON.stringify(defs[i])) throw new ArgumentError("run", `argument ${i} does not have the structure it was compiled with`);
     return leaves;
   });
@@ -520,6 +521,10 @@ function leafPaths(defs: readonly TreeDef[]): string[] {
 
 /** Compiles a traced graph for a WebGPU device. */
 export function compileWebGpu(graph: Graph, ctx: GpuContext, opts: WebGpuCompileOptions = {}): GpuExecutable {
+  // Refused before any device work: a destroyed device, a tensor of another trace (as on the CPU), buffers over the device's limits.
+  ctx.checkAlive("compile");
+  checkClosed(graph);
+  checkBufferLimits(ctx, graphBuffers(graph));
   for (const n of [...graph.inputs, ...graph.outputs])
     if (n.dtype === "f64") throw new ArgumentError("compile", `webgpu: ${n} is f64; the GPU runs f32 (f64 exists for CPU gradient checks). Cast or use f32 specs`);
   const s = simplify(graph.inputs, graph.outputs);
@@ -528,5 +533,6 @@ export function compileWebGpu(graph: Graph, ctx: GpuContext, opts: WebGpuCompile
     if (n.dtype === "f64") throw new ArgumentError("compile", `webgpu: ${n.prim} computes f64; the GPU runs f32`);
   const everything = opts.fusion === false ? new Set(topoSort(outputs).filter((n) => !(n.prim === "constant" && n.size === 1))) : new Set<Tensor>();
   const gen = generate(s.inputs, outputs, ctx, opts.matmul, everything);
+  checkBufferLimits(ctx, kernelBuffers(gen.kernels)); // intermediates and constants, known once scheduled
   return new GpuExecutable(ctx, graph, s.inputs, outputs, gen, opts.donate ?? []);
 }

@@ -85,6 +85,7 @@ export const DEFAULT_POOL_BYTES = 256 * 2 ** 20;
 /** A device with the facts the compiler needs, and a count of the buffers it holds (for leak checks). */
 export class GpuContext {
   private live = 0;
+  private destroyedFlag = false;
   /** Released buffers by size and usage, for reuse (see createBuffer). */
   private readonly free = new Map<string, GPUBuffer[]>();
   private pooled = 0;
@@ -131,6 +132,29 @@ export class GpuContext {
     return fitColumns(this.defaultMatmul, n);
   }
 
+  /** Whether `destroy()` was called: the device then refuses every use (checkAlive). */
+  get destroyed(): boolean {
+    return this.destroyedFlag;
+  }
+
+  /**
+   * Refuses `what` (compile, run, toArray...) on a destroyed device with a DeviceError: Dawn
+   * itself accepts most calls on a destroyed device silently and fails later with an empty DOMException.
+   */
+  checkAlive(what: string): void {
+    if (this.destroyedFlag)
+      throw new DeviceError(`webgpu: ${what}: this device was destroyed (GpuContext.destroy()); acquire a new one with webgpu() and compile again on it`);
+  }
+
+  /**
+   * The most bytes one buffer may hold here: every buffer is bound whole as a storage buffer, so
+   * the smaller of maxStorageBufferBindingSize and maxBufferSize, with the limit's name.
+   */
+  get bufferLimit(): { readonly bytes: number; readonly name: string } {
+    const { maxStorageBufferBindingSize: binding, maxBufferSize: buffer } = this.limits;
+    return binding <= buffer ? { bytes: binding, name: "maxStorageBufferBindingSize" } : { bytes: buffer, name: "maxBufferSize" };
+  }
+
   get limits(): GPUSupportedLimits {
     return this.device.limits;
   }
@@ -152,6 +176,7 @@ export class GpuContext {
    * Reuse is safe because every use goes through the one queue, in order.
    */
   createBuffer(size: number, usage: number, label?: string): GPUBuffer {
+    this.checkAlive("createBuffer");
     this.live++;
     const bytes = Math.max(16, Math.ceil(size / 4) * 4);
     const reused = this.free.get(`${bytes}|${usage}`)?.pop();
@@ -165,7 +190,7 @@ export class GpuContext {
   /** Releases a buffer: pooled for reuse while the pool holds at most `poolLimitBytes`, else destroyed. */
   destroyBuffer(b: GPUBuffer): void {
     this.live--;
-    if (b.mapState !== "unmapped" || this.pooled + b.size > this.poolLimitBytes) return b.destroy();
+    if (this.destroyedFlag || b.mapState !== "unmapped" || this.pooled + b.size > this.poolLimitBytes) return b.destroy();
     const key = `${b.size}|${b.usage}`;
     const list = this.free.get(key) ?? [];
     list.push(b);
@@ -178,6 +203,7 @@ export class GpuContext {
    * the device has run it.
    */
   async readBack(enc: GPUCommandEncoder, src: GPUBuffer, bytes: number): Promise<ArrayBuffer> {
+    this.checkAlive("reading back");
     const staging = this.createBuffer(bytes, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, "readback");
     if (bytes > 0) enc.copyBufferToBuffer(src, 0, staging, 0, bytes);
     this.device.queue.submit([enc.finish()]);
@@ -201,7 +227,9 @@ export class GpuContext {
     if (e.length) throw new DeviceError(`webgpu: the device reported: ${e[0]}`);
   }
 
+  /** Frees the device. Any later use (compile, run, toArray, createBuffer) is a DeviceError; disposing arrays stays allowed. */
   destroy(): void {
+    this.destroyedFlag = true;
     this.emptyPool();
     this.device.destroy();
   }

@@ -3,11 +3,43 @@
  * long as the executable; a slot is reused once the value in it has been read for the last time.
  * Outputs get fresh buffers per run (the caller owns them), or a donated input's buffer.
  */
-import type { Tensor } from "../../dsl/index.js";
-
+import { formatShape, leafPaths, type Graph, type Tensor } from "../../dsl/index.js";
+import { DeviceError, type GpuContext } from "./device.js";
+import type { KernelSource } from "./templates.js";
 
 // Every GPU element is 4 bytes (f32, i32, and bool stored as u32).
 export const bytesOf = (n: Tensor): number => n.size * 4;
+
+/** A tensor that gets a buffer of its own, with what it is in words ("argument 0.w", "result.loss"). */
+export type NamedBuffer = readonly [Tensor, string];
+
+/** A graph's arguments and results, named by their paths: each gets a buffer whatever the compiler does. */
+export function graphBuffers(graph: Graph): NamedBuffer[] {
+  const args = graph.inputDefs.flatMap((d, i) => leafPaths(d, `argument ${i}`));
+  const results = leafPaths(graph.outputDef, "result");
+  return [...graph.inputs.map((t, i): NamedBuffer => [t, args[i]]), ...graph.outputs.map((t, i): NamedBuffer => [t, results[i]])];
+}
+
+/** The values the kernels read and write: intermediates (named by the kernel writing them) and constants. */
+export function kernelBuffers(kernels: readonly KernelSource[]): NamedBuffer[] {
+  const constants = kernels.flatMap((k) => k.reads.filter((r) => r.prim === "constant").map((r): NamedBuffer => [r, `a constant read by kernel ${k.name}`]));
+  return [...kernels.map((k): NamedBuffer => [k.output, `the intermediate value kernel ${k.name} computes`]), ...constants];
+}
+
+/**
+ * Refuses, at compile time, any buffer larger than the device can bind (ctx.bufferLimit), naming
+ * it with its shape, its bytes and the limit. Shapes are static, so this is known before any
+ * upload; the device would otherwise refuse the buffer only when a run creates it.
+ */
+export function checkBufferLimits(ctx: GpuContext, buffers: readonly NamedBuffer[]): void {
+  const limit = ctx.bufferLimit;
+  for (const [t, what] of buffers)
+    if (bytesOf(t) > limit.bytes)
+      throw new DeviceError(
+        `webgpu: ${what}, ${t.dtype}${formatShape(t.shape)}, takes ${bytesOf(t)} bytes, more than this device's ${limit.name} of ${limit.bytes} bytes ` +
+          `(${ctx.adapterName}); make it smaller (a smaller batch, or split it along an axis) or compile for the CPU backend`,
+      );
+}
 
 /** One planned value: which pool slot holds it and the kernels between which it lives. */
 export interface Placement {
