@@ -1,7 +1,7 @@
 /** The pre-training loop on real Fashion-MNIST with a tiny model on the CPU backend: it learns, checkpoints, and resumes exactly. */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as E from "fp-ts/lib/Either.js";
@@ -89,4 +89,13 @@ test("VQ mode through the same loop: two prediction heads, token usage per epoch
   const { tokensPicture } = await import("../src/train/tokens.js");
   const pic = await tokensPicture(join(full, "checkpoint.safetensors"), join(full, "tokens.png"), 4, 2);
   assert.ok(pic.distinctTokens >= 1 && pic.distinctTokens <= 8);
+});
+
+test("a warm-up that is no whole number of steps is a ConfigError before the out-dir, the data or the compile", async () => {
+  const dir = join(mkdtempSync(join(tmpdir(), "ibot-warm-")), "run");
+  const t0 = performance.now();
+  // 96 images in batches of 16: 6 steps an epoch, and 0.25 of it is 1.5 steps.
+  await assert.rejects(pretrain(tiny(dir, { warmupEpochs: 0.25 }), quiet), (e: Error) => e.name === "ConfigError" && /whole number/.test(e.message) && /6 steps/.test(e.message));
+  assert.ok(performance.now() - t0 < 1000, "refused at once");
+  assert.ok(!existsSync(dir), "the out-dir was not even created");
 });

@@ -184,8 +184,26 @@ export function checkResume(saved: Readonly<Record<string, unknown>>, c: Pretrai
     throw new ConfigError(`--resume with --epochs ${c.epochs}, the checkpoint's run having ${before}: ${why.join("; ")}. These depend on the run's length, so its ${at.step} steps so far took other values than a ${c.epochs}-epoch run gives them, and the continued run would be neither. Resume with --epochs ${before}; a run can be lengthened only when its schedules do not depend on its length`);
 }
 
+/**
+ * The schedules of a run whose subset fixes its epoch's length, built before anything else: a
+ * warm-up that is no whole number of steps (0.3 epochs of 937) is then a ConfigError at once,
+ * not a RangeError after the data, the baselines and the compile. With the whole TRAIN split
+ * (trainSubset 0) the length is known only once the data is loaded, where the same check runs.
+ */
+export function checkSchedules(c: PretrainConfig): void {
+  if (c.trainSubset === 0) return;
+  const steps = Math.floor(c.trainSubset / c.batchSize);
+  try {
+    schedulesOf(c, steps);
+  } catch (e) {
+    if (!(e instanceof RangeError)) throw e;
+    throw new ConfigError(`invalid config: ${e.message} (an epoch is floor(trainSubset ${c.trainSubset} / batchSize ${c.batchSize}) = ${steps} steps); choose epoch fractions that give whole steps, or a trainSubset that does`);
+  }
+}
+
 export async function pretrain(c: PretrainConfig, hooks: PretrainHooks = {}): Promise<PretrainReport> {
   const log = hooks.log ?? ((s: string) => console.log(s));
+  checkSchedules(c);
   // Before any work: the out-dir must be a writable folder that no other run uses and no earlier
   // run's outputs fill (unless this run resumes from its checkpoint); its lock is held to the end.
   const lock = openRunDir(c.outDir, { command: "wgrad pretrain", outputs: PRETRAIN_OUTPUTS, checkpoint: "checkpoint.safetensors", resume: c.resume }, systemRunDirEnv(log));
