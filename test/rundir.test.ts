@@ -202,8 +202,9 @@ test("across processes: a second process is refused with the holder's pid; exit,
 
 // The entry points check first: a used, file or locked out-dir fails before the data are loaded
 // (here: an empty dataset cache stays empty, where loading would build it) and nothing is logged.
+// Half-epoch warm-ups: 3 of its 6 steps, a whole number.
 const tiny = (outDir: string) => {
-  const c = decodeConfig({ backend: "cpu", outDir, trainSubset: 96, batchSize: 16, epochs: 1, width: 16, depth: 1, heads: 2, mlpRatio: 2, headHidden: 32, headBottleneck: 16, outDim: 64, localCrops: 2, knnBank: 300, knnQueries: 100 });
+  const c = decodeConfig({ backend: "cpu", outDir, trainSubset: 96, batchSize: 16, epochs: 1, width: 16, depth: 1, heads: 2, mlpRatio: 2, headHidden: 32, headBottleneck: 16, outDim: 64, localCrops: 2, knnBank: 300, knnQueries: 100, warmupEpochs: 0.5, freezeLastLayer: 0.5, warmupTeacherTempEpochs: 0.5 });
   if (E.isLeft(c)) throw c.left;
   return c.right;
 };
