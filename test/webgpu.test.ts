@@ -550,7 +550,7 @@ describe("compiler", () => {
     }
   });
 
-  test("donated parameters are updated in place and stay on the device", async () => {
+  test("donated parameters are updated in place and stay on the device, and profile leaves them alone", async () => {
     const sgd = (p: { w: Tensor }, x: Tensor) => {
       const g = w.grad((q: { w: Tensor }) => w.sum(w.square(w.matmul(x, q.w))))(p);
       return { w: w.sub(p.w, w.mul(g.w, 0.01)) };
@@ -564,6 +564,10 @@ describe("compiler", () => {
     pHost = cpu.run(pHost, x);
     for (let i = 0; i < 3; i++) {
       const before = p.w;
+      const held = await read(before);
+      const prof = await exe.profile(p, x); // profiling between steps leaves the donated parameters alone
+      assert.ok(prof.length > 0 && !before.disposed, "profile does not consume a donated argument");
+      assert.deepEqual(await read(before), held, "nor change it");
       const next = exe.run(p, x);
       assert.ok(before.disposed, "the donated input is consumed");
       assert.equal((next.w as unknown as { buffer: unknown }).buffer, (before as unknown as { buffer: unknown }).buffer, "the output reuses its buffer");

@@ -321,7 +321,12 @@ export class GpuExecutable {
   }
 
   /** Checks and uploads the arguments and assigns every value of the run a buffer. */
-  private bind(args: readonly unknown[]): { bufOf: Map<Tensor, GPUBuffer>; finish: () => Tree<GpuArray> } {
+  /**
+   * Buffers for a run's arguments, intermediates and outputs. With `keepDonated` (profile), a
+   * donated GpuArray argument is copied first and the run updates the copy, so the caller's array
+   * stays alive and unchanged.
+   */
+  private bind(args: readonly unknown[], keepDonated = false): { bufOf: Map<Tensor, GPUBuffer>; finish: () => Tree<GpuArray> } {
     if (this.disposedFlag) throw new ArgumentError("run", "this executable was disposed");
     this.ctx.checkAlive("run");
     const { ctx } = this;
@@ -354,7 +359,8 @@ export class GpuExecutable {
     for (const [oi, li] of this.donation) {
       const a = gpuArgs[li];
       if (a && gpuArgs.filter((x) => x === a).length > 1) throw new ArgumentError("run", `the donated ${this.paths[li]} is also passed as another argument`);
-      if (a) donated.add(a);
+      if (a && keepDonated) bufOf.set(this.inputs[li], this.copyOf(a));
+      else if (a) donated.add(a);
       bufOf.set(this.outputs[oi], bufOf.get(this.inputs[li])!);
     }
     const results = this.outputs.map((o) => {
@@ -399,10 +405,25 @@ export class GpuExecutable {
    * its start and end, all in one submit: GPU time. Elsewhere each kernel is submitted alone and
    * timed by wall clock to completion (so each time includes the cost of a submit).
    */
+  /** A fresh device buffer holding `a`'s values (the queue runs the copy before later work). */
+  private copyOf(a: GpuArray): GPUBuffer {
+    const { ctx } = this;
+    const bytes = 4 * a.shape.reduce((p, q) => p * q, 1);
+    const c = ctx.createBuffer(bytes, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST, "output");
+    const enc = ctx.device.createCommandEncoder();
+    if (bytes > 0) enc.copyBufferToBuffer(a.buffer, 0, c, 0, bytes);
+    ctx.device.queue.submit([enc.finish()]);
+    return c;
+  }
+
+  /**
+   * GPU time per kernel of one run on `args`. Donated arguments are left alone (the run updates
+   * copies), so profiling a training step between two steps does not consume its parameters.
+   */
   async profile(...args: unknown[]): Promise<{ name: string; ms: number }[]> {
     const { device } = this.ctx;
-    await device.queue.onSubmittedWorkDone(); // earlier work must not count against the first kernel
-    const bound = this.bind(args);
+    const bound = this.bind(args, true);
+    await device.queue.onSubmittedWorkDone(); // earlier work (the copies too) must not count against the first kernel
     const kernels = this.kernels.filter((k) => k.src.output.size > 0);
     const times = device.features.has("timestamp-query") ? await this.timestamps(kernels, bound.bufOf) : await this.wallClock(kernels, bound.bufOf);
     flatten(bound.finish(), (x): x is GpuArray => x instanceof GpuArray).leaves.forEach((o) => o.dispose());
