@@ -121,6 +121,10 @@ test("the CLI rejects bad flags and config files with the field's name, before a
   const h = cli("regimes", "--held-out-asset", "9");
   assert.equal(h.code, 2);
   assert.match(h.err, /heldOutAsset 9 must be below assets 6/);
+  // One size for a list field is the one-element list (as `32,32` is the two-element one).
+  const l = cli("pretrain", "--vq-codebooks", "32", "--epochs", "zero");
+  assert.equal(l.code, 2);
+  assert.doesNotMatch(l.err, /vqCodebooks/);
   const c = cli("train");
   assert.equal(c.code, 2);
   assert.match(c.err, /unknown command "train"/);

@@ -119,10 +119,20 @@ async function tokensCommand(rest: readonly string[]): Promise<number> {
   return 0;
 }
 
+/**
+ * A single number given to a list field (`--vq-codebooks 32`) as the one-element list it means:
+ * `32,32` parses as a list, so one size should not be refused where two are taken.
+ */
+function listsFromNumbers(flags: Record<string, unknown>, defaults: object): Record<string, unknown> {
+  const lists = defaults as Record<string, unknown>;
+  return Object.fromEntries(Object.entries(flags).map(([k, v]) => [k, Array.isArray(lists[k]) && typeof v === "number" ? [v] : v]));
+}
+
 /** A config file (--config) and flags, decoded with `decode`; null after printing what is wrong. */
-function configFrom<C>(rest: readonly string[], decode: (...o: Record<string, unknown>[]) => E.Either<ConfigError, C>): C | null {
-  const overrides = flagsOrUsage(rest);
-  if (!overrides) return null;
+function configFrom<C>(rest: readonly string[], defaults: object, decode: (...o: Record<string, unknown>[]) => E.Either<ConfigError, C>): C | null {
+  const flags = flagsOrUsage(rest);
+  if (!flags) return null;
+  const overrides = listsFromNumbers(flags, defaults);
   const fileCfg: Record<string, unknown> = {};
   if (typeof overrides.config === "string") {
     try {
@@ -142,7 +152,7 @@ function configFrom<C>(rest: readonly string[], decode: (...o: Record<string, un
 }
 
 async function regimesCommand(rest: readonly string[]): Promise<number> {
-  const c = configFrom(rest, decodeRegimes);
+  const c = configFrom(rest, DEFAULT_REGIMES, decodeRegimes);
   if (!c) return 2;
   // Ctrl-C exits through process.exit, whose exit handlers release the out-dir's lock (a signal's default exit runs none).
   process.on("SIGINT", () => process.exit(130));
@@ -183,7 +193,7 @@ async function main(argv: readonly string[]): Promise<number> {
     console.error(command ? `unknown command "${command}"\n\n${USAGE}` : USAGE);
     return 2;
   }
-  const cfg = configFrom(rest, decodeConfig);
+  const cfg = configFrom(rest, DEFAULT_CONFIG, decodeConfig);
   if (!cfg) return 2;
   const bar = new SingleBar({ format: "pretrain [{bar}] {percentage}% | step {value}/{total} | loss {loss} (cls {cls}, patch {patch}) | {ips} img/s | ETA {eta_formatted}", hideCursor: true }, Presets.shades_classic);
   let started = false;
