@@ -188,3 +188,9 @@ describe("pytrees", () => {
     assert.deepEqual(r.y.map((t) => [...t.data]), [[2, 3], [3, 7]]);
   });
 });
+
+test("where with two number branches takes them as f32 scalars broadcast against the condition", () => {
+  const out = w.evaluate((c: Tensor) => w.where(w.greater(c, 0), 0.5, -2), [1, -1, 3]) as w.HostTensor;
+  assert.equal(out.dtype, "f32");
+  assert.deepEqual([...out.data], [0.5, -2, 0.5]);
+});

@@ -143,7 +143,9 @@ export const notEqual = compare("notEqual");
 
 /** Elementwise choice: `a` where `cond` is true, else `b`; all three broadcast. */
 export function where(cond: Tensor, a: TensorLike, b: TensorLike): Tensor {
-  return make("where", {}, [cond, lift(a, b, "where", 1), lift(b, a, "where", 2)]);
+  // Two numbers are f32 scalars (JAX's default float), broadcast against the condition.
+  const both = typeof a === "number" && typeof b === "number";
+  return make("where", {}, [cond, both ? scalar(a, "f32") : lift(a, b, "where", 1), both ? scalar(b, "f32") : lift(b, a, "where", 2)]);
 }
 
 /** Converts to `dtype`: floats to i32 truncate; anything to bool is `x != 0`; bool to numbers is 0/1. */
