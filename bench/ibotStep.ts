@@ -52,8 +52,9 @@ export function ibotStepRunner(gpu: GpuContext | null): IbotStepRunner {
     losses.push(Number(loss[0]));
     for (const a of w.flatten(r.metrics as never, isGpu).leaves) (a as w.GpuArray).dispose();
   };
-  const params = w.flatten(init.student as never, (x: unknown): x is w.HostTensor => x instanceof w.HostTensor).leaves.reduce((a: number, t) => a + (t as w.HostTensor).size, 0);
-  const stateBytes = 4 * w.flatten(init as never, (x: unknown): x is w.HostTensor => x instanceof w.HostTensor).leaves.reduce((a: number, t) => a + (t as w.HostTensor).size, 0);
+  const elements = (tree: unknown) => w.flatten(tree as never, (x: unknown): x is w.HostTensor => x instanceof w.HostTensor).leaves.reduce((a: number, t) => a + (t as w.HostTensor).size, 0);
+  const params = elements(init.student);
+  const stateBytes = 4 * elements(init);
   const st = exe.stats?.();
   return { step, batch: B, params, losses, ...(st ? { kernels: st.kernels, memory: { plannedBytes: st.plannedBytes, peakBytes: st.peakBytes, stateBytes } } : {}) };
 }

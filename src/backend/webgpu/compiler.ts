@@ -320,11 +320,10 @@ export class GpuExecutable {
     return bound.finish();
   }
 
-  /** Checks and uploads the arguments and assigns every value of the run a buffer. */
   /**
-   * Buffers for a run's arguments, intermediates and outputs. With `keepDonated` (profile), a
-   * donated GpuArray argument is copied first and the run updates the copy, so the caller's array
-   * stays alive and unchanged.
+   * Checks and uploads the arguments and assigns every value of the run a buffer. With
+   * `keepDonated` (profile), a donated GpuArray argument is copied first and the run updates the
+   * copy, so the caller's array stays alive and unchanged.
    */
   private bind(args: readonly unknown[], keepDonated = false): { bufOf: Map<Tensor, GPUBuffer>; finish: () => Tree<GpuArray> } {
     if (this.disposedFlag) throw new ArgumentError("run", "this executable was disposed");
@@ -399,16 +398,10 @@ export class GpuExecutable {
     pass.dispatchWorkgroups(...k.src.dispatch);
   }
 
-  /**
-   * Runs once like `run` and times each kernel, for finding where a step spends time. Where the
-   * device has timestamp queries, every kernel gets a compute pass of its own with timestamps at
-   * its start and end, all in one submit: GPU time. Elsewhere each kernel is submitted alone and
-   * timed by wall clock to completion (so each time includes the cost of a submit).
-   */
   /** A fresh device buffer holding `a`'s values (the queue runs the copy before later work). */
   private copyOf(a: GpuArray): GPUBuffer {
     const { ctx } = this;
-    const bytes = 4 * a.shape.reduce((p, q) => p * q, 1);
+    const bytes = 4 * a.size;
     const c = ctx.createBuffer(bytes, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST, "output");
     const enc = ctx.device.createCommandEncoder();
     if (bytes > 0) enc.copyBufferToBuffer(a.buffer, 0, c, 0, bytes);
@@ -417,8 +410,12 @@ export class GpuExecutable {
   }
 
   /**
-   * GPU time per kernel of one run on `args`. Donated arguments are left alone (the run updates
-   * copies), so profiling a training step between two steps does not consume its parameters.
+   * Runs once like `run` and times each kernel, for finding where a step spends time. Where the
+   * device has timestamp queries, every kernel gets a compute pass of its own with timestamps at
+   * its start and end, all in one submit: GPU time. Elsewhere each kernel is submitted alone and
+   * timed by wall clock to completion (so each time includes the cost of a submit). Donated
+   * arguments are left alone (the run updates copies), so profiling a training step between two
+   * steps does not consume its parameters.
    */
   async profile(...args: unknown[]): Promise<{ name: string; ms: number }[]> {
     const { device } = this.ctx;
@@ -510,8 +507,10 @@ export class GpuExecutable {
     if (this.disposedFlag) return;
     this.disposedFlag = true;
     for (const b of [...this.pool, ...this.constants.values(), ...this.uploads.values()]) this.ctx.destroyBuffer(b);
-    for (const k of this.kernels) pipelinesOf(this.ctx).release(k.key);
-    for (const k of this.kernels) k.last = undefined;
+    for (const k of this.kernels) {
+      pipelinesOf(this.ctx).release(k.key);
+      k.last = undefined;
+    }
   }
 }
 
