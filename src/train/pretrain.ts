@@ -19,7 +19,7 @@ import { batchTooLarge, ConfigError, vqOf, type PretrainConfig } from "./config.
 import { chooseBackend, compileOn, features, normalise, sampleSplit, shuffled, specsOf, toHostValues } from "./features.js";
 import { knnPlot, lossPlot } from "./plots.js";
 import { evalLogOf, MetricsWriter, parseMetricsLog, rowsUpTo, stepLogOf, tokenLogOf, type ResumedLog } from "./metricsLog.js";
-import { openRunDir, removeStaleTemps, systemRunDirEnv } from "./runDir.js";
+import { inRunDir, removeStaleTemps, systemRunDirEnv } from "./runDir.js";
 
 export interface StepLog {
   readonly epoch: number;
@@ -206,14 +206,12 @@ export async function pretrain(c: PretrainConfig, hooks: PretrainHooks = {}): Pr
   checkSchedules(c);
   // Before any work: the out-dir must be a writable folder that no other run uses and no earlier
   // run's outputs fill (unless this run resumes from its checkpoint); its lock is held to the end.
-  const lock = openRunDir(c.outDir, { command: "wgrad pretrain", outputs: PRETRAIN_OUTPUTS, checkpoint: "checkpoint.safetensors", resume: c.resume }, systemRunDirEnv(log));
-  try {
+  const claim = { command: "wgrad pretrain", outputs: PRETRAIN_OUTPUTS, checkpoint: "checkpoint.safetensors", resume: c.resume };
+  return inRunDir(c.outDir, claim, systemRunDirEnv(log), () => {
     // Holding the lock, any temp file of an atomic write in the folder is a killed process's.
     removeStaleTemps(c.outDir, PRETRAIN_OUTPUTS, log);
-    return await pretrainIn(c, hooks, log);
-  } finally {
-    lock.release();
-  }
+    return pretrainIn(c, hooks, log);
+  });
 }
 
 /**

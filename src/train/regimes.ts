@@ -21,7 +21,7 @@ import {
 import { ConfigError, decodeWith, DEFAULT_TOKENIZER, Fraction, NonNegInt, optimizerProps, Positive, PositiveInt, tokenizerProps, vqOf } from "./config.js";
 import { chooseBackend, compileOn, specsOf, toHostValues } from "./features.js";
 import { regimesPlot } from "./plots.js";
-import { openRunDir, systemRunDirEnv } from "./runDir.js";
+import { inRunDir, systemRunDirEnv } from "./runDir.js";
 
 export const RegimesConfig = t.type({
   seed: t.number,
@@ -259,12 +259,7 @@ export const REGIMES_OUTPUTS = ["metrics.jsonl", "report.json", "regimes.svg"] a
 export async function trainRegimes(c: RegimesConfig, hooks: RegimesHooks = {}): Promise<RegimesReport> {
   const log = hooks.log ?? ((s: string) => console.log(s));
   // Before any work: a writable folder that no other run uses and no earlier run's outputs fill.
-  const lock = openRunDir(c.outDir, { command: "wgrad regimes", outputs: REGIMES_OUTPUTS }, systemRunDirEnv(log));
-  try {
-    return await trainRegimesIn(c, hooks, log);
-  } finally {
-    lock.release();
-  }
+  return inRunDir(c.outDir, { command: "wgrad regimes", outputs: REGIMES_OUTPUTS }, systemRunDirEnv(log), () => trainRegimesIn(c, hooks, log));
 }
 
 async function trainRegimesIn(c: RegimesConfig, hooks: RegimesHooks, log: (line: string) => void): Promise<RegimesReport> {

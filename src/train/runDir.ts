@@ -144,6 +144,19 @@ export function openRunDir(dir: string, options: RunDirOptions, env: RunDirEnv):
   return lock;
 }
 
+/**
+ * Runs `body` with `dir` claimed (openRunDir) and releases the lock when it ends, however it ends:
+ * the shape every command that writes a run folder takes.
+ */
+export async function inRunDir<T>(dir: string, options: RunDirOptions, env: RunDirEnv, body: () => Promise<T>): Promise<T> {
+  const lock = openRunDir(dir, options, env);
+  try {
+    return await body();
+  } finally {
+    lock.release();
+  }
+}
+
 /** The folder exists as a folder afterwards, or a `RunDirError` says why it cannot. */
 export function prepareOutDir(dir: string): void {
   let st: Stats | undefined;
