@@ -63,6 +63,8 @@ describe("binary primitives with broadcasting", () => {
     ["pow", w.pow, { min: 0.3, max: 2 }, { min: -2, max: 2 }],
     ["maximum", w.maximum, {}, {}],
     ["minimum", w.minimum, {}, {}],
+    // Both operands off zero: x²+y² >= 0.34 keeps off the origin, and y off the branch cut (y = 0, x < 0) that a finite difference would cross.
+    ["atan2", w.atan2, { awayFromZero: 0.3 }, { awayFromZero: 0.5 }],
   ];
   for (const [name, f, oa, ob] of cases)
     test(`${name}: first and second order`, () => {

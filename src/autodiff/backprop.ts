@@ -1,5 +1,5 @@
-import { add, cast, isFloat, topoSort, type Node, type Prim, type Tensor } from "../dsl/index.js";
-import { vjpRules, type VjpRule } from "./rules.js";
+import { add, cast, dispatch, isFloat, topoSort, type Tensor } from "../dsl/index.js";
+import { vjpRules } from "./rules.js";
 
 /**
  * Reverse-mode accumulation: the cotangents of `wrt` given cotangents `cts` on `outputs`, as new
@@ -25,7 +25,7 @@ export function backprop(outputs: readonly Tensor[], cts: readonly Tensor[], wrt
     const node = order[k];
     const ct = grads.get(node);
     if (!ct || targets.has(node)) continue;
-    const inputCts = (vjpRules[node.prim] as VjpRule<Prim>)(ct, node as Node<Prim>);
+    const inputCts = dispatch(vjpRules, node, ct);
     node.inputs.forEach((inp, i) => {
       const c = inputCts[i];
       if (c && active.has(inp)) accumulate(inp, c);

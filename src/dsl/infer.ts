@@ -99,6 +99,7 @@ export const inferRules: { readonly [P in Prim]: InferRule<P> } = {
   pow: binary("pow", true),
   maximum: binary("maximum"),
   minimum: binary("minimum"),
+  atan2: binary("atan2", true),
   less: compare("less"),
   lessEqual: compare("lessEqual"),
   greater: compare("greater"),
@@ -198,6 +199,7 @@ export const inferRules: { readonly [P in Prim]: InferRule<P> } = {
 /** Builds a node, checking its operands through the primitive's inference rule. */
 export function make<P extends Prim>(prim: P, params: PrimParams[P], inputs: readonly Tensor[]): Tensor {
   inputs.forEach((x, i) => tensorOperand(prim, x, i));
-  const { shape, dtype } = (inferRules[prim] as InferRule<P>)(params, inputs);
+  const rule: InferRule<P> = inferRules[prim];
+  const { shape, dtype } = rule(params, inputs);
   return new Tensor(prim, params, inputs, Object.freeze([...shape]), dtype);
 }

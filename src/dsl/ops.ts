@@ -133,6 +133,12 @@ export const div = binary("div");
 export const pow = binary("pow");
 export const maximum = binary("maximum");
 export const minimum = binary("minimum");
+/**
+ * The angle of the point (x, y) from the positive x axis, in (−π, π] like Math.atan2: note the
+ * order, y first. Float operands only. atan2(0, 0) is 0 on every backend (WebGPU does not keep
+ * the signs of zeros that make Math.atan2(0, −0) π); its gradient there is NaN.
+ */
+export const atan2 = binary("atan2");
 
 export const less = compare("less");
 export const lessEqual = compare("lessEqual");

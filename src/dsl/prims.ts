@@ -5,7 +5,7 @@ import type { Tensor } from "./tensor.js";
 /** Elementwise primitives of one operand. */
 export const UNARY_PRIMS = ["neg", "exp", "log", "sqrt", "tanh", "erf", "abs", "sign", "reciprocal"] as const;
 /** Elementwise arithmetic of two broadcast operands; the result has the operands' dtype. */
-export const BINARY_PRIMS = ["add", "sub", "mul", "div", "pow", "maximum", "minimum"] as const;
+export const BINARY_PRIMS = ["add", "sub", "mul", "div", "pow", "maximum", "minimum", "atan2"] as const;
 /** Elementwise comparisons of two broadcast operands; the result is bool. */
 export const COMPARE_PRIMS = ["less", "lessEqual", "greater", "greaterEqual", "equal", "notEqual"] as const;
 
@@ -53,6 +53,8 @@ export interface PrimParams {
   pow: {};
   maximum: {};
   minimum: {};
+  /** atan2(y, x): the angle of the point (x, y), in (−π, π] like Math.atan2; float operands only. */
+  atan2: {};
   less: {};
   lessEqual: {};
   greater: {};

@@ -36,13 +36,16 @@ export class Tensor {
 /** A tensor whose primitive is known to be `P`, with its parameters typed accordingly. */
 export type Node<P extends Prim> = Tensor & { readonly prim: P; readonly params: PrimParams[P] };
 
-/** A rule table: one function per primitive, so a missing rule is a type error. */
-export type RuleTable<R, Args extends unknown[] = []> = { readonly [P in Prim]: (node: Node<P>, ...args: Args) => R };
+/** A rule table: one function per primitive (of `P`, all by default), so a missing rule is a type error. */
+export type RuleTable<R, Args extends unknown[] = [], P extends Prim = Prim> = { readonly [Q in P]: (node: Node<Q>, ...args: Args) => R };
 
-/** Applies the rule for `node`'s primitive. */
-export function dispatch<R, Args extends unknown[]>(table: RuleTable<R, Args>, node: Tensor, ...args: Args): R {
-  const rule = table[node.prim] as (node: Node<Prim>, ...args: Args) => R;
-  return rule(node as Node<Prim>, ...args);
+/**
+ * Applies the rule for `node`'s primitive. The one place a node meets its primitive's rule: the
+ * table's type pairs each primitive with its rule, which TypeScript cannot follow through an index.
+ */
+export function dispatch<P extends Prim, R, Args extends unknown[]>(table: RuleTable<R, Args, P>, node: Node<P>, ...args: Args): R {
+  const rule = table[node.prim] as (node: Node<P>, ...args: Args) => R;
+  return rule(node, ...args);
 }
 
 export const isTensor = (x: unknown): x is Tensor => x instanceof Tensor;

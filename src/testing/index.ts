@@ -1,4 +1,6 @@
 /** wgrad/testing: gradient checks and fast-check arbitraries for users' own properties. */
 export { checkGrads, GradientCheckError, hostRng, type CheckGradsOptions } from "./checkGrads.js";
 export { arbShape, arbBroadcastShapes, arbTensor, arbShapedTensor, type ShapeOptions, type TensorOptions } from "./arbitraries.js";
-export { arbGraph, RANDOM_OPS, type RandomGraph, type GraphOptions } from "./graphs.js";
+export {
+  arbGraph, COMPOSITES, CONTINUOUS_OPS, GENERATORS, RANDOM_OPS, type CoveredElsewhere, type GraphOptions, type OpGenerator, type RandomGraph,
+} from "./graphs.js";

@@ -5,7 +5,7 @@
  */
 import * as w from "../../src/index.js";
 import type { GpuArray, Tensor } from "../../src/index.js";
-import { heldPipelines } from "../../src/backend/webgpu/compiler.js";
+import { heldPipelines } from "../../src/backend/webgpu/executable.js";
 
 const n = Number(process.argv[2] ?? 400);
 const ctx = await w.webgpu();

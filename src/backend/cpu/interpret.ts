@@ -32,6 +32,7 @@ export const binaryFns: { readonly [P in BinaryPrim]: (a: number, b: number) => 
   pow: Math.pow,
   maximum: (a, b) => (a > b || a !== a ? a : b),
   minimum: (a, b) => (a < b || a !== a ? a : b),
+  atan2: Math.atan2,
 };
 
 export const compareFns: { readonly [P in ComparePrim]: (a: number, b: number) => boolean } = {
@@ -112,6 +113,7 @@ export const evalRules: { readonly [P in Prim]: EvalRule<P> } = {
   pow: binary("pow"),
   maximum: binary("maximum"),
   minimum: binary("minimum"),
+  atan2: binary("atan2"),
   less: compare("less"),
   lessEqual: compare("lessEqual"),
   greater: compare("greater"),

@@ -8,6 +8,7 @@ import type { GpuArray } from "./array.js";
 import type { GpuContext } from "./device.js";
 import { compileWebGpu, matmulClasses } from "./compiler.js";
 import { tiledFits } from "./matmulTiled.js";
+import { defaultMatmulFor, type MatmulTuning } from "./target.js";
 import type { MatmulParams } from "./templates.js";
 
 /** Tile configurations tried on every device: 4×4 and 8×4 register blocks, square or row-uniform workgroups. */
@@ -59,6 +60,9 @@ export function matmulCandidates(ctx: GpuContext): readonly MatmulParams[] {
 /** A candidate must beat the default by this factor to replace it: timing noise alone should not. */
 const MARGIN = 0.9;
 
+/** The tile choices of tuning results, by shape class: what `compile(..., { tuning })` takes. */
+export const tuningOf = (results: readonly TuneResult[], known: MatmulTuning = new Map()): MatmulTuning => new Map([...known, ...results.map((r) => [r.key, r.params] as const)]);
+
 export interface TuneResult {
   readonly key: string;
   readonly params: MatmulParams;
@@ -68,17 +72,18 @@ export interface TuneResult {
 }
 
 /**
- * Times the candidates for every matmul class in `f` not yet tuned on `ctx` and records the
- * winners. The class's default tiles are timed too and kept unless a candidate is clearly faster
- * (by MARGIN). Classes under `minFlops` keep the default (timing them costs more than it saves).
+ * Times the candidates for every matmul class in `f` not in `known` and returns the winners
+ * (pass them to compile as `tuning: tuningOf(results)`). The class's default tiles are timed too
+ * and kept unless a candidate is clearly faster (by MARGIN). Classes under `minFlops` keep the
+ * default (timing them costs more than it saves).
  */
 export async function autotune(
   f: (...args: never[]) => unknown,
   specs: readonly unknown[],
   ctx: GpuContext,
-  opts: { minFlops?: number; reps?: number } = {},
+  opts: { minFlops?: number; reps?: number; known?: MatmulTuning } = {},
 ): Promise<TuneResult[]> {
-  const { minFlops = 2e6, reps = 7 } = opts;
+  const { minFlops = 2e6, reps = 7, known = new Map() } = opts;
   const results: TuneResult[] = [];
   // Operands live on the device, so that uploads do not dilute the kernels' differences.
   const onDevice = (shape: readonly number[]) => {
@@ -88,11 +93,11 @@ export async function autotune(
     return x;
   };
   for (const c of matmulClasses(trace(f as (...a: never[]) => Tree<Tensor>, specs as readonly Tree<TensorSpec>[]))) {
-    if (ctx.matmulChoices.has(c.key) || 2 * c.m * c.n * c.k * c.batch < minFlops) continue;
+    if (known.has(c.key) || 2 * c.m * c.n * c.k * c.batch < minFlops) continue;
     const aShape = c.transA ? [c.batch, c.k, c.m] : [c.batch, c.m, c.k];
     const bShape = c.transB ? [c.batch, c.n, c.k] : [c.batch, c.k, c.n];
     const graph = trace((x: Tensor, y: Tensor) => matmul(c.transA ? swapAxes(x) : x, c.transB ? swapAxes(y) : y), [spec(aShape), spec(bShape)]);
-    const fallback = ctx.defaultMatmulFor(c.n);
+    const fallback = defaultMatmulFor(ctx, c.n);
     const others = matmulCandidates(ctx).filter((p) => JSON.stringify(p) !== JSON.stringify(fallback));
     const candidates = [fallback, ...others];
     const exes = candidates.map((params) => compileWebGpu(graph, ctx, { matmul: params }));
@@ -108,7 +113,6 @@ export async function autotune(
     [x, y].forEach((t) => t.dispose());
     const fastest = times.indexOf(Math.min(...times));
     const params = times[fastest] < MARGIN * times[0] ? candidates[fastest] : fallback;
-    ctx.matmulChoices.set(c.key, params);
     results.push({ key: c.key, params, candidates, timesMs: times });
   }
   return results;

@@ -6,7 +6,6 @@ import { availableParallelism } from "node:os";
 import * as TE from "fp-ts/lib/TaskEither.js";
 import { pipe } from "fp-ts/lib/function.js";
 import { WgradError } from "../../dsl/index.js";
-import { DEFAULT_MATMUL, fitColumns, type MatmulParams } from "./templates.js";
 
 /** No usable GPU adapter or device. */
 export class DeviceError extends WgradError {
@@ -58,12 +57,6 @@ export function dawnFlagsWith(flags: readonly string[]): string[] {
   return flags.map((f, j) => (j === i ? `${f},timestamp_quantization` : f));
 }
 
-/** Matmul tiles for CPU adapters with subgroups (lavapipe): 32 rows per thread shared by subgroup broadcast. */
-export const CPU_SUBGROUP_MATMUL: MatmulParams = { tm: 32, tn: 4, wx: 16, wy: 1, interleave: true, subgroup: 8 };
-
-/** Matmul tiles for adapters that are not CPUs: 64×64 outputs a workgroup from 16-deep tiles in 8 KiB of workgroup memory. */
-export const GPU_TILED_MATMUL: MatmulParams = { tm: 4, tn: 4, wx: 16, wy: 16, bk: 16 };
-
 /** What the compiler needs to know of the adapter behind a device. */
 export interface AdapterFacts {
   /**
@@ -91,8 +84,6 @@ export class GpuContext {
   private pooled = 0;
   /** The most bytes of released buffers kept for reuse (WebGpuOptions.bufferPoolBytes). */
   readonly poolLimitBytes: number;
-  /** Matmul tile parameters chosen by the autotuner, by shape class (see autotune). */
-  readonly matmulChoices = new Map<string, MatmulParams>();
   private readonly errors: string[] = [];
   /** The fewest lanes a subgroup has, or 0 where the device has no subgroup operations. */
   readonly subgroupSize: number;
@@ -111,25 +102,6 @@ export class GpuContext {
     this.cpu = facts.cpu ?? false;
     this.poolLimitBytes = facts.bufferPoolBytes ?? DEFAULT_POOL_BYTES;
     device.addEventListener("uncapturederror", (e) => this.errors.push((e as GPUUncapturedErrorEvent).error.message));
-  }
-
-  /**
-   * Matmul tiles for shape classes the autotuner has not timed: on a CPU adapter with subgroups
-   * of 8 or more lanes the subgroup-broadcast kernel (3–4× the others on lavapipe here,
-   * BENCHMARKS.md); on other adapters 64×64 workgroup-memory tiles, which fit every WebGPU
-   * device's minimum limits; else 4×4 blocks.
-   */
-  get defaultMatmul(): MatmulParams {
-    if (!this.cpu) return GPU_TILED_MATMUL;
-    return this.subgroupSize >= 8 ? CPU_SUBGROUP_MATMUL : DEFAULT_MATMUL;
-  }
-
-  /**
-   * The default tiles for a matmul with `n` output columns, narrowed by fitColumns (the ViT step:
-   * 775 ms against 851, timed interleaved on lavapipe).
-   */
-  defaultMatmulFor(n: number): MatmulParams {
-    return fitColumns(this.defaultMatmul, n);
   }
 
   /** Whether `destroy()` was called: the device then refuses every use (checkAlive). */

@@ -71,9 +71,14 @@ export class KernelGen {
   readonly vec4Lanes = new Map<string, { vec: string; lane: number }>();
 
   constructor(
-    private readonly ids: Map<Tensor, number>,
+    private readonly ids: ReadonlyMap<Tensor, number>,
     private readonly materialized: (n: Tensor) => boolean,
     private readonly rules: (n: Tensor) => InlineRule,
+    /**
+     * A stored node this kernel reads through its output binding instead of a binding of its own
+     * (an in-place update of a donated input); its binding number stays reserved, undeclared.
+     */
+    readonly alias?: Tensor,
   ) {}
 
   fresh(prefix = "v"): string {
@@ -159,6 +164,12 @@ export class KernelGen {
     return b;
   }
 
+  /** The WGSL name of the buffer holding materialised `n` (scalars or vec4s): its binding, or `out` for the alias. */
+  buffer(n: Tensor, vec4 = false): string {
+    const b = this.bindingOf(n, vec4);
+    return n === this.alias ? "out" : `in${b}`;
+  }
+
   /** The value of `node` at `idx`. */
   val(node: Tensor, idx: Idx): string {
     const key = `${this.id(node)}|${idx.key}`;
@@ -177,7 +188,7 @@ export class KernelGen {
       else {
         // Read through a scalar binding: never rewritten to read through the vec4 output binding.
         if (this.vec4Lanes.size) this.readKeys.get(node)!.add("scalar");
-        const load = `in${this.bindingOf(node)}[${flat}]`;
+        const load = `${this.buffer(node)}[${flat}]`;
         expr = node.dtype === "bool" ? `(${load} != 0u)` : load;
       }
     } else {
@@ -195,7 +206,7 @@ export class KernelGen {
     const key = `${this.id(node)}|v:${vec}`;
     const hit = this.lookup(key);
     if (hit !== undefined) return hit;
-    const name = this.let(`in${this.bindingOf(node, true)}[${vec}]`, "q");
+    const name = this.let(`${this.buffer(node, true)}[${vec}]`, "q");
     this.scopes[this.scopes.length - 1].cache.set(key, name);
     return name;
   }

@@ -1,13 +1,14 @@
 /**
- * How each primitive is computed inside a kernel: an inline WGSL expression at a symbolic index,
- * or `kernel` for primitives that need a kernel template of their own (reductions, matmul,
- * scatterAdd). Keyed by primitive, so a primitive without a lowering is a type error.
+ * How each primitive is computed on the GPU: an inline WGSL expression at a symbolic index, or a
+ * kernel template of its own (kernels.ts: reductions, matmul, scatterAdd). Keyed by primitive, so
+ * a primitive without a lowering is a type error.
  */
 import { type BinaryPrim, type ComparePrim, type Node, type Prim, type Tensor, type UnaryPrim } from "../../dsl/index.js";
 import { Idx, regType, type InlineRule, type KernelGen } from "./gen.js";
+import { OWN_KERNELS, type OwnKernel } from "./kernels.js";
 import { literal } from "./wgslLib.js";
 
-type Lowering<P extends Prim> = ((node: Node<P>, idx: Idx, g: KernelGen) => string) | "kernel";
+type Lowering<P extends Prim> = ((node: Node<P>, idx: Idx, g: KernelGen) => string) | OwnKernel<P>;
 
 const unaryExpr: { readonly [P in UnaryPrim]: (x: string, g: KernelGen, n: Tensor) => string } = {
   neg: (x) => `-(${x})`,
@@ -29,6 +30,8 @@ const binaryExpr: { readonly [P in BinaryPrim]: (a: string, b: string, g: Kernel
   pow: (a, b, g) => (g.useHelper("pow"), `pow_(${a}, ${b})`),
   maximum: (a, b) => `max(${a}, ${b})`,
   minimum: (a, b) => `min(${a}, ${b})`,
+  // WGSL leaves atan2(0, 0) undefined (lavapipe gives 3π/4): 0 there, as Math.atan2, so the backends agree on a zero vector.
+  atan2: (a, b) => `select(atan2(${a}, ${b}), 0.0, ${a} == 0.0 && ${b} == 0.0)`,
 };
 
 const compareOp: { readonly [P in ComparePrim]: string } = {
@@ -140,6 +143,7 @@ export const lowerings: { readonly [P in Prim]: Lowering<P> } = {
   pow: binary("pow"),
   maximum: binary("maximum"),
   minimum: binary("minimum"),
+  atan2: binary("atan2"),
   less: compare("less"),
   lessEqual: compare("lessEqual"),
   greater: compare("greater"),
@@ -159,12 +163,12 @@ export const lowerings: { readonly [P in Prim]: Lowering<P> } = {
   },
   stopGradient: (n, idx, g) => g.val(n.inputs[0], idx),
   customVjp: (n, idx, g) => g.val(n.inputs[0], idx),
-  sum: "kernel",
-  max: "kernel",
-  argmax: "kernel",
-  argmin: "kernel",
-  matmul: "kernel",
-  scatterAdd: "kernel",
+  sum: OWN_KERNELS.sum,
+  max: OWN_KERNELS.max,
+  argmax: OWN_KERNELS.argmax,
+  argmin: OWN_KERNELS.argmin,
+  matmul: OWN_KERNELS.matmul,
+  scatterAdd: OWN_KERNELS.scatterAdd,
   reshape: (n, idx, g) => g.val(n.inputs[0], reshapeIdx(n, idx, g)),
   permute: (n, idx, g) => {
     const c = g.coords(idx);
@@ -219,12 +223,28 @@ export const lowerings: { readonly [P in Prim]: Lowering<P> } = {
   },
 };
 
-/** The inline rule for a node (the scheduler never asks for "kernel" primitives here). */
-export function inlineRule(n: Tensor): InlineRule {
-  const r = lowerings[n.prim];
-  if (r === "kernel") throw new Error(`webgpu: ${n.prim} must be materialised in a kernel of its own`);
-  return r as unknown as InlineRule;
+/**
+ * Thrown when a kernel would inline a node that has a kernel of its own: an epilogue that reads
+ * its matmul or reduction at another element than the one it stores. The planner catches it and
+ * gives that fusion up (two kernels then); nothing else does.
+ */
+export class InlineRefused extends Error {
+  constructor(readonly node: Tensor) {
+    super(`webgpu: internal error: ${node.prim} must be materialised in a kernel of its own`);
+  }
 }
 
-export const needsKernel = (n: Tensor): boolean => lowerings[n.prim] === "kernel";
+/** The inline rule for a node (a node with a kernel of its own is refused: see InlineRefused). */
+export function inlineRule(n: Tensor): InlineRule {
+  const r = lowerings[n.prim];
+  if (typeof r !== "function") throw new InlineRefused(n);
+  return r as InlineRule;
+}
 
+/** The kernel template of a node whose primitive has one, else null (the node is inlined). */
+export function ownKernel<P extends Prim>(n: Node<P>): OwnKernel<P> | null {
+  const r: Lowering<P> = lowerings[n.prim];
+  return typeof r === "function" ? null : r;
+}
+
+export const needsKernel = (n: Tensor): boolean => ownKernel(n) !== null;

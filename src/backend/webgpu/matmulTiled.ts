@@ -11,7 +11,7 @@
 import { sizeOf, type Tensor } from "../../dsl/index.js";
 import type { KernelGen } from "./gen.js";
 import { operandLayout, storeVec4Tile } from "./matmulVec4.js";
-import { assembleKernel, indent, type KernelSource, type MatmulParams } from "./templates.js";
+import { assembleKernel, indent, type KernelBody, type MatmulParams } from "./templates.js";
 
 /** The device limits a workgroup-memory tile configuration must fit. */
 export interface TileLimits {
@@ -49,7 +49,7 @@ export function tiledApplicable(root: Tensor, p: MatmulParams, limits: TileLimit
   return root.dtype === "f32" && tiledFits(p, limits);
 }
 
-export function matmulTiledKernel(g: KernelGen, root: Tensor, epilogue: Tensor, name: string, p: MatmulParams, isMat: (n: Tensor) => boolean): KernelSource {
+export function matmulTiledKernel(g: KernelGen, root: Tensor, epilogue: Tensor, p: MatmulParams, isMat: (n: Tensor) => boolean): KernelBody {
   const [a, b] = root.inputs;
   const batch = root.shape.slice(0, -2);
   const [M, N] = root.shape.slice(-2);
@@ -112,5 +112,5 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
   let bz = wid.z;
 ${indent(g.body())}
 }`;
-  return assembleKernel(g, name, epilogue, main, [Math.ceil(N / bn), Math.ceil(M / bm), sizeOf(batch)], shared);
+  return assembleKernel(g, epilogue, main, [Math.ceil(N / bn), Math.ceil(M / bm), sizeOf(batch)], shared);
 }

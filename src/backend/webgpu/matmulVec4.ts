@@ -12,7 +12,7 @@
  */
 import { sizeOf, stridesOf, type Tensor } from "../../dsl/index.js";
 import type { KernelGen } from "./gen.js";
-import type { KernelSource, MatmulParams } from "./templates.js";
+import type { KernelBody, MatmulParams } from "./templates.js";
 import { assembleKernel, indent, laneWithEpilogue, storeFourLanes, storeRows, storeWithEpilogue } from "./templates.js";
 
 /** Where an operand's values live: a materialised buffer, read as stored or transposed. */
@@ -68,15 +68,15 @@ export function vec4Applicable(root: Tensor, p: MatmulParams, isMat: (n: Tensor)
   return true;
 }
 
-export function matmulVec4Kernel(g: KernelGen, root: Tensor, epilogue: Tensor, name: string, p: MatmulParams, isMat: (n: Tensor) => boolean): KernelSource {
+export function matmulVec4Kernel(g: KernelGen, root: Tensor, epilogue: Tensor, p: MatmulParams, isMat: (n: Tensor) => boolean): KernelBody {
   const [a, b] = root.inputs;
   const la = operandLayout(a, isMat)!;
   const lb = operandLayout(b, isMat)!;
   const batch = root.shape.slice(0, -2);
   const [M, N] = root.shape.slice(-2);
   const K = a.shape[a.rank - 1];
-  const A = `in${g.bindingOf(la.buf, true)}`;
-  const B = `in${g.bindingOf(lb.buf, true)}`;
+  const A = g.buffer(la.buf, true);
+  const B = g.buffer(lb.buf, true);
   // Read at many elements per thread: never a candidate for an in-place update.
   for (const l of [la, lb]) g.readKeys.set(l.buf, new Set([...(g.readKeys.get(l.buf) ?? []), "vec4"]));
   const { tm, tn } = p;
@@ -152,7 +152,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(workgroup_id) wid: v
   let bz = gid.z;
 ${indent(g.body())}
 }`;
-  return assembleKernel(g, name, epilogue, main, [gx, gy, sizeOf(batch)]);
+  return assembleKernel(g, epilogue, main, [gx, gy, sizeOf(batch)]);
 }
 
 /**

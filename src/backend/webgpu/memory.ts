@@ -5,7 +5,7 @@
  */
 import { formatShape, leafPaths, type Graph, type Tensor } from "../../dsl/index.js";
 import { DeviceError, type GpuContext } from "./device.js";
-import type { KernelSource } from "./templates.js";
+import type { KernelBody, KernelSource } from "./templates.js";
 
 // Every GPU element is 4 bytes (f32, i32, and bool stored as u32).
 export const bytesOf = (n: Tensor): number => n.size * 4;
@@ -91,4 +91,45 @@ export function planMemory(intermediates: readonly Tensor[], writer: ReadonlyMap
   let peak = 0;
   for (const { def } of lives) peak = Math.max(peak, lives.reduce((a, u) => (u.def <= def && u.lastUse >= def ? a + u.size : a), 0));
   return { placements, slots, peakBytes: peak };
+}
+
+/** Where a run's values live: the pool of intermediates, and the outputs that take donated inputs' buffers. */
+export interface BufferPlan {
+  readonly memory: MemoryPlan;
+  /** Output index → the input leaf whose buffer it takes. */
+  readonly donation: ReadonlyMap<number, number>;
+  /** Kernel index → the donated input it updates in place, reading it through its output binding. */
+  readonly aliases: ReadonlyMap<number, Tensor>;
+}
+
+/**
+ * Liveness (who writes each value and who reads it last), the memory plan of the intermediates,
+ * and donation: an output takes a donatable input's buffer when nothing reads the input after the
+ * output's kernel starts, or that kernel's threads read it only at the elements they write (then
+ * the kernel reads it through its output binding: one buffer, bound once).
+ */
+export function planBuffers(kernels: readonly KernelBody[], inputs: readonly Tensor[], outputs: readonly Tensor[], donatable: (leaf: number) => boolean): BufferPlan {
+  const writer = new Map<Tensor, number>();
+  const lastRead = new Map<Tensor, number>();
+  kernels.forEach((k, i) => {
+    writer.set(k.output, i);
+    for (const r of k.reads) lastRead.set(r, i);
+  });
+  const outSet = new Set(outputs);
+  const memory = planMemory([...writer.keys()].filter((n) => !outSet.has(n)), writer, lastRead);
+  const donation = new Map<number, number>();
+  const aliases = new Map<number, Tensor>();
+  const taken = new Set<number>();
+  outputs.forEach((o, oi) => {
+    const w = writer.get(o)!;
+    const k = kernels[w];
+    const last = (inp: Tensor) => lastRead.get(inp) ?? -1;
+    const inPlace = (inp: Tensor) => [...(k.readKeys.get(inp) ?? [])].every((key) => k.storeKeys.has(key));
+    const li = inputs.findIndex((inp, l) => donatable(l) && !taken.has(l) && inp.dtype === o.dtype && inp.size === o.size && (last(inp) < w || (last(inp) === w && inPlace(inp))));
+    if (li < 0) return;
+    taken.add(li);
+    donation.set(oi, li);
+    if (k.reads.includes(inputs[li]) && last(inputs[li]) === w) aliases.set(w, inputs[li]);
+  });
+  return { memory, donation, aliases };
 }

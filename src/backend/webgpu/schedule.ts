@@ -2,12 +2,66 @@
  * Scheduling: which nodes get a buffer of their own (materialised), and so which kernels run.
  * Everything else is inlined into its consumers' kernels as index arithmetic and expressions.
  */
-import { topoSort, type Tensor } from "../../dsl/index.js";
+import { topoSort, type Prim, type Tensor } from "../../dsl/index.js";
 import { needsKernel } from "./lower.js";
 import { operandLayout, swapsLastTwo } from "./matmulVec4.js";
 
-const VIEWS = new Set(["reshape", "permute", "broadcastTo", "slice"]);
-const TRANSCENDENTAL = new Set(["exp", "log", "sqrt", "tanh", "erf", "pow", "reciprocal", "div"]);
+/**
+ * What computing a primitive inline costs, in units of an add, for deciding whether a value
+ * read by several consumers is stored or recomputed by each: views are index arithmetic,
+ * transcendentals a handful of instructions, random words a threefry (20 rounds). Nodes that
+ * are materialised anyway (leaves, kernels of their own) cost nothing to read.
+ */
+type CostClass = "view" | "cheap" | "transcendental" | "random";
+const COST: { readonly [C in CostClass]: number } = { view: 0, cheap: 1, transcendental: 4, random: 30 };
+
+const costClass: { readonly [P in Prim]: CostClass } = {
+  input: "cheap",
+  constant: "cheap",
+  iota: "cheap",
+  randomBits: "random",
+  randomUniform: "random",
+  neg: "cheap",
+  exp: "transcendental",
+  log: "transcendental",
+  sqrt: "transcendental",
+  tanh: "transcendental",
+  erf: "transcendental",
+  abs: "cheap",
+  sign: "cheap",
+  reciprocal: "transcendental",
+  add: "cheap",
+  sub: "cheap",
+  mul: "cheap",
+  div: "transcendental",
+  pow: "transcendental",
+  maximum: "cheap",
+  minimum: "cheap",
+  atan2: "transcendental",
+  less: "cheap",
+  lessEqual: "cheap",
+  greater: "cheap",
+  greaterEqual: "cheap",
+  equal: "cheap",
+  notEqual: "cheap",
+  where: "cheap",
+  cast: "cheap",
+  stopGradient: "cheap",
+  sum: "cheap",
+  max: "cheap",
+  argmax: "cheap",
+  argmin: "cheap",
+  reshape: "view",
+  permute: "view",
+  broadcastTo: "view",
+  slice: "view",
+  pad: "cheap",
+  concat: "cheap",
+  gather: "cheap",
+  scatterAdd: "cheap",
+  matmul: "cheap",
+  customVjp: "cheap",
+};
 
 export interface Schedule {
   readonly order: readonly Tensor[];
@@ -31,7 +85,7 @@ export function schedule(inputs: readonly Tensor[], outputs: readonly Tensor[], 
   const cost = new Map<Tensor, number>();
   for (const n of order) {
     if (n.prim === "input" || (n.prim === "constant" && n.size > 1) || needsKernel(n)) mat.add(n);
-    const own = n.prim.startsWith("random") ? 30 : TRANSCENDENTAL.has(n.prim) ? 4 : VIEWS.has(n.prim) ? 0 : 1;
+    const own = COST[costClass[n.prim]];
     const c = mat.has(n) ? 0 : own + n.inputs.reduce((a, i) => a + (mat.has(i) ? 0 : (cost.get(i) ?? 0)), 0);
     const fan = consumers.get(n)?.length ?? 0;
     if (!mat.has(n) && ((fan >= 2 && c >= 6) || (fan >= 4 && c >= 3) || c > 150)) mat.add(n);

@@ -3,7 +3,7 @@
  * identity reshapes), common subexpressions merged, small constant subgraphs folded on the CPU.
  * Dead code never enters: only what the outputs reach is rebuilt.
  */
-import { Tensor, topoSort, type HostData, type Node, type Prim } from "../../dsl/index.js";
+import { dispatch, Tensor, topoSort, type HostData } from "../../dsl/index.js";
 import { evalRules } from "../cpu/interpret.js";
 
 /** Constant subgraphs whose result has at most this many elements are folded at compile time. */
@@ -57,6 +57,6 @@ export function simplify(inputs: readonly Tensor[], outputs: readonly Tensor[]):
 
 function fold(n: Tensor): Tensor {
   const args = n.inputs.map((i) => (i.params as { data: HostData }).data);
-  const data = (evalRules[n.prim] as (node: Node<Prim>, a: readonly HostData[]) => HostData)(n as Node<Prim>, args);
+  const data = dispatch(evalRules, n, args);
   return new Tensor("constant", { data, shape: n.shape, dtype: n.dtype }, [], n.shape, n.dtype);
 }

@@ -4,14 +4,14 @@
  * matmul, an optional elementwise epilogue evaluated on the result before it is stored (bias +
  * GELU after a linear layer is one kernel).
  */
-import { sizeOf, type Shape, type Tensor } from "../../dsl/index.js";
+import { dispatch, sizeOf, type Node, type RuleTable, type Shape, type Tensor } from "../../dsl/index.js";
 import { bindingDecl, KernelGen, regType, toStore, type Idx } from "./gen.js";
 import { F32_BITS, F32_BITS_SOURCE, literal } from "./wgslLib.js";
 
-/** A generated kernel, before buffers are bound. */
-export interface KernelSource {
-  readonly name: string;
-  readonly wgsl: string;
+/** A generated kernel before it is named and bound: its WGSL and what it reads and writes. */
+export interface KernelBody {
+  /** The WGSL module (without the name comment of KernelSource.wgsl): the pipeline cache's key. */
+  readonly body: string;
   /** Materialised nodes read, in binding order (the output binds after them). */
   readonly reads: readonly Tensor[];
   /** For each read, the index keys it was read at (to prove in-place updates safe). */
@@ -20,11 +20,21 @@ export interface KernelSource {
   readonly storeKeys: ReadonlySet<string>;
   readonly output: Tensor;
   readonly dispatch: readonly [number, number, number];
-  /** The node the kernel is built around (a matmul or reduction with a fused epilogue, or the root). */
-  readonly core?: Tensor;
   /** A read binding served by the output binding instead (an in-place update of a donated input). */
   readonly aliased?: number;
 }
+
+/** A kernel of an executable: its body, named after what it fuses, and the node it is built around. */
+export interface KernelSource extends KernelBody {
+  readonly name: string;
+  /** The WGSL as dispatched and shown: the body under a `// name` comment. */
+  readonly wgsl: string;
+  /** The node the kernel is built around (a matmul or reduction with a fused epilogue, or the root). */
+  readonly core: Tensor;
+}
+
+/** Names a kernel body. */
+export const named = (k: KernelBody, name: string, core: Tensor): KernelSource => ({ ...k, name, wgsl: `// ${name}\n${k.body}`, core });
 
 export const WG = 64;
 /** Elementwise kernels this large or larger take four elements per thread. */
@@ -36,15 +46,18 @@ function grid(groups: number): [number, number] {
   return [x, Math.max(1, Math.ceil(groups / x))];
 }
 
-export function assembleKernel(g: KernelGen, name: string, output: Tensor, main: string, dispatch: readonly [number, number, number], extraDecls = ""): KernelSource {
+export function assembleKernel(g: KernelGen, output: Tensor, main: string, dispatch: readonly [number, number, number], extraDecls = ""): KernelBody {
   const reads = g.bindings.map((b) => b.node);
-  const decls = g.bindings.map((b, i) => (b.vec4 ? `@group(0) @binding(${i}) var<storage, read> in${i}: array<vec4<f32>>;` : bindingDecl(i, `in${i}`, b.node.dtype, "read")));
+  const aliased = g.alias ? reads.indexOf(g.alias) : -1;
+  const decls = g.bindings.flatMap((b, i) =>
+    i === aliased ? [] : [b.vec4 ? `@group(0) @binding(${i}) var<storage, read> in${i}: array<vec4<f32>>;` : bindingDecl(i, `in${i}`, b.node.dtype, "read")],
+  );
   decls.push(g.vec4Lanes.size ? `@group(0) @binding(${reads.length}) var<storage, read_write> out: array<vec4<f32>>;` : bindingDecl(reads.length, "out", output.dtype, "read_write"));
   const helpers = g.helperSource();
   const usesBits = (helpers + main).includes(`${F32_BITS}(`);
   const enables = /\bsubgroup[A-Z]/.test(main) ? "enable subgroups;" : "";
-  const wgsl = [`// ${name}`, enables, ...decls, extraDecls, usesBits ? F32_BITS_SOURCE : "", helpers, main].filter((s) => s).join("\n");
-  return { name, wgsl, reads, readKeys: g.readKeys, storeKeys: g.storeKeys, output, dispatch };
+  const body = [enables, ...decls, extraDecls, usesBits ? F32_BITS_SOURCE : "", helpers, main].filter((s) => s).join("\n");
+  return { body, reads, readKeys: g.readKeys, storeKeys: g.storeKeys, output, dispatch, ...(aliased >= 0 ? { aliased } : {}) };
 }
 
 export const indent = (lines: readonly string[], n = 1) => lines.map((l) => "  ".repeat(n) + l).join("\n");
@@ -67,7 +80,7 @@ ${indent(g.body())}
  * elements: lavapipe loads storage one lane at a time, so a vec4 costs about what a scalar does,
  * and such kernels ran about 2× faster.
  */
-export function elementwiseKernel(g: KernelGen, root: Tensor, name: string): KernelSource {
+export function elementwiseKernel(g: KernelGen, root: Tensor): KernelBody {
   if (root.dtype === "f32" && root.size % 4 === 0 && root.size >= VEC4_MIN) {
     storeFourLanes(g, "t", (e) => {
       const idx = g.idx(root.shape, e, null);
@@ -75,14 +88,14 @@ export function elementwiseKernel(g: KernelGen, root: Tensor, name: string): Ker
       return g.val(root, idx);
     });
     const k = threadPerItem(g, "t", root.size / 4);
-    return assembleKernel(g, name, root, k.main, k.dispatch);
+    return assembleKernel(g, root, k.main, k.dispatch);
   }
   const idx = g.idx(root.shape, "i", null);
   const v = g.val(root, idx);
   g.line(`out[i] = ${toStore(v, root.dtype)};`);
   g.storeKeys.add(idx.key);
   const k = threadPerItem(g, "i", root.size);
-  return assembleKernel(g, name, root, k.main, k.dispatch);
+  return assembleKernel(g, root, k.main, k.dispatch);
 }
 
 /**
@@ -122,7 +135,8 @@ export function storeRows(g: KernelGen, tm: number, M: number, store: readonly s
   g.line(`for (var t = 0u; t < rows; t++) {\n${indent(store, 2)}\n  }`);
 }
 
-type ReduceKind = "sum" | "max" | "argmax" | "argmin";
+/** The primitives the reduction template computes. */
+export type ReducePrim = "sum" | "max" | "argmax" | "argmin";
 
 interface Reducer {
   readonly init: string[];
@@ -131,7 +145,7 @@ interface Reducer {
   readonly result: string;
 }
 
-function reducer(kind: ReduceKind, t: string): Reducer {
+function reducer(kind: ReducePrim, t: string): Reducer {
   const lowest = t === "f32" ? literal(-Infinity, "f32") : "i32(-2147483647 - 1)";
   const highest = t === "f32" ? literal(Infinity, "f32") : "2147483647i";
   switch (kind) {
@@ -152,9 +166,16 @@ function reducer(kind: ReduceKind, t: string): Reducer {
 }
 
 /** Reduced axes, and the input index built from output coordinates and reduction coordinates. */
-function reductionGeometry(root: Tensor): { x: Tensor; axes: number[]; rShape: number[] } {
+const reducedAxes: RuleTable<readonly number[], [], ReducePrim> = {
+  sum: (n) => n.params.axes,
+  max: (n) => n.params.axes,
+  argmax: (n) => [n.params.axis],
+  argmin: (n) => [n.params.axis],
+};
+
+function reductionGeometry(root: Node<ReducePrim>): { x: Tensor; axes: number[]; rShape: number[] } {
   const x = root.inputs[0];
-  const axes = root.prim === "argmax" || root.prim === "argmin" ? [(root.params as { axis: number }).axis] : [...(root.params as { axes: readonly number[] }).axes];
+  const axes = [...dispatch(reducedAxes, root)];
   return { x, axes, rShape: axes.map((a) => x.shape[a]) };
 }
 
@@ -174,14 +195,14 @@ function reductionCoords(g: KernelGen, r: string, rShape: Shape): string[] {
  * its tree of barriers costs more than it spreads: there a workgroup's worth of outputs (64) is
  * enough, up to rows of 65 536. (ViT step, qkv bias gradients: 20 → 10 ms on lavapipe.)
  */
-export const threadPerOutput = (root: Tensor, cpu: boolean): boolean => {
+export const threadPerOutput = (root: Node<ReducePrim>, cpu: boolean): boolean => {
   const { rShape } = reductionGeometry(root);
   const r = sizeOf(rShape);
   return r <= 256 || root.size >= 2048 || (cpu && root.size >= WG && r <= 65536);
 };
 
-export function reduceKernel(g: KernelGen, root: Tensor, epilogue: Tensor, name: string, cpu: boolean): KernelSource {
-  const kind = root.prim as ReduceKind;
+export function reduceKernel(g: KernelGen, root: Node<ReducePrim>, epilogue: Tensor, cpu: boolean): KernelBody {
+  const kind = root.prim;
   const { x, axes, rShape } = reductionGeometry(root);
   const t = regType(x.dtype);
   const R = sizeOf(rShape);
@@ -198,7 +219,7 @@ export function reduceKernel(g: KernelGen, root: Tensor, epilogue: Tensor, name:
     g.line(`for (var r = 0u; r < ${R}u; r++) {\n${indent(loop, 2)}\n  }`);
     storeWithEpilogue(g, root, epilogue, "o", red.result);
     const k = threadPerItem(g, "o", nOut);
-    return assembleKernel(g, name, epilogue, k.main, k.dispatch);
+    return assembleKernel(g, epilogue, k.main, k.dispatch);
   }
   // A workgroup per output: strided partial results, then a tree in workgroup memory.
   const [gx, gy] = grid(nOut);
@@ -210,12 +231,13 @@ export function reduceKernel(g: KernelGen, root: Tensor, epilogue: Tensor, name:
       : kind === "max"
         ? "shv[lid] = max(shv[lid], shv[lid + s]);"
         : `if (shv[lid + s] ${better} shv[lid] || (shv[lid + s] == shv[lid] && shi[lid + s] < shi[lid])) { shv[lid] = shv[lid + s]; shi[lid] = shi[lid + s]; }`;
-  const body = g.body();
+  // The epilogue is generated after the loop, in its own scope.
+  const epi = g.nested(() => storeWithEpilogue(g, root, epilogue, "o", "res"));
   const main = `@compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
   let o = wid.x + wid.y * ${gx}u;
   if (o >= ${nOut}u) { return; }
-${indent(body)}
+${indent(g.body())}
 ${indent(red.init)}
   for (var r = lid; r < ${R}u; r += ${WG}u) {
 ${indent(loop, 2)}
@@ -228,19 +250,17 @@ ${isArg ? "  shi[lid] = acc;\n" : ""}  workgroupBarrier();
   }
   if (lid == 0u) {
     let res = ${isArg ? "shi[0]" : "shv[0]"};
-EPILOGUE
+${indent(epi, 2)}
   }
 }`;
-  // The epilogue is generated after the loop, in its own scope.
-  const epi = g.nested(() => storeWithEpilogue(g, root, epilogue, "o", "res"));
   const shared = `var<workgroup> shv: array<${t}, ${WG}>;${isArg ? `\nvar<workgroup> shi: array<i32, ${WG}>;` : ""}`;
-  return assembleKernel(g, name, epilogue, main.replace("EPILOGUE", indent(epi, 2)), [gx, gy, 1], shared);
+  return assembleKernel(g, epilogue, main, [gx, gy, 1], shared);
 }
 
 /** scatterAdd as a gather-side reduction: each output sums the updates whose (clamped) index hits it. */
-export function scatterKernel(g: KernelGen, root: Tensor, name: string): KernelSource {
+export function scatterKernel(g: KernelGen, root: Node<"scatterAdd">): KernelBody {
   const [u, ind] = root.inputs;
-  const { axis, size } = root.params as { axis: number; size: number };
+  const { axis, size } = root.params;
   const m = ind.size;
   const nOut = root.size;
   const oC = g.coords(g.idx(root.shape, "o", null));
@@ -258,7 +278,7 @@ export function scatterKernel(g: KernelGen, root: Tensor, name: string): KernelS
   g.line(`for (var j = 0u; j < ${m}u; j++) {\n${indent(loop, 2)}\n  }`);
   g.line(`out[o] = acc;`);
   const k = threadPerItem(g, "o", nOut);
-  return assembleKernel(g, name, root, k.main, k.dispatch);
+  return assembleKernel(g, root, k.main, k.dispatch);
 }
 
 /** Tile parameters of the register-blocked matmul: each thread computes tm×tn outputs. */
@@ -298,7 +318,7 @@ export const DEFAULT_MATMUL: MatmulParams = { tm: 4, tn: 4, wx: 8, wy: 8 };
  * accumulators per thread. With `subgroup: S` (wy = 1, tm a multiple of S) the workgroup's
  * threads share their rows of A as the vec4 template does: lane s loads rows s, s + S, ...
  */
-export function matmulKernel(g: KernelGen, root: Tensor, epilogue: Tensor, name: string, p: MatmulParams): KernelSource {
+export function matmulKernel(g: KernelGen, root: Tensor, epilogue: Tensor, p: MatmulParams): KernelBody {
   const [a, b] = root.inputs;
   const batch = root.shape.slice(0, -2);
   const [M, N] = root.shape.slice(-2);
@@ -345,5 +365,5 @@ fn main(@builtin(global_invocation_id) gid: vec3u${S ? ", @builtin(subgroup_invo
   let bz = gid.z;
 ${S ? "" : `  if (row0 >= ${M}u || col0 >= ${N}u) { return; }\n`}${indent(g.body())}
 }`;
-  return assembleKernel(g, name, epilogue, main, [gx, gy, nb]);
+  return assembleKernel(g, epilogue, main, [gx, gy, nb]);
 }
