@@ -6,7 +6,7 @@
  */
 import os from "node:os";
 import * as w from "../src/index.js";
-import type { GpuArray, GpuContext, Tensor } from "../src/index.js";
+import type { GpuContext, Tensor } from "../src/index.js";
 import { peerMatmulRunners, type MatmulRunner } from "./peers.js";
 import { BATCH, initModel, stepSpecs, trainStep, type Model } from "./vitStep.js";
 import { ibotStepRunner, ibotStepSeconds } from "./ibotStep.js";
@@ -70,14 +70,18 @@ function cpuBenchmarks() {
   }
 }
 
+/** Matmul tiles the autotuner chose in this run, passed to every later compile. */
+let tuning: w.MatmulTuning = new Map();
+
 async function gpuBenchmarks(ctx: GpuContext) {
   // Matmul, ours (autotuned) and the peers, same adapter, back to back; on a GPU also the sizes
   // where it nears its peak, with every tile candidate's time.
   for (const n of ctx.cpu ? [256, 512, 1024] : [256, 512, 1024, 2048, 4096]) {
     const f = (a: Tensor, b: Tensor) => w.matmul(a, b);
     const specs = [w.spec([n, n]), w.spec([n, n])] as const;
-    const tuned = await w.autotune(f, specs, ctx);
-    const exe = w.compile(f, specs, { backend: ctx });
+    const tuned = await w.autotune(f, specs, ctx, { known: tuning });
+    tuning = w.tuningOf(tuned, tuning);
+    const exe = w.compile(f, specs, { backend: ctx, tuning });
     const up = w.compile((t: Tensor) => w.add(t, 0), [w.spec([n, n])], { backend: ctx });
     const [a, b] = [up.run(rand(n * n)), up.run(rand(n * n))];
     const ours = gpuJob(ctx, () => exe.run(a, b).dispose());
@@ -105,19 +109,19 @@ async function gpuBenchmarks(ctx: GpuContext) {
   // The ViT training step.
   const model = initModel(w.randomKey(0));
   const specs = stepSpecs(model);
-  const p0 = w.compile(() => initModel(w.randomKey(0)), [], { backend: ctx }).run() as unknown as Model;
-  const s0 = w.compile((p: Model) => w.adamInit(p), [specs[0]], { backend: ctx }).run(p0 as never) as unknown as w.AdamState<Model>;
+  const p0 = w.compile(() => initModel(w.randomKey(0)), [], { backend: ctx }).run();
+  const s0 = w.compile((p: Model) => w.adamInit(p), [specs[0]], { backend: ctx }).run(p0);
   const t0 = performance.now();
-  await w.autotune(trainStep as never, specs as never, ctx);
+  tuning = w.tuningOf(await w.autotune(trainStep, specs, ctx, { known: tuning }), tuning);
   const tTune = performance.now() - t0;
   const t1 = performance.now();
-  const exe = w.compile(trainStep as never, specs as never, { backend: ctx, donate: [0, 1] }) as unknown as w.GpuExecutable;
+  const exe = w.compile(trainStep, specs, { backend: ctx, donate: [0, 1], tuning });
   const tCompile = performance.now() - t1;
   const images = rand(BATCH * 784);
   const labels = Int32Array.from({ length: BATCH }, (_, i) => i % 10);
-  let state = { params: p0 as unknown, state: s0 as unknown };
+  let state = { params: p0, state: s0 };
   const step = (i: number) => {
-    const r = exe.run(state.params, state.state, [i], images, labels) as { params: unknown; state: unknown; loss: GpuArray };
+    const r = exe.run(state.params, state.state, [i], images, labels);
     r.loss.dispose();
     state = r;
   };
@@ -158,8 +162,8 @@ function cpuVitStep() {
   const model = initModel(w.randomKey(0));
   const specs = stepSpecs(model);
   const p0 = w.compile(() => initModel(w.randomKey(0)), []).run();
-  const s0 = w.compile((p: Model) => w.adamInit(p), [specs[0]]).run(p0 as never);
-  const exe = w.compile(trainStep as never, specs as never) as unknown as { run: (...a: unknown[]) => unknown };
+  const s0 = w.compile((p: Model) => w.adamInit(p), [specs[0]]).run(p0);
+  const exe = w.compile(trainStep, specs);
   const images = rand(BATCH * 784);
   const labels = Int32Array.from({ length: BATCH }, (_, i) => i % 10);
   const t0 = performance.now();
@@ -190,7 +194,7 @@ if (process.argv.includes("--ibot")) {
       continue;
     }
     const rounds = 3;
-    const ours = ibotStepRunner(ctx);
+    const ours = ibotStepRunner(ctx, tuning);
     const torch = await pytorch();
     const [s, torchS] = (await w.interleavedMedians([ours.step, ...("missing" in torch ? [] : [torch.runners.ibot])], rounds)).map((ms) => ms / 1000);
     const how = `median of ${rounds} after a warm-up step${"missing" in torch ? "" : ", interleaved with PyTorch's"}`;

@@ -34,9 +34,8 @@ export function trainStep(p: Model, s: w.AdamState<Model>, step: Tensor, images:
 
 /** Specs of the step's arguments, from a parameter tree's shapes. */
 export function stepSpecs(p: Model) {
-  const specOf = (t: Tensor) => w.spec(t.shape, t.dtype);
-  const ps = w.mapTree(p as unknown as w.Tree<Tensor>, w.isTensor, specOf) as unknown as w.MapLeaves<Model, Tensor, w.TensorSpec>;
-  return [ps, { m: ps, v: ps }, w.spec([]), w.spec([BATCH, 1, 28, 28]), w.spec([BATCH], "i32")] as const;
+  const ps = w.specsOf(p);
+  return [ps, { m: ps, v: ps }, w.spec([]), w.spec([BATCH, 1, BENCH_VIT.imageSize, BENCH_VIT.imageSize]), w.spec([BATCH], "i32")] as const;
 }
 
 export const paramCount = (p: Model): number => w.flatten(p, w.isTensor).leaves.reduce((a, t) => a + t.size, 0);

@@ -10,15 +10,17 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import fc from "fast-check";
 import * as w from "../src/index.js";
-import { arbGraph, arbShapedTensor, type RandomGraph } from "../src/testing/index.js";
+import { arbGraph, arbShapedTensor, CONTINUOUS_OPS, type RandomGraph } from "../src/testing/index.js";
 import type { GpuArray, GpuContext, HostTensor, Tensor } from "../src/index.js";
 import { dawnFlagsWith } from "../src/backend/webgpu/device.js";
 import { tiledFits } from "../src/backend/webgpu/matmulTiled.js";
 import { PipelineCache } from "../src/backend/webgpu/pipelineCache.js";
-import { IDLE_PIPELINES } from "../src/backend/webgpu/compiler.js";
+import { IDLE_PIPELINES } from "../src/backend/webgpu/executable.js";
+import { defaultMatmul } from "../src/backend/webgpu/target.js";
 import { PAPER_CONFIG } from "../src/train/config.js";
 import { modelConfig } from "../src/train/pretrain.js";
-import { specsOf } from "../src/train/features.js";
+import { batchSpecOf, geometryOf } from "../src/train/geometry.js";
+import { compileIbotStep } from "../src/train/loop.js";
 
 let ctx: GpuContext;
 before(async () => {
@@ -61,7 +63,7 @@ async function checkGraph(g: RandomGraph) {
   gpu.dispose();
 }
 
-const CONTINUOUS = ["neg", "expTanh", "logPositive", "sqrtPositive", "erf", "abs", "reciprocal", "binary", "sum", "max", "reshape", "transpose", "broadcastTo", "slice", "pad", "concat", "gather", "scatterAdd", "matmul", "softmax", "layerNorm", "iota"];
+const CONTINUOUS = CONTINUOUS_OPS;
 
 describe("webgpu agrees with the CPU float64 reference", () => {
   test("on random graphs of continuous ops", async () => {
@@ -163,7 +165,7 @@ describe("webgpu agrees with the CPU float64 reference", () => {
     // Three workgroup-memory configurations (the smallest, 64×64 and the largest tile) cover its
     // operand layouts here; the next test runs every one on random ragged shapes.
     const tiled = w.TILED_MATMUL_CANDIDATES;
-    const configs = [...w.MATMUL_CANDIDATES, ...w.SUBGROUP_MATMUL_CANDIDATES, tiled[0], tiled[1], tiled[tiled.length - 1], ctx.defaultMatmul];
+    const configs = [...w.MATMUL_CANDIDATES, ...w.SUBGROUP_MATMUL_CANDIDATES, tiled[0], tiled[1], tiled[tiled.length - 1], defaultMatmul(ctx)];
     let broadcastKernels = 0;
     let tiledKernels = 0;
     for (const [what, shapes, f] of cases) {
@@ -215,7 +217,7 @@ describe("webgpu agrees with the CPU float64 reference", () => {
 
   test("adapters that are not CPUs get workgroup-memory tiles by default and among the autotuner's candidates, within their limits", () => {
     const gpuLike = new w.GpuContext(ctx.device, "a GPU-like view of the same device", { cpu: false, subgroupSize: ctx.subgroupSize });
-    assert.ok(gpuLike.defaultMatmul.bk !== undefined, "the default has a tile depth");
+    assert.ok(defaultMatmul(gpuLike).bk !== undefined, "the default has a tile depth");
     const tiled = w.matmulCandidates(gpuLike).filter((p) => p.bk !== undefined);
     assert.deepEqual(tiled, w.TILED_MATMUL_CANDIDATES.filter((p) => tiledFits(p, ctx.limits)));
     assert.ok(tiled.length > 0);
@@ -235,6 +237,21 @@ describe("webgpu agrees with the CPU float64 reference", () => {
       const ref = w.compile(f, [w.spec([2], "i32")]).run(key);
       for (let i = 0; i < outs.length; i++) assert.deepEqual(await read(outs[i]), [...ref[i].data], `output ${i}, seed ${seed}`);
     }
+  });
+
+  test("atan2(y, x) is Math.atan2 in all four quadrants and on the axes, broadcasting y against x", async () => {
+    const xs = [3, 1, 1e-3, 0, -1e-3, -1, -3];
+    const ys = [2, 0.5, 1e-4, -1e-4, -0.5, -2];
+    const onAxes = [[0, 1], [1, 0], [0, -1], [-1, 0], [0, 0]]; // [y, x]: 0, π/2, π, −π/2, and 0 at the origin (which WGSL leaves undefined)
+    const f = (y: Tensor, x: Tensor, ay: Tensor, ax: Tensor) => [w.atan2(y, x), w.atan2(ay, ax)];
+    const specs = [w.spec([ys.length, 1]), w.spec([xs.length]), w.spec([onAxes.length]), w.spec([onAxes.length])];
+    const args = [ys, xs, onAxes.map((p) => p[0]), onAxes.map((p) => p[1])].map((v) => Float32Array.from(v));
+    const [grid, axes] = w.compile(f, specs, { backend: ctx }).run(...args) as GpuArray[];
+    const want = ys.flatMap((y) => xs.map((x) => Math.atan2(Math.fround(y), Math.fround(x))));
+    assertClose(await read(grid), want, "atan2 over the quadrants"); // lavapipe's is within 2e-5 relative; WGSL allows 4096 ulp
+    assertClose(await read(axes), onAxes.map(([y, x]) => Math.atan2(y, x)), "atan2 on the axes");
+    grid.dispose();
+    axes.dispose();
   });
 });
 
@@ -353,14 +370,15 @@ describe("compiler", () => {
     assert.equal(ctx.liveBuffers, live, "autotuning frees every buffer it made");
     assert.equal(tuned.length, 1, "one matmul class");
     const [r] = tuned;
-    assert.deepEqual(r.candidates[0], ctx.defaultMatmulFor(96), "the class's default is timed first");
+    assert.deepEqual(r.candidates[0], w.defaultMatmulFor(ctx, 96), "the class's default is timed first");
     assert.equal(r.timesMs.length, r.candidates.length);
     assert.ok(r.timesMs.every((t) => t > 0));
     const fastest = r.timesMs.indexOf(Math.min(...r.timesMs));
     // Kept unless a candidate beats the default by 10%; then the fastest.
     assert.deepEqual(r.params, r.timesMs[fastest] < 0.9 * r.timesMs[0] ? r.candidates[fastest] : r.candidates[0]);
-    assert.deepEqual(await w.autotune(f, specs, ctx, { minFlops: 0 }), [], "a tuned class is not timed again");
-    const exe = w.compile(f, specs, { backend: ctx });
+    const tuning = w.tuningOf(tuned);
+    assert.deepEqual(await w.autotune(f, specs, ctx, { minFlops: 0, known: tuning }), [], "a tuned class is not timed again");
+    const exe = w.compile(f, specs, { backend: ctx, tuning });
     assert.ok(exe.wgsl().includes(`@workgroup_size(${r.params.wx}, ${r.params.wy}, 1)`), "the compile uses the tuned tiles");
     const [a, b] = [96 * 64, 64 * 96].map((n) => Float32Array.from({ length: n }, (_, i) => Math.cos(i)));
     const ref = w.compile((x: Tensor, y: Tensor) => w.matmul(w.cast(x, "f64"), w.cast(y, "f64")), specs).run(a, b) as HostTensor;
@@ -399,12 +417,8 @@ describe("compiler", () => {
 
   test("the iBOT step's memory plan holds at most 1.2× the bytes of intermediates ever alive at once", () => {
     const mc = modelConfig(PAPER_CONFIG);
-    const n = (28 / PAPER_CONFIG.patchSize) ** 2;
-    const B = 8;
     const init = w.evaluate(() => w.initIbotState(w.randomKey(0), mc));
-    const batch = { globals: w.spec([2 * B, 1, 28, 28]), locals: w.spec([PAPER_CONFIG.localCrops * B, 1, PAPER_CONFIG.localSize, PAPER_CONFIG.localSize]), masks: w.spec([2 * B, n]) };
-    const f = (st: w.IbotState, b: w.IbotBatch, sc: w.IbotSchedule) => w.ibotStep(st, b, sc, mc);
-    const exe = w.compile(f as never, [specsOf(init), batch, w.scheduleSpec()] as never, { backend: ctx, donate: [0] }) as unknown as w.GpuExecutable;
+    const exe = compileIbotStep(mc, init, batchSpecOf(geometryOf(PAPER_CONFIG), 8, PAPER_CONFIG.localCrops), ctx);
     const s = exe.stats();
     assert.ok(s.plannedBytes <= 1.2 * s.peakBytes, `planned ${s.plannedBytes} bytes for a peak of ${s.peakBytes}`);
     exe.dispose();

@@ -43,6 +43,19 @@ export class HostTensor {
     return go(0, 0);
   }
 
+  /** The values (the same API as GpuArray's, so that code runs on either backend's results). */
+  async toArray(): Promise<HostData> {
+    return this.data;
+  }
+
+  /** Itself (as GpuArray's `toHost` reads a device array back). */
+  async toHost(): Promise<HostTensor> {
+    return this;
+  }
+
+  /** Nothing to free on the host (GpuArray's frees its buffer); the values stay readable. */
+  dispose(): void {}
+
   toString(): string {
     return `HostTensor<${this.dtype}${formatShape(this.shape)}>`;
   }

@@ -2,18 +2,14 @@
  * What pre-training and evaluation share: seeded samples of a split, normalised images, and the
  * teacher's [CLS] features computed on the chosen backend.
  */
-import { acquireDevice, compile, GpuArray, HostTensor, type GpuContext } from "../backend/index.js";
+import { acquireDevice, compile, GpuArray, specsOf, type DeviceArray, type GpuContext, type RunResult } from "../backend/index.js";
 import { createRng, mixSeeds, type ImageDataset } from "../data/index.js";
-import { mapTree, reshape, sliceAxis, spec, type Tensor, type Tree } from "../dsl/index.js";
-import { backbone, type IbotModelConfig, type TeacherParams } from "../models/index.js";
+import { reshape, sliceAxis, spec, type Tensor } from "../dsl/index.js";
+import { backbone, type IbotModelConfig, type ViTParams } from "../models/index.js";
 
-const isLeaf = (x: unknown): x is HostTensor | GpuArray => x instanceof HostTensor || x instanceof GpuArray;
-
-/** The specs of a tree of host or device arrays (what `compile` needs to take that tree). */
-export const specsOf = (tree: unknown) => mapTree(tree as Tree<HostTensor | GpuArray>, isLeaf, (t) => spec(t.shape, t.dtype));
 
 /** A run's output as host values; a device array is read back and freed. */
-export async function toHostValues(x: HostTensor | GpuArray): Promise<ArrayLike<number>> {
+export async function toHostValues(x: DeviceArray): Promise<ArrayLike<number>> {
   if (!(x instanceof GpuArray)) return x.data;
   const a = await x.toArray();
   x.dispose();
@@ -24,7 +20,7 @@ export async function toHostValues(x: HostTensor | GpuArray): Promise<ArrayLike<
 export const sampleSplit = (d: ImageDataset, n: number, seed: number, salt: number): ImageDataset =>
   n > 0 && n < d.count ? pick(d, shuffled(d.count, mixSeeds(seed, salt)).subarray(0, n)) : d;
 
-/** Images [n, 28·28] uint8 → normalised Float32 [n, 1, 28, 28]. */
+/** Images [n, H·W] uint8 → normalised Float32 [n, 1, H, W]. */
 export function normalise(d: ImageDataset, start: number, n: number, mean: number, std: number): Float32Array {
   const out = new Float32Array(n * d.height * d.width);
   const src = d.images.subarray(start * d.height * d.width, (start + n) * d.height * d.width);
@@ -32,19 +28,26 @@ export function normalise(d: ImageDataset, start: number, n: number, mean: numbe
   return out;
 }
 
-/** [CLS] features of a dataset's first `count` images through a teacher backbone. */
-export async function features(teacher: unknown, d: ImageDataset, count: number, mc: IbotModelConfig, stats: { mean: number; std: number }, gpu: GpuContext | null): Promise<Float32Array> {
+/** [CLS] features of a dataset's first `count` images through a backbone (a teacher's or a student's). */
+export async function features(
+  net: RunResult<ViTParams>,
+  d: ImageDataset,
+  count: number,
+  mc: IbotModelConfig,
+  stats: { mean: number; std: number },
+  gpu: GpuContext | null,
+): Promise<Float32Array> {
   const chunk = 500;
   const out = new Float32Array(count * mc.vit.width);
-  const f = (t: TeacherParams, x: Tensor) => reshape(sliceAxis(backbone(x, t.backbone, mc.vit), 1, 0, 1), [x.shape[0], mc.vit.width]);
-  const tSpec = specsOf(teacher);
+  const f = (p: ViTParams, x: Tensor) => reshape(sliceAxis(backbone(x, p, mc.vit), 1, 0, 1), [x.shape[0], mc.vit.width]);
+  const compileFor = (n: number) => compile(f, [specsOf(net), spec([n, mc.vit.channels, d.height, d.width])], { backend: gpu ?? "cpu" });
   // One executable per chunk size (every chunk but the last shares one).
-  const exes = new Map<number, { run: (...a: unknown[]) => unknown }>();
-  const exeFor = (n: number) => exes.get(n) ?? exes.set(n, compileOn(gpu, f, [tSpec, spec([n, 1, 28, 28])])).get(n)!;
+  const exes = new Map<number, ReturnType<typeof compileFor>>();
+  const exeFor = (n: number) => exes.get(n) ?? exes.set(n, compileFor(n)).get(n)!;
   for (let s = 0; s < count; s += chunk) {
     const n = Math.min(chunk, count - s);
     const x = normalise(d, s, n, stats.mean, stats.std);
-    out.set(await toHostValues(exeFor(n).run(teacher, x) as HostTensor | GpuArray), s * mc.vit.width);
+    out.set(await toHostValues(exeFor(n).run(net, x)), s * mc.vit.width);
   }
   return out;
 }
@@ -70,12 +73,6 @@ export function shuffled(n: number, seed: number): Int32Array {
     [p[i], p[j]] = [p[j], p[i]];
   }
   return p;
-}
-
-/** compile() for pytrees whose types are only known at run time. */
-export function compileOn(gpu: GpuContext | null, f: unknown, specs: readonly unknown[], donate?: number[]): { run: (...a: unknown[]) => unknown } {
-  const g = f as (...a: never[]) => Tree<Tensor>;
-  return (gpu ? compile(g, specs as never, { backend: gpu, ...(donate ? { donate } : {}) }) : compile(g, specs as never)) as unknown as { run: (...a: unknown[]) => unknown };
 }
 
 /**

@@ -5,63 +5,27 @@
  */
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { evaluate, GpuArray, HostTensor } from "../backend/index.js";
-import { flatten, randomKey, spec } from "../dsl/index.js";
-import { loadDataset, mixSeeds, multiCropBatch, multiCropConfig, pixelStats } from "../data/index.js";
+import { evaluate, treeSize, type GpuContext, type HostTensor, type RunResult } from "../backend/index.js";
+import { randomKey } from "../dsl/index.js";
+import { loadDataset, mixSeeds, multiCropBatch, multiCropConfig, pixelStats, type ImageDataset, type MultiCropConfig, type PixelStats } from "../data/index.js";
 import { knnClassify } from "../eval/knn.js";
 import {
   learningRateSchedule, maskBatch, teacherMomentumSchedule, teacherTempPerIteration, weightDecaySchedule,
-  ibotStep, initIbotState, scheduleSpec, type IbotModelConfig, type IbotState,
+  initIbotState, type IbotModelConfig, type ViTParams,
 } from "../models/index.js";
 import { readSafetensors } from "../io/safetensors.js";
 import { checkpointTensors, saveCheckpoint, stateFromCheckpoint } from "./checkpoint.js";
 import { batchTooLarge, ConfigError, vqOf, type PretrainConfig } from "./config.js";
-import { chooseBackend, compileOn, features, normalise, sampleSplit, shuffled, specsOf, toHostValues } from "./features.js";
+import { chooseBackend, features, normalise, sampleSplit, shuffled } from "./features.js";
+import { batchSpecOf, geometryOf, type Geometry } from "./geometry.js";
+import { histogramUsage, type EvalLog, type RunTimings, type StepLog, type TokenLog } from "./logs.js";
+import { IbotTrainer, scheduleValues, type HostBatch, type Schedules, type StepMetrics } from "./loop.js";
 import { knnPlot, lossPlot } from "./plots.js";
 import { evalLogOf, MetricsWriter, parseMetricsLog, rowsUpTo, stepLogOf, tokenLogOf, type ResumedLog } from "./metricsLog.js";
 import { inRunDir, removeStaleTemps, systemRunDirEnv } from "./runDir.js";
 
-export interface StepLog {
-  readonly epoch: number;
-  readonly step: number;
-  readonly loss: number;
-  readonly cls: number;
-  readonly patch: number;
-  readonly lr: number;
-  readonly imagesPerSecond: number;
-  /** Perplexity of this batch's patch tokens (first head): the vocabulary's effective size. */
-  readonly tokenPerplexity: number;
-  /** VQ mode: the tokenizer terms and the codes restarted this step. */
-  readonly tokenizer?: number;
-  readonly restarts?: number;
-  /** The weighted KoLeo term, when enabled. */
-  readonly koleo?: number;
-  /** iBOT mode: the fraction of masked patches where the student's top prototype is the teacher's token. */
-  readonly maskedAgreement?: number;
-}
-
-/** Token usage over an epoch, per head: distinct tokens used and the perplexity of their histogram. */
-export interface TokenLog {
-  readonly epoch: number;
-  readonly used: readonly number[];
-  readonly vocabulary: readonly number[];
-  readonly perplexity: readonly number[];
-}
-
-export interface EvalLog {
-  readonly epoch: number;
-  /** Training images seen when it was measured (steps × batch). */
-  readonly images?: number;
-  readonly knnTeacher: number;
-  readonly knnStudent: number;
-}
-
-/** Where a run's time went: the step's compile, the first step (on lavapipe mostly shader compilation), the median later step. */
-export interface RunTimings {
-  readonly compileSeconds: number;
-  readonly firstStepSeconds: number;
-  readonly steadyStepSeconds: number;
-}
+export type { EvalLog, RunTimings, StepLog, TokenLog } from "./logs.js";
+export { histogramUsage } from "./logs.js";
 
 export interface PretrainReport {
   readonly backend: string;
@@ -87,8 +51,9 @@ export interface PretrainHooks {
   readonly stopAfterEpoch?: (epoch: number) => boolean;
 }
 
-export const modelConfig = (c: PretrainConfig): IbotModelConfig => ({
-  vit: { imageSize: 28, channels: 1, patchSize: c.patchSize, width: c.width, depth: c.depth, heads: c.heads, mlpRatio: c.mlpRatio, qkvBias: true },
+/** The iBOT model of a run's settings, for images of `geometry` (the datasets' 28×28 by default). */
+export const modelConfig = (c: PretrainConfig, geometry: Geometry = geometryOf(c)): IbotModelConfig => ({
+  vit: { imageSize: geometry.size, channels: geometry.channels, patchSize: geometry.patch, width: c.width, depth: c.depth, heads: c.heads, mlpRatio: c.mlpRatio, qkvBias: true },
   head: { inDim: c.width, hiddenDim: c.headHidden, bottleneckDim: c.headBottleneck, outDim: c.outDim },
   globalCrops: 2,
   localCrops: c.localCrops,
@@ -101,8 +66,6 @@ export const modelConfig = (c: PretrainConfig): IbotModelConfig => ({
   ...(c.tokenizer === "vq" ? { vq: vqOf(c) } : {}),
 });
 
-const isHost = (x: unknown): x is HostTensor => x instanceof HostTensor;
-
 /** What a run writes in its out-dir: any of them there means the folder holds a run (src/train/runDir.ts). */
 export const PRETRAIN_OUTPUTS = ["metrics.jsonl", "report.json", "checkpoint.safetensors", "loss.svg", "knn.svg"] as const;
 
@@ -112,16 +75,6 @@ export const PRETRAIN_OUTPUTS = ["metrics.jsonl", "report.json", "checkpoint.saf
  * (on the same backend). metrics.jsonl's are `ROW_TIMING_FIELDS` (src/train/metricsLog.ts).
  */
 export const REPORT_TIMING_FIELDS = ["seconds", "timings"] as const;
-
-/** A run's per-iteration schedules (one value per step of the whole run), and the steps the prototypes stay frozen. */
-export interface Schedules {
-  readonly lr: Float64Array;
-  readonly weightDecay: Float64Array;
-  readonly momentum: Float64Array;
-  readonly teacherTemp: Float64Array;
-  readonly teacherPatchTemp: Float64Array;
-  readonly frozenSteps: number;
-}
 
 export function schedulesOf(c: PretrainConfig, itersPerEpoch: number): Schedules {
   const run = { epochs: c.epochs, itersPerEpoch };
@@ -257,129 +210,157 @@ async function resumeFrom(c: PretrainConfig, itersPerEpoch: number, metricsPath:
   return { tensors: ck.right.tensors, epoch, step, log: kept };
 }
 
-async function pretrainIn(c: PretrainConfig, hooks: PretrainHooks, log: (line: string) => void): Promise<PretrainReport> {
-  const t0 = performance.now();
+/** What a run trains and evaluates on: seeded samples of the splits, their pixel statistics and geometry, the crops. */
+interface RunData {
+  readonly source: string;
+  readonly train: ImageDataset;
+  readonly bank: ImageDataset;
+  readonly queries: ImageDataset;
+  readonly stats: PixelStats;
+  readonly geometry: Geometry;
+  readonly crops: MultiCropConfig;
+  readonly itersPerEpoch: number;
+}
+
+/** Loads the dataset and draws the run's samples (the splits are ordered by class: every subset is a seeded random sample). */
+async function runData(c: PretrainConfig, log: (line: string) => void): Promise<RunData> {
   const data = await loadDataset(c.dataset)();
   if (data._tag === "Left") throw data.left;
-  // The splits are ordered by class: every subset is a seeded random sample.
-  const trainAll = data.right.train;
+  const { train: trainAll, test } = data.right;
   const train = sampleSplit(trainAll, c.trainSubset, c.seed, 101);
   const stats = pixelStats(trainAll);
-  const mcrop = multiCropConfig(stats, { localCrops: c.localCrops, localSize: c.localSize });
+  const geometry = geometryOf(c, trainAll);
+  const crops = multiCropConfig(stats, { globalSize: geometry.size, localCrops: c.localCrops, localSize: geometry.localSize });
   log(`data: ${data.right.source}, training on ${train.count} images (cache ${data.right.cache.status}); pixel mean ${stats.mean.toFixed(4)}, std ${stats.std.toFixed(4)}`);
-  const G = 2;
+  const itersPerEpoch = Math.floor(train.count / c.batchSize);
+  if (itersPerEpoch === 0) throw batchTooLarge(c.batchSize, train.count, `the ${train.count} training images`);
+  const bank = sampleSplit(trainAll, c.knnBank, c.seed, 102);
+  const queries = sampleSplit(test, c.knnQueries, c.seed, 103);
+  return { source: data.right.source, train, bank, queries, stats, geometry, crops, itersPerEpoch };
+}
+
+/** k-NN on the run's bank and queries: of raw pixels, and of a network's [CLS] features (teacher or student, through the same backbone). */
+function knnEvaluator(c: PretrainConfig, d: RunData, mc: IbotModelConfig, gpu: GpuContext | null) {
+  const { bank, queries, stats } = d;
+  const knn = (bankFeatures: Float32Array, queryFeatures: Float32Array, dim: number) =>
+    knnClassify(bankFeatures, bank.labels, queryFeatures, queries.labels, dim, { k: c.knnK, temperature: c.knnTemperature, numClasses: 10, ...(gpu ? { gpu } : {}) });
+  const pixels = async () => (await knn(normalise(bank, 0, bank.count, stats.mean, stats.std), normalise(queries, 0, queries.count, stats.mean, stats.std), bank.height * bank.width)).accuracy;
+  // The student is evaluated through the same backbone function (its mask token is unused without masks).
+  const network = async ({ backbone }: { readonly backbone: RunResult<ViTParams> }) =>
+    (await knn(await features(backbone, bank, bank.count, mc, stats, gpu), await features(backbone, queries, queries.count, mc, stats, gpu), c.width)).accuracy;
+  return { pixels, network };
+}
+
+/** The host batch of step `step`: multi-crop views of the images `idx`, and block masks of the global crops. */
+function batchAt(c: PretrainConfig, d: RunData, idx: Int32Array, step: number, epoch: number): HostBatch {
+  const crops = multiCropBatch(d.train, idx, mixSeeds(c.seed, step), d.crops);
+  const { grid } = d.geometry;
+  const m = maskBatch(mixSeeds(c.seed, step, 3), 2 * c.batchSize, grid, grid, { predRatio: c.predRatio, predRatioVar: c.predRatioVar, epoch, shape: "block" });
+  return { globals: crops.globals, locals: crops.locals, masks: Float32Array.from(m.masks) };
+}
+
+/** A step's log row from its metrics. */
+function stepLog(epoch: number, step: number, lr: number, seconds: number, batch: number, m: StepMetrics): StepLog {
+  const vq = m.tokenizer !== undefined && m.restarts !== undefined ? { tokenizer: m.tokenizer, restarts: m.restarts } : {};
+  const koleo = m.koleo !== undefined ? { koleo: m.koleo } : {};
+  const agreed = m.maskedAgreement !== undefined ? { maskedAgreement: m.maskedAgreement } : {};
+  return { epoch, step, loss: m.loss, cls: m.cls, patch: m.patch, lr, imagesPerSecond: batch / seconds, tokenPerplexity: histogramUsage(m.tokenCounts[0]).perplexity, ...vq, ...koleo, ...agreed };
+}
+
+/** Token usage over an epoch from the summed per-step histograms. */
+function tokenLog(epoch: number, counts: readonly Float64Array[]): TokenLog {
+  const usage = counts.map(histogramUsage);
+  return { epoch, used: usage.map((u) => u.used), vocabulary: counts.map((h) => h.length), perplexity: usage.map((u) => u.perplexity) };
+}
+
+/** The log rows a run starts from: a resumed run's, up to its checkpoint; none for a new run. */
+function loggedRows(resumed: Resumed | undefined) {
+  const rows = resumed?.log?.rows ?? [];
+  return {
+    steps: rows.flatMap((r) => (r.kind === "step" ? [stepLogOf(r)] : [])),
+    tokens: rows.flatMap((r) => (r.kind === "tokens" ? [tokenLogOf(r)] : [])),
+    evals: rows.flatMap((r) => (r.kind === "eval" ? [evalLogOf(r)] : [])),
+  };
+}
+
+const percent = (x: number) => `${(100 * x).toFixed(2)}%`;
+
+async function pretrainIn(c: PretrainConfig, hooks: PretrainHooks, log: (line: string) => void): Promise<PretrainReport> {
+  const t0 = performance.now();
+  const d = await runData(c, log);
   const B = c.batchSize;
-  const itersPerEpoch = Math.floor(train.count / B);
-  if (itersPerEpoch === 0) throw batchTooLarge(B, train.count, `the ${train.count} training images`);
-  const total = itersPerEpoch * c.epochs;
-  const sch = schedulesOf(c, itersPerEpoch);
+  const total = d.itersPerEpoch * c.epochs;
+  const sch = schedulesOf(c, d.itersPerEpoch);
   const metricsPath = join(c.outDir, "metrics.jsonl");
   // A resumed run is checked first: refused settings or a damaged log stop it before any long work.
-  const resumed = c.resume ? await resumeFrom(c, itersPerEpoch, metricsPath, log) : undefined;
+  const resumed = c.resume ? await resumeFrom(c, d.itersPerEpoch, metricsPath, log) : undefined;
 
   const gpu = await chooseBackend(c.backend, log);
   log(`backend: ${gpu ? `webgpu on ${gpu.adapterName}` : "cpu"}`);
-
-  const mc = modelConfig(c);
-
+  const mc = modelConfig(c, d.geometry);
   // Initial state, computed once on the CPU; the first step uploads it.
   const init = evaluate(() => initIbotState(randomKey(c.seed), mc));
-  const paramCount = flatten(init.student, isHost).leaves.reduce((a, t) => a + t.size, 0);
   const targets = c.tokenizer === "vq" ? `VQ tokens from ${c.vqCodebooks.length} codebook${c.vqCodebooks.length > 1 ? "s" : ""} of ${c.vqCodebooks.join(", ")} codes` : "iBOT soft tokens";
-  log(`model: ViT width ${c.width}, depth ${c.depth}, ${c.heads} heads, patch ${c.patchSize}; head → ${c.outDim} prototypes; patch targets: ${targets}; ${paramCount.toLocaleString("en")} student parameters`);
+  log(`model: ViT width ${c.width}, depth ${c.depth}, ${c.heads} heads, patch ${c.patchSize}; head → ${c.outDim} prototypes; patch targets: ${targets}; ${treeSize(init.student).toLocaleString("en")} student parameters`);
 
   // Baselines: raw pixels and the random-init teacher through the same k-NN.
-  const bank = sampleSplit(trainAll, c.knnBank, c.seed, 102);
-  const queries = sampleSplit(data.right.test, c.knnQueries, c.seed, 103);
-  const knn = (bankFeatures: Float32Array, queryFeatures: Float32Array, dim: number) =>
-    knnClassify(bankFeatures, bank.labels, queryFeatures, queries.labels, dim, { k: c.knnK, temperature: c.knnTemperature, numClasses: 10, ...(gpu ? { gpu } : {}) });
-  const raw = await knn(normalise(bank, 0, bank.count, stats.mean, stats.std), normalise(queries, 0, queries.count, stats.mean, stats.std), 784);
-  const evalTeacher = async (teacher: unknown) =>
-    (await knn(await features(teacher, bank, bank.count, mc, stats, gpu), await features(teacher, queries, queries.count, mc, stats, gpu), c.width)).accuracy;
-  const randomInit = await evalTeacher(init.teacher);
-  log(`k-NN (k=${c.knnK}, T=${c.knnTemperature}; ${bank.count} TRAIN bank, ${queries.count} TEST queries): raw pixels ${(100 * raw.accuracy).toFixed(2)}%, random-init ViT ${(100 * randomInit).toFixed(2)}%`);
+  const knn = knnEvaluator(c, d, mc, gpu);
+  const rawPixels = await knn.pixels();
+  const randomInit = await knn.network(init.teacher);
+  log(`k-NN (k=${c.knnK}, T=${c.knnTemperature}; ${d.bank.count} TRAIN bank, ${d.queries.count} TEST queries): raw pixels ${percent(rawPixels)}, random-init ViT ${percent(randomInit)}`);
 
-  const stateSpec = specsOf(init);
-  const batchSpec = { globals: spec([G * B, 1, 28, 28]), locals: spec([c.localCrops * B, 1, c.localSize, c.localSize]), masks: spec([G * B, (28 / c.patchSize) ** 2]) };
-  const stepFn = (st: IbotState, b: never, s: never) => ibotStep(st, b, s, mc);
   const tc = performance.now();
-  type Value = HostTensor | GpuArray;
-  type Run = (...a: unknown[]) => { state: unknown; metrics: { loss: Value; cls: Value; patch: Value; tokenCounts: Value[]; tokenizer?: Value; restarts?: Value; koleo?: Value; maskedAgreement?: Value } };
-  const exe = compileOn(gpu, stepFn, [stateSpec, batchSpec, scheduleSpec()], [0]) as { run: Run };
+  const trainer = new IbotTrainer(mc, resumed ? stateFromCheckpoint(init, resumed.tensors, c.resume) : init, batchSpecOf(d.geometry, B, c.localCrops), gpu);
   const compileSeconds = (performance.now() - tc) / 1000;
   log(`compiled the training step in ${compileSeconds.toFixed(1)} s`);
   const stepSeconds: number[] = [];
 
   // The log, the plots and the report cover the whole run: a resumed run takes back the rows up to its checkpoint.
-  const rows = resumed?.log?.rows ?? [];
-  const stepLogs: StepLog[] = rows.flatMap((r) => (r.kind === "step" ? [stepLogOf(r)] : []));
-  const tokenLogs: TokenLog[] = rows.flatMap((r) => (r.kind === "tokens" ? [tokenLogOf(r)] : []));
-  const evals: EvalLog[] = rows.flatMap((r) => (r.kind === "eval" ? [evalLogOf(r)] : []));
+  const logged = loggedRows(resumed);
   // The run's seconds over its processes: those before this one, then this one's.
   const earlierSeconds = resumed?.log?.seconds ?? 0;
   const runSeconds = () => earlierSeconds + (performance.now() - t0) / 1000;
   const metrics = new MetricsWriter(metricsPath, runSeconds, resumed ? (resumed.log ? (resumed.log.changed ? resumed.log.lines : undefined) : []) : undefined);
   if (!resumed) writeFileSync(metricsPath, "");
-  let state: unknown = resumed ? stateFromCheckpoint(init, resumed.tensors, c.resume) : init;
   let step = resumed?.step ?? 0;
-  const firstEpoch = resumed?.epoch ?? 0;
   const checkpointPath = join(c.outDir, "checkpoint.safetensors");
   // The checkpoint a NaN would fall back to.
   let lastCheckpoint = resumed ? `${c.resume} (after epoch ${resumed.epoch}, step ${resumed.step})` : undefined;
   let stoppedEarly: string | undefined;
-  const grid = 28 / c.patchSize;
-  const read = async (x: Value) => (await toHostValues(x))[0];
-  outer: for (let epoch = firstEpoch; epoch < c.epochs; epoch++) {
-    const order = shuffled(train.count, mixSeeds(c.seed, epoch, 17));
+  outer: for (let epoch = resumed?.epoch ?? 0; epoch < c.epochs; epoch++) {
+    const order = shuffled(d.train.count, mixSeeds(c.seed, epoch, 17));
     const epochCounts = (c.tokenizer === "vq" ? c.vqCodebooks : [c.outDim]).map((k) => new Float64Array(k));
-    for (let it = 0; it < itersPerEpoch; it++, step++) {
+    for (let it = 0; it < d.itersPerEpoch; it++, step++) {
       const ts = performance.now();
-      const idx = order.subarray(it * B, (it + 1) * B);
-      const crops = multiCropBatch(train, idx, mixSeeds(c.seed, step), mcrop);
-      const m = maskBatch(mixSeeds(c.seed, step, 3), G * B, grid, grid, { predRatio: c.predRatio, predRatioVar: c.predRatioVar, epoch, shape: "block" });
-      const batch = { globals: crops.globals, locals: crops.locals, masks: Float32Array.from(m.masks) };
-      const sched = {
-        lr: sch.lr[step], weightDecay: sch.weightDecay[step], momentum: sch.momentum[step], teacherTemp: sch.teacherTemp[step], teacherPatchTemp: sch.teacherPatchTemp[step],
-        step: step + 1, lastLayerStep: Math.max(0, step + 1 - sch.frozenSteps), key: new Int32Array([c.seed, step]),
-      };
-      const r = exe.run(state, batch, sched);
-      const mt = r.metrics;
-      const [loss, cls, patch] = [await read(mt.loss), await read(mt.cls), await read(mt.patch)];
-      const counts = await Promise.all(mt.tokenCounts.map(toHostValues));
-      counts.forEach((h, i) => { for (let k = 0; k < h.length; k++) epochCounts[i][k] += h[k]; });
-      const vq = mt.tokenizer && mt.restarts ? { tokenizer: await read(mt.tokenizer), restarts: await read(mt.restarts) } : {};
-      const koleo = mt.koleo ? { koleo: await read(mt.koleo) } : {};
-      const agreed = mt.maskedAgreement ? { maskedAgreement: await read(mt.maskedAgreement) } : {};
-      if (!Number.isFinite(loss)) {
-        stoppedEarly = `the loss became ${loss} at step ${step} (epoch ${epoch}); ${lastCheckpoint ? `the last good checkpoint is kept: ${lastCheckpoint}` : "this was before the first checkpoint, so no checkpoint was written"}`;
+      const m = await trainer.step(batchAt(c, d, order.subarray(it * B, (it + 1) * B), step, epoch), scheduleValues(sch, step, c.seed));
+      m.tokenCounts.forEach((h, i) => {
+        for (let k = 0; k < h.length; k++) epochCounts[i][k] += h[k];
+      });
+      if (!Number.isFinite(m.loss)) {
+        stoppedEarly = `the loss became ${m.loss} at step ${step} (epoch ${epoch}); ${lastCheckpoint ? `the last good checkpoint is kept: ${lastCheckpoint}` : "this was before the first checkpoint, so no checkpoint was written"}`;
         log(stoppedEarly);
         break outer;
       }
-      state = r.state;
       stepSeconds.push((performance.now() - ts) / 1000);
-      const s: StepLog = {
-        epoch, step, loss, cls, patch, lr: sch.lr[step], imagesPerSecond: B / ((performance.now() - ts) / 1000), tokenPerplexity: histogramUsage(counts[0]).perplexity, ...vq, ...koleo, ...agreed,
-      };
+      const s = stepLog(epoch, step, sch.lr[step], (performance.now() - ts) / 1000, B, m);
       metrics.append({ kind: "step", ...s });
-      stepLogs.push(s);
+      logged.steps.push(s);
       hooks.onStep?.(s, total);
     }
-    const usage = epochCounts.map(histogramUsage);
-    const tl: TokenLog = { epoch, used: usage.map((u) => u.used), vocabulary: epochCounts.map((h) => h.length), perplexity: usage.map((u) => u.perplexity) };
-    tokenLogs.push(tl);
+    const tl = tokenLog(epoch, epochCounts);
+    logged.tokens.push(tl);
     metrics.append({ kind: "tokens", ...tl });
     log(`epoch ${epoch + 1}/${c.epochs}: patch tokens used ${tl.used.map((u, i) => `${u}/${tl.vocabulary[i]}`).join(", ")} (perplexity ${tl.perplexity.map((p) => p.toFixed(1)).join(", ")})`);
     if ((epoch + 1) % c.evalEvery === 0 || epoch === c.epochs - 1) {
-      // The student is evaluated through the same backbone function (its mask token is unused without masks).
-      const e: EvalLog = { epoch, images: step * B, knnTeacher: await evalTeacher((state as IbotState).teacher), knnStudent: await evalTeacher((state as IbotState).student) };
-      evals.push(e);
+      const e: EvalLog = { epoch, images: step * B, knnTeacher: await knn.network(trainer.state.teacher), knnStudent: await knn.network(trainer.state.student) };
+      logged.evals.push(e);
       metrics.append({ kind: "eval", ...e });
-      log(`epoch ${epoch + 1}/${c.epochs}: k-NN teacher ${(100 * e.knnTeacher).toFixed(2)}%, student ${(100 * e.knnStudent).toFixed(2)}%`);
+      log(`epoch ${epoch + 1}/${c.epochs}: k-NN teacher ${percent(e.knnTeacher)}, student ${percent(e.knnStudent)}`);
     }
-    writeFileSync(join(c.outDir, "loss.svg"), await lossPlot(stepLogs));
-    if (evals.length) writeFileSync(join(c.outDir, "knn.svg"), await knnPlot(evals, { rawPixels: raw.accuracy, randomInit }));
+    writeFileSync(join(c.outDir, "loss.svg"), await lossPlot(logged.steps));
+    if (logged.evals.length) writeFileSync(join(c.outDir, "knn.svg"), await knnPlot(logged.evals, { rawPixels, randomInit }));
     // A checkpoint per epoch, written atomically: a later NaN leaves the last good one in place.
-    const tensors = await checkpointTensors(state as IbotState as never, { channels: 1, size: c.patchSize });
+    const tensors = await checkpointTensors(trainer.state, { channels: d.geometry.channels, size: c.patchSize });
     const saved = await saveCheckpoint(checkpointPath, tensors, { format: "wgrad-ibot-1", epoch: String(epoch + 1), step: String(step), config: JSON.stringify(c) })();
     if (saved._tag === "Left") throw saved.left;
     lastCheckpoint = `${checkpointPath} (after epoch ${epoch + 1}, step ${step})`;
@@ -387,12 +368,12 @@ async function pretrainIn(c: PretrainConfig, hooks: PretrainHooks, log: (line: s
   }
   metrics.flush();
   const later = stepSeconds.slice(1).sort((a, b) => a - b);
-  const lastCls = stepLogs.slice(-10).map((l) => l.cls);
+  const lastCls = logged.steps.slice(-10).map((l) => l.cls);
   const report: PretrainReport = {
     backend: gpu ? `webgpu (${gpu.adapterName})` : "cpu",
-    baselines: { rawPixels: raw.accuracy, randomInit },
-    evals,
-    tokens: tokenLogs,
+    baselines: { rawPixels, randomInit },
+    evals: logged.evals,
+    tokens: logged.tokens,
     steps: step,
     seconds: runSeconds(),
     ...(stepSeconds.length > 1 ? { timings: { compileSeconds, firstStepSeconds: stepSeconds[0], steadyStepSeconds: later[later.length >> 1] } } : {}),
@@ -402,18 +383,4 @@ async function pretrainIn(c: PretrainConfig, hooks: PretrainHooks, log: (line: s
   };
   writeFileSync(join(c.outDir, "report.json"), JSON.stringify(report, null, 2));
   return report;
-}
-
-
-/** Distinct tokens in a histogram and its perplexity exp(H). */
-export function histogramUsage(counts: ArrayLike<number>): { used: number; perplexity: number } {
-  let total = 0;
-  let used = 0;
-  for (let k = 0; k < counts.length; k++) {
-    total += counts[k];
-    if (counts[k] > 0) used++;
-  }
-  let h = 0;
-  for (let k = 0; k < counts.length; k++) if (counts[k] > 0) h -= (counts[k] / total) * Math.log(counts[k] / total);
-  return { used, perplexity: Math.exp(h) };
 }

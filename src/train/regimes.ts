@@ -10,16 +10,17 @@ import { join } from "node:path";
 import * as E from "fp-ts/lib/Either.js";
 import { pipe } from "fp-ts/lib/function.js";
 import * as t from "io-ts";
-import { evaluate, GpuArray, HostTensor, type GpuContext } from "../backend/index.js";
+import { compile, evaluate, specsOf, type GpuContext, type RunResult } from "../backend/index.js";
 import { randomKey, spec, type Tensor } from "../dsl/index.js";
 import { DEFAULT_MARKET, mixSeeds, seriesViews, simulateMarket, standardise, DEFAULT_SERIES_VIEWS, type Market } from "../data/index.js";
 import { auroc, normalizedMutualInformation } from "../eval/agreement.js";
 import {
-  ibotStep, initIbotState, scheduleSpec, learningRateSchedule, maskBatch, teacherMomentumSchedule, teacherTokens, tokenLogProb, weightDecaySchedule,
+  initIbotState, learningRateSchedule, maskBatch, teacherMomentumSchedule, teacherTokens, tokenLogProb, weightDecaySchedule,
   type IbotModelConfig, type IbotState, type StudentParams, type TeacherParams,
 } from "../models/index.js";
 import { ConfigError, decodeWith, DEFAULT_TOKENIZER, Fraction, NonNegInt, optimizerProps, Positive, PositiveInt, tokenizerProps, vqOf } from "./config.js";
-import { chooseBackend, compileOn, specsOf, toHostValues } from "./features.js";
+import { chooseBackend, toHostValues } from "./features.js";
+import { IbotTrainer, scheduleValues, type Schedules } from "./loop.js";
 import { regimesPlot } from "./plots.js";
 import { inRunDir, systemRunDirEnv } from "./runDir.js";
 
@@ -155,9 +156,6 @@ function inputChannels(x: Float32Array, length: number, c: RegimesConfig): Float
   return out;
 }
 
-type Value = HostTensor | GpuArray;
-const host = (x: unknown) => toHostValues(x as Value);
-
 /** Non-overlapping windows of the held-out period for some assets, with per-patch truth. */
 interface EvalSet {
   readonly inputs: Float32Array; // [W, 1, window]
@@ -209,20 +207,21 @@ function evalSet(m: Market, series: Float32Array, assets: readonly number[], fro
 }
 
 /** Teacher tokens of every patch, and −log p of each under masking (every 4th patch hidden per pass, 4 passes). */
-async function tokenEval(state: { student: unknown; teacher: unknown }, e: EvalSet, mc: IbotModelConfig, gpu: GpuContext | null, c: RegimesConfig) {
+async function tokenEval(state: Pick<RunResult<IbotState>, "student" | "teacher">, e: EvalSet, mc: IbotModelConfig, gpu: GpuContext | null, c: RegimesConfig) {
   const inputs = inputChannels(e.inputs, c.window, c);
   const n = mc.vit.imageSize / mc.vit.patchSize;
   const x = spec([e.count, mc.vit.channels, mc.vit.imageSize]);
-  const tokensExe = compileOn(gpu, (tp: TeacherParams, inputs: Tensor) => teacherTokens(inputs, tp, mc), [specsOf(state.teacher), x]);
-  const tokens = Int32Array.from(await host(tokensExe.run(state.teacher, inputs)));
-  const logpExe = compileOn(gpu, (sp: StudentParams, tp: TeacherParams, inputs: Tensor, masks: Tensor) => tokenLogProb(inputs, masks, sp, tp, mc), [
+  const backend = gpu ?? "cpu";
+  const tokensExe = compile((tp: TeacherParams, inputs: Tensor) => teacherTokens(inputs, tp, mc), [specsOf(state.teacher), x], { backend });
+  const tokens = Int32Array.from(await toHostValues(tokensExe.run(state.teacher, inputs)));
+  const logpExe = compile((sp: StudentParams, tp: TeacherParams, inputs: Tensor, masks: Tensor) => tokenLogProb(inputs, masks, sp, tp, mc), [
     specsOf(state.student), specsOf(state.teacher), x, spec([e.count, n]),
-  ]);
+  ], { backend });
   const surprise = new Float32Array(e.count * n);
   const passes = 4;
   for (let r = 0; r < passes; r++) {
     const masks = Float32Array.from({ length: e.count * n }, (_, i) => ((i % n) % passes === r ? 1 : 0));
-    const logp = await host(logpExe.run(state.student, state.teacher, inputs, masks));
+    const logp = await toHostValues(logpExe.run(state.student, state.teacher, inputs, masks));
     for (let i = 0; i < masks.length; i++) if (masks[i]) surprise[i] = -logp[i];
   }
   return { tokens, surprise };
@@ -256,6 +255,20 @@ export interface RegimesHooks {
 /** What a run writes in its out-dir: any of them there means the folder holds a run (src/train/runDir.ts). */
 export const REGIMES_OUTPUTS = ["metrics.jsonl", "report.json", "regimes.svg"] as const;
 
+/** The run's per-step schedules: cosine lr, weight decay and teacher momentum over its epochs, a constant teacher temperature, no frozen prototypes. */
+function regimesSchedules(c: RegimesConfig): Schedules {
+  const run = { epochs: c.epochs, itersPerEpoch: c.itersPerEpoch };
+  const temp = new Float64Array(c.epochs * c.itersPerEpoch).fill(c.teacherTemp);
+  return {
+    lr: learningRateSchedule({ ...run, batchSize: c.batchSize, lr: c.lr, minLr: c.minLr, warmupEpochs: c.warmupEpochs }),
+    weightDecay: weightDecaySchedule({ ...run, weightDecay: c.weightDecay, weightDecayEnd: c.weightDecayEnd }),
+    momentum: teacherMomentumSchedule({ ...run, momentum: c.tokenizer === "vq" ? c.vqMomentum : c.momentumTeacher }),
+    teacherTemp: temp,
+    teacherPatchTemp: temp,
+    frozenSteps: 0,
+  };
+}
+
 export async function trainRegimes(c: RegimesConfig, hooks: RegimesHooks = {}): Promise<RegimesReport> {
   const log = hooks.log ?? ((s: string) => console.log(s));
   // Before any work: a writable folder that no other run uses and no earlier run's outputs fill.
@@ -278,7 +291,7 @@ async function trainRegimesIn(c: RegimesConfig, hooks: RegimesHooks, log: (line:
   const init = evaluate(() => initIbotState(randomKey(c.seed), mc));
   const test = evalSet(market, series, [...trainAssets, c.heldOutAsset], trainEnd, c);
   const isHeldOut = (w: number) => test.asset[w] === c.heldOutAsset;
-  const both = async (st: { student: unknown; teacher: unknown }) => {
+  const both = async (st: Pick<RunResult<IbotState>, "student" | "teacher">) => {
     const r = await tokenEval(st, test, mc, gpu, c);
     return { r, train: scores(test, r.tokens, r.surprise, (w) => !isHeldOut(w), n), heldOut: scores(test, r.tokens, r.surprise, isHeldOut, n) };
   };
@@ -288,32 +301,21 @@ async function trainRegimesIn(c: RegimesConfig, hooks: RegimesHooks, log: (line:
   log(`baselines: random-init tokens NMI ${before.train.nmi.toFixed(3)} (held-out asset ${before.heldOut.nmi.toFixed(3)}); realised-volatility terciles NMI ${volatilityTerciles.toFixed(3)}; max |return| anomaly AUROC ${maxAbsReturnAuroc.toFixed(3)}`);
 
   const total = c.epochs * c.itersPerEpoch;
-  const run = { epochs: c.epochs, itersPerEpoch: c.itersPerEpoch };
-  const lrs = learningRateSchedule({ ...run, batchSize: B, lr: c.lr, minLr: c.minLr, warmupEpochs: c.warmupEpochs });
-  const wds = weightDecaySchedule({ ...run, weightDecay: c.weightDecay, weightDecayEnd: c.weightDecayEnd });
-  const moms = teacherMomentumSchedule({ ...run, momentum: c.tokenizer === "vq" ? c.vqMomentum : c.momentumTeacher });
+  const sch = regimesSchedules(c);
   const batchSpec = { globals: spec([2 * B, channelsOf(c), c.window]), masks: spec([2 * B, n]) };
-  const exe = compileOn(gpu, (st: IbotState, b: never, s: never) => ibotStep(st, b, s, mc), [specsOf(init), batchSpec, scheduleSpec()], [0]);
+  const trainer = new IbotTrainer(mc, init, batchSpec, gpu);
   const metricsPath = join(c.outDir, "metrics.jsonl");
   writeFileSync(metricsPath, "");
-  let state: unknown = init;
   for (let step = 0; step < total; step++) {
     const views = seriesViews(series, c.steps, trainAssets, B, 2, [0, trainEnd], mixSeeds(c.seed, step, 5), { ...DEFAULT_SERIES_VIEWS, length: c.window });
     const globals = inputChannels(views, c.window, c);
     const m = maskBatch(mixSeeds(c.seed, step, 6), 2 * B, 1, n, { predRatio: c.predRatio, predRatioVar: 0, epoch: 0, shape: "rand" });
-    const sched = {
-      lr: lrs[step], weightDecay: wds[step], momentum: moms[step], teacherTemp: c.teacherTemp, teacherPatchTemp: c.teacherTemp,
-      step: step + 1, lastLayerStep: step + 1, key: new Int32Array([c.seed, step]),
-    };
-    const r = exe.run(state, { globals, masks: Float32Array.from(m.masks) }, sched) as { state: unknown; metrics: Record<string, unknown> };
-    const loss = (await host(r.metrics.loss))[0];
-    for (const v of Object.values(r.metrics)) for (const x of [v].flat()) if (x instanceof GpuArray && !x.disposed) x.dispose(); // only the loss is read
+    const { loss } = await trainer.step({ globals, masks: Float32Array.from(m.masks) }, scheduleValues(sch, step, c.seed));
     if (!Number.isFinite(loss)) throw new Error(`regimes: the loss became ${loss} at step ${step}`);
-    state = r.state;
     appendFileSync(metricsPath, JSON.stringify({ kind: "step", step, loss }) + "\n");
     hooks.onStep?.(step, total, loss);
   }
-  const after = await both(state as { student: unknown; teacher: unknown });
+  const after = await both(trainer.state);
   const report: RegimesReport = {
     backend: gpu ? `webgpu (${gpu.adapterName})` : "cpu",
     steps: total,

@@ -6,12 +6,13 @@
 import { writeFileSync } from "node:fs";
 import { PNG } from "pngjs";
 import * as E from "fp-ts/lib/Either.js";
-import { evaluate, HostTensor } from "../backend/index.js";
+import { compile, evaluate, specsOf } from "../backend/index.js";
 import { loadDataset, pixelStats } from "../data/index.js";
-import { randomKey, spec } from "../dsl/index.js";
+import { randomKey, spec, type Tensor } from "../dsl/index.js";
 import { initIbotState, teacherTokens, type TeacherParams } from "../models/index.js";
 import { loadCheckpoint } from "./evaluate.js";
-import { compileOn, normalise, sampleSplit, specsOf } from "./features.js";
+import { normalise, sampleSplit } from "./features.js";
+import { geometryOf } from "./geometry.js";
 import { modelConfig } from "./pretrain.js";
 
 /** A colour per token: golden-angle hues, so neighbouring ids differ. */
@@ -40,13 +41,13 @@ export async function tokensPicture(checkpoint: string, out: string, count = 16,
   const stats = pixelStats(data.right.train);
   const sample = sampleSplit(data.right.test, count, c.seed, 104);
   const n = sample.count;
-  const grid = 28 / c.patchSize;
-  const specs = [specsOf(like), spec([n, 1, 28, 28])];
-  const ids = compileOn(null, (t: TeacherParams, x: never) => teacherTokens(x, t, mc), specs).run(teacher, normalise(sample, 0, n, stats.mean, stats.std)) as HostTensor;
-  // Lay the images out in a row-major grid of tiles, each 28·scale pixels with a 4-pixel gap.
+  const g = geometryOf(c, sample);
+  const exe = compile((t: TeacherParams, x: Tensor) => teacherTokens(x, t, mc), [specsOf(like), spec([n, g.channels, g.size, g.size])]);
+  const ids = exe.run(teacher, normalise(sample, 0, n, stats.mean, stats.std));
+  // Lay the images out in a row-major grid of tiles, each size·scale pixels with a 4-pixel gap.
   const cols = Math.ceil(Math.sqrt(n));
   const rows = Math.ceil(n / cols);
-  const tile = 28 * scale;
+  const tile = g.size * scale;
   const png = new PNG({ width: cols * (tile + 4) + 4, height: rows * (tile + 4) + 4 });
   png.data.fill(255);
   const used = new Set<number>();
@@ -55,12 +56,12 @@ export async function tokensPicture(checkpoint: string, out: string, count = 16,
     for (let y = 0; y < tile; y++)
       for (let x = 0; x < tile; x++) {
         const [py, px] = [Math.floor(y / scale), Math.floor(x / scale)];
-        const g = sample.images[i * 784 + py * 28 + px] / 255;
-        const token = ids.data[i * grid * grid + Math.floor(py / c.patchSize) * grid + Math.floor(px / c.patchSize)];
+        const v = sample.images[(i * g.size + py) * g.size + px] / 255;
+        const token = ids.data[i * g.tokens + Math.floor(py / g.patch) * g.grid + Math.floor(px / g.patch)];
         used.add(token);
         const col = tokenColour(token);
         const o = ((oy + y) * png.width + ox + x) * 4;
-        for (let ch = 0; ch < 3; ch++) png.data[o + ch] = Math.round(0.45 * col[ch] + 0.55 * 255 * g);
+        for (let ch = 0; ch < 3; ch++) png.data[o + ch] = Math.round(0.45 * col[ch] + 0.55 * 255 * v);
         png.data[o + 3] = 255;
       }
   }
