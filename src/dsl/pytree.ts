@@ -78,11 +78,19 @@ export function unflatten<L>(def: TreeDef, leaves: readonly L[]): Tree<L> {
 }
 
 /** The path of every leaf of `def` in flatten's order, from `root`: "argument 0.blocks[2].w". */
-export function leafPaths(def: TreeDef, root: string): string[] {
+export function leafPaths(def: TreeDef, root: string, join: PathJoin = bracketed): string[] {
   if (def.kind === "leaf") return [root];
-  return def.children.flatMap((c, i) => leafPaths(c, def.kind === "object" ? `${root}.${def.keys[i]}` : `${root}[${i}]`));
+  return def.children.flatMap((c, i) => leafPaths(c, join(root, def.kind === "object" ? def.keys[i] : i), join));
 }
 
+/** How a child's path extends its parent's: `key` is an object key or an array index. */
+export type PathJoin = (parent: string, key: string | number) => string;
+/** "argument 0.blocks[2].w": keys after dots, indices in brackets (error messages). */
+export const bracketed: PathJoin = (p, k) => (typeof k === "number" ? `${p}[${k}]` : `${p}.${k}`);
+/** "blocks.2.w": every step after a dot, no leading dot (PyTorch state-dict names). */
+export const dotted: PathJoin = (p, k) => (p ? `${p}.${k}` : `${k}`);
+
+/** The number of leaves of a tree of structure `def`. */
 export const leafCount = (def: TreeDef): number => (def.kind === "leaf" ? 1 : def.children.reduce((a, c) => a + leafCount(c), 0));
 
 /** Applies `f` to every leaf. */

@@ -7,9 +7,10 @@
 import { vjp } from "../autodiff/index.js";
 import { compile, HostTensor, hostTensor } from "../backend/index.js";
 import {
-  add, cast, constant, flatten, isFloat, isTensor, mul, spec, sub, WgradError, type Tensor, type TensorSpec, type Tree,
+  add, cast, constant, flatten, isFloat, isTensor, mul, spec, sub, unflatten, WgradError, type Tensor, type TensorSpec, type Tree,
 } from "../dsl/index.js";
 
+/** checkGrads's settings (JAX check_grads's, by the same names where they exist); every one has a default. */
 export interface CheckGradsOptions {
   /** 1 checks the VJP; 2 also checks the VJP's own VJP. Default 1. */
   readonly order?: 1 | 2;
@@ -84,12 +85,8 @@ export function checkGrads(f: Fn, args: readonly HostTensor[], opts: CheckGradsO
   }
 }
 
-function rebuildLike(tree: Tree<Tensor>, leaves: readonly Tensor[]): Tree<Tensor> {
-  let i = 0;
-  const go = (t: Tree<Tensor>): Tree<Tensor> =>
-    isTensor(t) ? leaves[i++] : Array.isArray(t) ? t.map(go) : Object.fromEntries(Object.entries(t).map(([k, v]) => [k, go(v as Tree<Tensor>)]));
-  return go(tree);
-}
+/** A tree of `tree`'s structure with `leaves` in its places. */
+const rebuildLike = (tree: Tree<Tensor>, leaves: readonly Tensor[]): Tree<Tensor> => unflatten(flatten(tree, isTensor).def, leaves);
 
 function shapesOf(f: Fn, xs: readonly HostTensor[]): { shape: readonly number[]; size: number }[] {
   const specs = xs.map((x) => spec(x.shape, x.dtype));

@@ -8,18 +8,18 @@
  */
 import * as TE from "fp-ts/lib/TaskEither.js";
 import { GpuArray, HostTensor, hostTensor } from "../backend/index.js";
-import { allocate, formatShape, isFloat, type DType, type HostData } from "../dsl/index.js";
+import { allocate, dotted, flatten, formatShape, isFloat, leafPaths as treePaths, unflatten, type DType, type HostData } from "../dsl/index.js";
 import { CheckpointError, safetensorsDType, writeSafetensors } from "../io/safetensors.js";
 
 type Leaf = HostTensor | GpuArray;
 const isLeaf = (x: unknown): x is Leaf => x instanceof HostTensor || x instanceof GpuArray;
+const isHost = (x: unknown): x is HostTensor => x instanceof HostTensor;
 
-/** [path, leaf] for every leaf, paths joined with "." (array indices as numbers). */
+/** [path, leaf] for every leaf, paths joined with "." (array indices as numbers), as PyTorch names state-dict entries. */
 export function leafPaths(tree: unknown, prefix = ""): [string, Leaf][] {
-  if (isLeaf(tree)) return [[prefix, tree]];
-  if (Array.isArray(tree)) return tree.flatMap((c, i) => leafPaths(c, prefix ? `${prefix}.${i}` : `${i}`));
-  if (tree && typeof tree === "object") return Object.entries(tree).flatMap(([k, v]) => leafPaths(v, prefix ? `${prefix}.${k}` : k));
-  return [];
+  const { leaves, def } = flatten(tree, isLeaf);
+  const paths = treePaths(def, prefix, dotted);
+  return leaves.map((l, i) => [paths[i], l]);
 }
 
 const LINEAR_NAMES: Record<string, string> = { qkv: "attn.qkv", proj: "attn.proj", fc1: "mlp.fc1", fc2: "mlp.fc2", mlp1: "mlp.0", mlp2: "mlp.2", mlp3: "mlp.4" };
@@ -136,10 +136,10 @@ export function stateFromCheckpoint<S extends { student: unknown; teacher: unkno
   file = "checkpoint",
 ): S {
   const take = (name: string, expected: HostTensor, torch: boolean): HostTensor => checkedTensor(file, name, Object.hasOwn(tensors, name) ? tensors[name] : undefined, expected, torch);
-  const rebuild = (tree: unknown, name: (path: string) => string, torch: boolean, prefix = ""): unknown => {
-    if (tree instanceof HostTensor) return take(name(prefix), tree, torch);
-    if (Array.isArray(tree)) return tree.map((c, i) => rebuild(c, name, torch, prefix ? `${prefix}.${i}` : `${i}`));
-    return Object.fromEntries(Object.entries(tree as object).map(([k, v]) => [k, rebuild(v, name, torch, prefix ? `${prefix}.${k}` : k)]));
+  const rebuild = (tree: unknown, name: (path: string) => string, torch: boolean): unknown => {
+    const { leaves, def } = flatten(tree, isHost);
+    const paths = treePaths(def, "", dotted);
+    return unflatten(def, leaves.map((l, i) => take(name(paths[i]), l, torch)));
   };
   return {
     ...like,
