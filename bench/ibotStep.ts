@@ -5,8 +5,8 @@
  * warm-up step. Spec §10 stays the benchmark's subject, so its figures compare across builds and
  * with PyTorch's (issue 17), whatever the default recipe becomes.
  */
-import * as w from "../src/index.js";
-import type { GpuContext } from "../src/index.js";
+import * as w from "../src/internals.js";
+import type { GpuContext } from "../src/internals.js";
 import { PAPER_CONFIG } from "../src/train/config.js";
 import { batchSpecOf, geometryOf } from "../src/train/geometry.js";
 import { compileIbotStep } from "../src/train/loop.js";

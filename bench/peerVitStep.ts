@@ -206,7 +206,7 @@ export async function peerVitRunners(): Promise<{ runners: PeerVitRunner[]; note
 
 if (import.meta.url === pathToFileURL(process.argv[1]).href) {
   const { runners, notes } = await peerVitRunners();
-  const { interleavedMedians } = await import("../src/index.js");
+  const { interleavedMedians } = await import("../src/internals.js");
   const ms = await interleavedMedians(runners.map((r) => r.step), TIMED_STEPS);
   runners.forEach((r, i) => console.log(`${r.name}: ${ms[i].toFixed(0)} ms/step, first step ${r.firstStepS.toFixed(1)} s, losses ${r.losses.map((l) => l.toFixed(4)).join(" ")}`));
   notes.forEach((n) => console.log(n));

@@ -5,8 +5,8 @@
  * repeated runs after a warm-up.
  */
 import os from "node:os";
-import * as w from "../src/index.js";
-import type { GpuContext, Tensor } from "../src/index.js";
+import * as w from "../src/internals.js";
+import type { GpuContext, Tensor } from "../src/internals.js";
 import { peerMatmulRunners, type MatmulRunner } from "./peers.js";
 import { BATCH, initModel, stepSpecs, trainStep, type Model } from "./vitStep.js";
 import { ibotStepRunner, ibotStepSeconds } from "./ibotStep.js";

@@ -3,8 +3,8 @@
  * width 96, depth 4, 3 heads, MLP 384, a linear head on [CLS] to 10 classes, softmax
  * cross-entropy, forward + backward + Adam on all 455 050 parameters.
  */
-import * as w from "../src/index.js";
-import type { Tensor, ViTConfig, ViTParams } from "../src/index.js";
+import * as w from "../src/internals.js";
+import type { Tensor, ViTConfig, ViTParams } from "../src/internals.js";
 
 export const BENCH_VIT: ViTConfig = { imageSize: 28, channels: 1, patchSize: 4, width: 96, depth: 4, heads: 3, mlpRatio: 4, qkvBias: true };
 export const BATCH = 64;

@@ -3,7 +3,7 @@ import * as w from "wgrad";
 import type { Tensor } from "wgrad";
 
 // A pure function of tensors: a tiny logistic-regression loss. Nothing runs while it builds.
-const loss = (p: { w: Tensor; b: Tensor }, x: Tensor, y: Tensor) => w.mean(w.crossEntropy(w.linear(x, p.w, p.b), y));
+const loss = (p: { w: Tensor; b: Tensor }, x: Tensor, y: Tensor) => w.mean(w.nn.crossEntropy(w.nn.linear(x, p.w, p.b), y));
 
 // grad is a function transformation: its result has the parameters' tree structure.
 const step = (p: { w: Tensor; b: Tensor }, x: Tensor, y: Tensor) => {

@@ -27,10 +27,10 @@ phase() {
 }
 { command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv; uname -m; nproc; } 2>&1 | tee "$out/machine.txt"
 phase adapter 60 "$work/node" --input-type=module -e '
-  const w = await import("./dist/src/index.js");
+  const w = await import("./dist/src/internals.js");
   const c = await w.webgpu();
   const l = c.limits;
-  console.log(JSON.stringify({ adapter: c.adapterName, cpu: c.cpu, subgroupSize: c.subgroupSize, defaultMatmul: c.defaultMatmul,
+  console.log(JSON.stringify({ adapter: c.adapterName, cpu: c.cpu, subgroupSize: c.subgroupSize, defaultMatmul: w.defaultMatmul(c),
     workgroupStorage: l.maxComputeWorkgroupStorageSize, invocations: l.maxComputeInvocationsPerWorkgroup, maxBuffer: l.maxBufferSize }));
   c.destroy(); process.exit(0);'
 # The card's practical fp32 matmul rate (cuBLAS through PyTorch, TF32 off), next to ours in the bench.

@@ -46,7 +46,7 @@ import {
   type LoadedDataset,
   type ViewParams,
 } from "../src/data/index.js";
-import { WgradError } from "../src/index.js";
+import { WgradError } from "../src/internals.js";
 
 const RUNS = { numRuns: 60 };
 const tmpRoot = mkdtempSync(join(tmpdir(), "wgrad-data-test-"));

@@ -3,9 +3,9 @@ import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import * as E from "fp-ts/lib/Either.js";
-import * as w from "../src/index.js";
+import * as w from "../src/internals.js";
 import { arbGraph } from "../src/testing/index.js";
-import type { Tensor } from "../src/index.js";
+import type { Tensor } from "../src/internals.js";
 
 const x23 = () => w.input([2, 3], "f32", "x");
 

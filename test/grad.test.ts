@@ -6,9 +6,9 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import * as w from "../src/index.js";
+import * as w from "../src/internals.js";
 import { arbBroadcastShapes, arbShape, arbShapedTensor, arbTensor, checkGrads, type CheckGradsOptions, type TensorOptions } from "../src/testing/index.js";
-import type { Tensor } from "../src/index.js";
+import type { Tensor } from "../src/internals.js";
 
 const RUNS = { numRuns: 25 };
 

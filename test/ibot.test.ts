@@ -2,9 +2,9 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import * as w from "../src/index.js";
+import * as w from "../src/internals.js";
 import { arbTensor, checkGrads, hostRng } from "../src/testing/index.js";
-import type { Tensor } from "../src/index.js";
+import type { Tensor } from "../src/internals.js";
 
 const softmax = (xs: number[], t: number) => {
   const m = Math.max(...xs.map((x) => x / t));

@@ -2,7 +2,7 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import * as w from "../src/index.js";
+import * as w from "../src/internals.js";
 
 interface Leaf { p: number[]; m: number[]; v: number[]; t: number }
 

@@ -5,7 +5,7 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import * as w from "../src/index.js";
+import * as w from "../src/internals.js";
 
 type T = w.Tensor;
 type Vec = readonly number[];

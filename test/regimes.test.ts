@@ -5,7 +5,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import fc from "fast-check";
-import * as w from "../src/index.js";
+import * as w from "../src/internals.js";
 import { DEFAULT_MARKET, seriesViews, simulateMarket, standardise } from "../src/data/index.js";
 import { auroc, normalizedMutualInformation } from "../src/eval/agreement.js";
 

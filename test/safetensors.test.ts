@@ -12,7 +12,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import fc from "fast-check";
 import * as E from "fp-ts/lib/Either.js";
-import { allocate, evaluate, hostTensor, initIbotState, randomKey, type DType, type HostTensor } from "../src/index.js";
+import { allocate, evaluate, hostTensor, initIbotState, randomKey, type DType, type HostTensor } from "../src/internals.js";
 import { CheckpointError, decodeSafetensors, encodeSafetensors, MAX_HEADER_BYTES } from "../src/io/safetensors.js";
 import { checkpointTensors, stateFromCheckpoint } from "../src/train/checkpoint.js";
 import { decodeConfig } from "../src/train/config.js";

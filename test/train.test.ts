@@ -6,7 +6,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as E from "fp-ts/lib/Either.js";
-import * as w from "../src/index.js";
+import * as w from "../src/internals.js";
 import { decodeConfig, DEFAULT_CONFIG, PAPER_CONFIG } from "../src/train/config.js";
 import { decodeSafetensors, encodeSafetensors, readSafetensors, writeSafetensors } from "../src/io/safetensors.js";
 import { knnClassify } from "../src/eval/knn.js";

@@ -2,9 +2,9 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import * as w from "../src/index.js";
+import * as w from "../src/internals.js";
 import { arbTensor } from "../src/testing/index.js";
-import type { Tensor } from "../src/index.js";
+import type { Tensor } from "../src/internals.js";
 
 const close = (a: ArrayLike<number>, b: ArrayLike<number>, tol = 1e-9) => {
   assert.equal(a.length, b.length);

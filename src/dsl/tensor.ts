@@ -48,6 +48,7 @@ export function dispatch<P extends Prim, R, Args extends unknown[]>(table: RuleT
   return rule(node, ...args);
 }
 
+/** True if `x` is a Tensor (a graph node); a type guard, used as the leaf test for pytrees of tensors. */
 export const isTensor = (x: unknown): x is Tensor => x instanceof Tensor;
 
 /**

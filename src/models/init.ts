@@ -6,9 +6,11 @@ import { patchCount, patchDim } from "./vit.js";
 /** trunc_normal_(std) with PyTorch's absolute bounds ±2 (i.e. ±2/std standard deviations). */
 export const truncNormal = (key: Tensor, shape: Shape, std = 0.02): Tensor => mul(truncatedNormal(key, shape, -2 / std, 2 / std), std);
 
+/** A linear layer [fanIn, fanOut] with truncNormal(0.02) weights and a zero bias (none when `bias` is false). */
 export const initLinear = (key: Tensor, fanIn: number, fanOut: number, bias = true): LinearParams =>
   bias ? { w: truncNormal(key, [fanIn, fanOut]), b: zeros([fanOut]) } : { w: truncNormal(key, [fanIn, fanOut]) };
 
+/** A LayerNorm of width `d`: scale 1, shift 0. */
 export const initNorm = (d: number): NormParams => ({ g: full([d], 1), b: zeros([d]) });
 
 /** PyTorch's default Linear/Conv init (kaiming_uniform, a = √5): U(±1/√fan_in) for weight and bias. */
@@ -18,6 +20,7 @@ export function initTorchDefault(key: Tensor, fanIn: number, fanOut: number): Li
   return { w: uniform(kw, [fanIn, fanOut], -bound, bound), b: uniform(kb, [fanOut], -bound, bound) };
 }
 
+/** Fresh parameters of one transformer block (linears from initLinear, unit norms), from one key. */
 export function initBlock(key: Tensor, cfg: ViTConfig): BlockParams {
   const d = cfg.width;
   const hidden = d * cfg.mlpRatio;

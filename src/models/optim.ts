@@ -1,11 +1,13 @@
 /** Optimizers as pure functions over parameter pytrees: state in, state out. */
 import { add, div, flatten, full, isTensor, mul, pow, sqrt, sub, unflatten, zerosLike, type Tensor } from "../dsl/index.js";
 
+/** Adam's first and second moment estimates, each a tree shaped like the parameters `P`. */
 export interface AdamState<P> {
   readonly m: P;
   readonly v: P;
 }
 
+/** AdamW's hyperparameters, PyTorch's defaults: beta1 0.9, beta2 0.999, eps 1e-8, weight decay 0. */
 export interface AdamHyper {
   /** Learning rate (a tensor to schedule it without recompiling). */
   readonly lr: Tensor | number;
@@ -24,6 +26,7 @@ export interface AdamHyper {
   readonly leafStep?: (leafIndex: number) => Tensor | undefined;
 }
 
+/** Adam's initial state for `params`: zero moments shaped like each leaf (torch.optim.AdamW's state before its first step). */
 export const adamInit = <P>(params: P): AdamState<P> => {
   const { leaves, def } = flatten(params, isTensor);
   const z = () => unflatten(def, leaves.map(zerosLike)) as P;

@@ -7,6 +7,7 @@ import {
   add, broadcastTo, concat, layerNorm, linear, multiHeadAttention, reshape, transpose, gelu, mul, type Tensor,
 } from "../dsl/index.js";
 
+/** A ViT's architecture: input layout and size, patch size, width D, depth, heads, MLP ratio and qkv bias. */
 export interface ViTConfig {
   /** 2 for images [B, C, H, W] (the default); 1 for series [B, C, L], patches being windows of L. */
   readonly dims?: 1 | 2;
@@ -21,14 +22,17 @@ export interface ViTConfig {
   readonly qkvBias: boolean;
 }
 
+/** A linear layer's weights, laid out [in, out] (PyTorch's transposed), and optional bias. */
 export interface LinearParams {
   readonly w: Tensor; // [in, out]
   readonly b?: Tensor; // [out]
 }
+/** A LayerNorm's scale `g` and shift `b`, each [D]. */
 export interface NormParams {
   readonly g: Tensor;
   readonly b: Tensor;
 }
+/** One pre-norm transformer block: norm → attention (fused qkv, output proj) → norm → MLP (fc1, GELU, fc2), both residual. */
 export interface BlockParams {
   readonly norm1: NormParams;
   readonly qkv: LinearParams;
@@ -37,6 +41,7 @@ export interface BlockParams {
   readonly fc1: LinearParams;
   readonly fc2: LinearParams;
 }
+/** A whole ViT's parameters: patch embedding, [CLS] token, positional embeddings, blocks and the final norm. */
 export interface ViTParams {
   readonly patchEmbed: LinearParams; // [C·p·p, D]: a stride-p convolution as a matmul
   readonly clsToken: Tensor; // [1, 1, D]
@@ -45,8 +50,10 @@ export interface ViTParams {
   readonly norm: NormParams;
 }
 
+/** The LayerNorm epsilon of every norm in the ViT: 1e-6, as iBOT/DINO (PyTorch's default is 1e-5). */
 export const LN_EPS = 1e-6;
 
+/** Patches along one side of an image (or along a series): imageSize / patchSize; `imageSize` overrides the config's for other crops. */
 export const gridSize = (cfg: ViTConfig, imageSize = cfg.imageSize): number => imageSize / cfg.patchSize;
 
 /** Patches of one input: grid² for images, L/p for series. */

@@ -8,6 +8,7 @@ import {
   add, argmin, div, exp, gather, log, matmul, maximum, mean, mul, neg, oneHot, reshape, stopGradient, sub, sum, swapAxes, type Tensor,
 } from "../dsl/index.js";
 
+/** quantize's result: each row's nearest code index, the codes, and their straight-through values. */
 export interface Quantized {
   /** Index of the nearest code per row: i32 [N]. */
   readonly indices: Tensor;
@@ -28,6 +29,7 @@ export function quantize(z: Tensor, codebook: Tensor): Quantized {
   return { indices, codes, straightThrough: add(z, stopGradient(sub(codes, z))) };
 }
 
+/** vqLoss's weighting: β (default 0.25) and on which term it goes (default "standard", VQ-VAE's). */
 export interface VqLossOptions {
   /** Commitment weight β (VQ-VAE: 0.25). */
   readonly beta?: number;
@@ -52,6 +54,7 @@ export function vqLoss(z: Tensor, codes: Tensor, o: VqLossOptions = {}, weights?
   return { loss, codebook, commitment };
 }
 
+/** The running statistics of one EMA codebook (the codebook is sums / counts). */
 export interface EmaCodebook {
   /** Smoothed code counts N_k [K]. */
   readonly counts: Tensor;

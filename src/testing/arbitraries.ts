@@ -3,6 +3,7 @@ import fc from "fast-check";
 import type { DType, Shape } from "../dsl/index.js";
 import { HostTensor, hostTensor } from "../backend/index.js";
 
+/** Bounds on the shapes arbShape draws: rank in [minRank, maxRank] (default 0..3), sizes in [minDim, maxDim] (default 1..4). */
 export interface ShapeOptions {
   readonly minRank?: number;
   readonly maxRank?: number;
@@ -26,6 +27,7 @@ export const arbBroadcastShapes = (opts: ShapeOptions = {}): fc.Arbitrary<[numbe
     return fc.tuple(derived, derived);
   });
 
+/** What arbTensor draws: the dtype (default f64) and the value range. */
 export interface TensorOptions {
   readonly dtype?: DType;
   /** Value range for floats (default −2..2) and ints (default −5..5). */

@@ -183,6 +183,7 @@ function shuffled(n: number, pick: Pick): number[] {
   return p;
 }
 
+/** Bounds on the graphs arbGraph draws: inputs (default 3), ops (default 8), sizes (default 1..4), dtype (default f64) and the ops allowed. */
 export interface GraphOptions {
   readonly maxInputs?: number;
   readonly maxOps?: number;

@@ -3,8 +3,8 @@
  * grows on its own): compiles, runs and disposes N graphs that differ only in a constant, and
  * prints the resident set size and the pipelines held after each quarter, as JSON lines.
  */
-import * as w from "../../src/index.js";
-import type { GpuArray, Tensor } from "../../src/index.js";
+import * as w from "../../src/internals.js";
+import type { GpuArray, Tensor } from "../../src/internals.js";
 import { heldPipelines } from "../../src/backend/webgpu/executable.js";
 
 const n = Number(process.argv[2] ?? 400);

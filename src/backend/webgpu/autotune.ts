@@ -63,6 +63,7 @@ const MARGIN = 0.9;
 /** The tile choices of tuning results, by shape class: what `compile(..., { tuning })` takes. */
 export const tuningOf = (results: readonly TuneResult[], known: MatmulTuning = new Map()): MatmulTuning => new Map([...known, ...results.map((r) => [r.key, r.params] as const)]);
 
+/** The autotuner's choice for one matmul shape class (`key`): the winning tiles, and every candidate timed with its median time. */
 export interface TuneResult {
   readonly key: string;
   readonly params: MatmulParams;

@@ -19,6 +19,7 @@ import { simplify } from "./simplify.js";
 import { makeTarget, type MatmulTuning, type Target } from "./target.js";
 import { named, type KernelSource, type MatmulParams } from "./templates.js";
 
+/** Options of a WebGPU compile: donated arguments, matmul tiles or tuning, a WGSL dump folder, fusion on or off. All optional. */
 export interface WebGpuCompileOptions {
   /** Arguments whose GpuArrays this executable may consume: an output of the same size reuses the buffer (in-place updates). */
   readonly donate?: readonly number[];

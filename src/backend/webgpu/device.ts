@@ -18,6 +18,7 @@ export const NO_ADAPTER_HELP =
   "on Debian bookworm `apt-get install -t bookworm-backports mesa-vulkan-drivers libvulkan1` (bookworm's own Mesa 22 is too old for Dawn; " +
   "scripts/install-lavapipe.sh does this). `vulkaninfo --summary` (package vulkan-tools) lists what Vulkan sees.";
 
+/** How `webgpu()` and `acquireDevice()` get a device: Dawn's flags, the adapter preference, lavapipe threads, buffer reuse. */
 export interface WebGpuOptions {
   /** Flags for Dawn's `create`, e.g. ["backend=vulkan", "adapter=llvmpipe"] or toggles ("enable-dawn-features=..."). */
   readonly dawnFlags?: readonly string[];

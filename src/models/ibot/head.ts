@@ -8,6 +8,7 @@ import { gelu, l2Normalize, linear, matmul, reshape, split, type Tensor } from "
 import { initLinear, initTorchDefault } from "../init.js";
 import type { LinearParams } from "../vit.js";
 
+/** The head's sizes: input D, MLP hidden width, bottleneck width and K prototypes (iBOT's in_dim, hidden_dim, bottleneck_dim, out_dim). */
 export interface HeadConfig {
   readonly inDim: number;
   readonly hiddenDim: number;
@@ -15,6 +16,7 @@ export interface HeadConfig {
   readonly outDim: number;
 }
 
+/** The head's weights: three MLP linears ([in, out]) and the prototype directions. */
 export interface HeadParams {
   readonly mlp1: LinearParams;
   readonly mlp2: LinearParams;
@@ -23,6 +25,7 @@ export interface HeadParams {
   readonly lastLayer: { readonly v: Tensor };
 }
 
+/** Fresh head parameters as iBOT initialises them: trunc_normal(0.02) MLP, PyTorch's Linear default for the prototypes. */
 export function initHead(key: Tensor, cfg: HeadConfig): HeadParams {
   const [k1, k2, k3, k4] = split(key, 4);
   return {

@@ -9,6 +9,7 @@ import {
   swapAxes, type Tensor,
 } from "../../dsl/index.js";
 
+/** What ibotLoss takes: teacher and student logits, the patch masks, the centres and the teacher temperatures. */
 export interface IbotLossInputs {
   /** Teacher logits for the G global crops, crop-major: [G·B, K] and [G·B, N, K]. */
   readonly teacherCls: Tensor;
@@ -29,6 +30,10 @@ export interface IbotLossInputs {
 /** How the teacher's [CLS] logits become targets: iBOT's centring and sharpening, or Sinkhorn-Knopp (DINOv2). */
 export type TeacherTargets = "centering" | "sinkhorn";
 
+/**
+ * ibotLoss's settings, iBOT's defaults: student temperature 0.1, centre momenta 0.9, loss weights
+ * lambda1 ([CLS]) and lambda2 (patches) 1. `globalCrops` (G) is required.
+ */
 export interface IbotLossOptions {
   readonly globalCrops: number;
   /** Default "centering" (iBOT). */
@@ -40,6 +45,7 @@ export interface IbotLossOptions {
   readonly lambda2?: number;
 }
 
+/** ibotLoss's result: the total lambda1·cls + lambda2·patch, both parts (scalars), and the updated centres. */
 export interface IbotLoss {
   readonly loss: Tensor;
   readonly cls: Tensor;

@@ -267,6 +267,7 @@ function fillBlock(mask: Uint8Array, gridWidth: number, top: number, left: numbe
 /** Which generator `maskBatch` uses (`--pred_shape`). */
 export type MaskShape = "block" | "rand";
 
+/** maskBatch's options: the ratio flags, the block generator's, and which generator (iBOT's defaults throughout). */
 export interface MaskBatchOptions extends PredRatioOptions, BlockMaskOptions {
   /** Default "block". */
   readonly shape?: MaskShape;

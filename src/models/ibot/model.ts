@@ -18,6 +18,10 @@ import { chunks, clsLoss, koleoLoss, maskedPatchLoss, type TeacherTargets } from
 import { initVq, initVqState, updateCodebooks, vqPatchLoss, type VqParams, type VqPatchLoss, type VqState, type VqTokenizerConfig } from "./vqTokens.js";
 import { interpolatePosEmbed } from "./posembed.js";
 
+/**
+ * An iBOT model and its loss: the ViT and head, G global and L local crops, stochastic depth, the
+ * per-tensor gradient-clipping norm, and the optional DINOv2/VQ variations (absent: plain iBOT).
+ */
 export interface IbotModelConfig {
   readonly vit: ViTConfig;
   readonly head: HeadConfig;
@@ -37,6 +41,7 @@ export interface IbotModelConfig {
   readonly vq?: VqTokenizerConfig;
 }
 
+/** The student's trained parameters: backbone, mask token and head (and the VQ tokenizer's in VQ mode). */
 export interface StudentParams {
   readonly backbone: ViTParams;
   /** The learned mask token [1, D] (zeros at init). */
@@ -46,6 +51,7 @@ export interface StudentParams {
   readonly vq?: VqParams;
 }
 
+/** The EMA teacher's parameters: the student's without the mask token, never trained by gradients. */
 export interface TeacherParams {
   readonly backbone: ViTParams;
   readonly head: HeadParams;
@@ -53,11 +59,13 @@ export interface TeacherParams {
   readonly vq?: VqParams;
 }
 
+/** The teacher's running centres of [CLS] and patch logits, subtracted before sharpening (DINO's centring). */
 export interface Centers {
   readonly center: Tensor; // [1, K]
   readonly center2: Tensor; // [1, 1, K]
 }
 
+/** Fresh student parameters: an initialised ViT and head, a zero mask token, and VQ codebooks when `cfg.vq` is set. */
 export function initStudent(key: Tensor, cfg: IbotModelConfig): StudentParams {
   const [kb, kh, kv] = split(key, 3);
   const p = { backbone: initViT(kb, cfg.vit), maskedEmbed: zeros([1, cfg.vit.width]), head: initHead(kh, cfg.head) };
@@ -85,8 +93,10 @@ export function teacherTokens(images: Tensor, teacher: TeacherParams, cfg: IbotM
   return reshape(argmin(squaredDistances(reshape(z, [b * n, d]), teacher.vq.codebooks[0]), -1), [b, n]);
 }
 
+/** Zero centres for K prototypes: [1, K] and [1, 1, K]. */
 export const initCenters = (k: number): Centers => ({ center: zeros([1, k]), center2: zeros([1, 1, k]) });
 
+/** backbone's optional inputs: a patch mask with the mask token, and stochastic depth (off when absent). */
 export interface BackboneOptions {
   /** [B, N] float: 1 where the patch is replaced by the mask token. */
   readonly mask?: Tensor;
@@ -140,6 +150,7 @@ export interface IbotBatch {
   readonly masks: Tensor; // [G·B, N] float
 }
 
+/** One step's scheduled values as scalar tensors (so they change without recompiling): see scheduleSpec. */
 export interface IbotSchedule {
   readonly lr: Tensor;
   readonly weightDecay: Tensor;
@@ -164,6 +175,7 @@ export const scheduleSpec = (): { readonly [K in keyof IbotSchedule]: TensorSpec
   lr: spec([]), weightDecay: spec([]), momentum: spec([]), teacherTemp: spec([]), teacherPatchTemp: spec([]), step: spec([]), lastLayerStep: spec([]), key: spec([2], "i32"),
 });
 
+/** Everything a training step carries to the next: student, teacher, AdamW moments, centres (and VQ statistics). */
 export interface IbotState {
   readonly student: StudentParams;
   readonly teacher: TeacherParams;
@@ -173,6 +185,7 @@ export interface IbotState {
   readonly vq?: VqState;
 }
 
+/** studentLoss's auxiliary outputs (not differentiated): the loss terms, new centres, teacher tokens and diagnostics. */
 export interface StudentLossAux {
   readonly cls: Tensor;
   /** iBOT: the masked-patch loss; VQ: the reconstruction loss. */

@@ -15,6 +15,7 @@ import { emaCodebookUpdate, quantize, squaredDistances, vqLoss, type EmaCodebook
 import type { LinearParams } from "../vit.js";
 import { maskedMean } from "./loss.js";
 
+/** The VQ tokenizer variant's settings (spec §11): vocabulary per head, loss weights and placement, EMA mode, restarts. */
 export interface VqTokenizerConfig {
   /** Vocabulary size of each prediction head (one codebook each). */
   readonly codebooks: readonly number[];
@@ -46,6 +47,7 @@ export interface VqState {
   readonly ema?: readonly EmaCodebook[];
 }
 
+/** Fresh tokenizer parameters for `dim`-wide features: random unit-vector codebooks and initLinear prediction heads. */
 export function initVq(key: Tensor, dim: number, cfg: VqTokenizerConfig): VqParams {
   const keys = split(key, 2 * cfg.codebooks.length);
   return {
@@ -66,6 +68,7 @@ export function initVqState(params: VqParams, cfg: VqTokenizerConfig): VqState {
   };
 }
 
+/** What vqPatchLoss takes: student and teacher bottleneck features, the patch masks, and both tokenizers. */
 export interface VqPatchInputs {
   /** Student bottleneck features of the masked global crops' patches [G·B, N, d]. */
   readonly studentZ: Tensor;
@@ -76,6 +79,7 @@ export interface VqPatchInputs {
   readonly teacher: VqParams;
 }
 
+/** vqPatchLoss's result: the total, its reconstruction and tokenizer terms, the target tokens, and the codebook update's inputs. */
 export interface VqPatchLoss {
   /** L_recon + α·L_vq, averaged over heads. */
   readonly loss: Tensor;
