@@ -2,15 +2,10 @@
 import js from "@eslint/js";
 import tseslint from "typescript-eslint";
 
-export default tseslint.config(
-  { ignores: ["dist/**", "node_modules/**", "scratch/**"] },
-  js.configs.recommended,
-  ...tseslint.configs.recommended,
-  {
-    rules: {
-      "@typescript-eslint/no-explicit-any": "error",
-      "@typescript-eslint/no-unused-vars": ["error", { argsIgnorePattern: "^_", varsIgnorePattern: "^_" }],
-      "@typescript-eslint/no-empty-object-type": "off",
-    },
+export default tseslint.config({ ignores: ["dist/**", "node_modules/**", "scratch/**"] }, js.configs.recommended, ...tseslint.configs.recommended, {
+  rules: {
+    "@typescript-eslint/no-explicit-any": "error",
+    "@typescript-eslint/no-unused-vars": ["error", { argsIgnorePattern: "^_", varsIgnorePattern: "^_" }],
+    "@typescript-eslint/no-empty-object-type": "off",
   },
-);
+});

@@ -37,7 +37,16 @@ export function ibotStepRunner(gpu: GpuContext | null, tuning?: w.MatmulTuning):
   const rand = (k: number) => Float32Array.from({ length: k }, () => Math.random() - 0.5);
   const masks = Float32Array.from({ length: 2 * B * g.tokens }, () => (Math.random() < 0.2 ? 1 : 0));
   const batch = { globals: rand(2 * B * g.size ** 2), locals: rand(c.localCrops * B * g.localSize ** 2), masks };
-  const sched = (i: number) => ({ lr: 1e-4, weightDecay: 0.04, momentum: 0.996, teacherTemp: 0.04, teacherPatchTemp: 0.04, step: i, lastLayerStep: i, key: new Int32Array([0, i]) });
+  const sched = (i: number) => ({
+    lr: 1e-4,
+    weightDecay: 0.04,
+    momentum: 0.996,
+    teacherTemp: 0.04,
+    teacherPatchTemp: 0.04,
+    step: i,
+    lastLayerStep: i,
+    key: new Int32Array([0, i]),
+  });
   let state: w.RunResult<w.IbotState> = init;
   let i = 0;
   const losses: number[] = [];

@@ -10,20 +10,34 @@
 import { pathToFileURL } from "node:url";
 import { installNavigator } from "./peers.js";
 
-const B = 64, D = 96, T = 50, HEADS = 3, HD = 32, MLP = 384, CLASSES = 10, DEPTH = 4;
+const B = 64,
+  D = 96,
+  T = 50,
+  HEADS = 3,
+  HD = 32,
+  MLP = 384,
+  CLASSES = 10,
+  DEPTH = 4;
 const PARAMS = 455_050;
-const LR = 1e-3, B1 = 0.9, B2 = 0.999, EPS = 1e-8;
+const LR = 1e-3,
+  B1 = 0.9,
+  B2 = 0.999,
+  EPS = 1e-8;
 const TIMED_STEPS = 5;
 
 // ---- The model's parameters, as shaped host data shared by both peers (same init, same batch). ----
 
 class Leaf {
-  constructor(readonly shape: number[], readonly data: Float32Array) {}
+  constructor(
+    readonly shape: number[],
+    readonly data: Float32Array,
+  ) {}
 }
 type Tree = Leaf | Tree[] | { [k: string]: Tree };
 
 let seed = 1234567;
-const rand = (): number => { // mulberry32
+const rand = (): number => {
+  // mulberry32
   seed = (seed + 0x6d2b79f5) | 0;
   let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
   t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
@@ -32,18 +46,29 @@ const rand = (): number => { // mulberry32
 const size = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
 /** Uniform with standard deviation 0.02 for weights; constant fill for biases and LayerNorm scales. */
 const leaf = (shape: number[], fill?: number) =>
-  new Leaf(shape, Float32Array.from({ length: size(shape) }, () => fill ?? (rand() * 2 - 1) * 0.02 * Math.sqrt(3)));
+  new Leaf(
+    shape,
+    Float32Array.from({ length: size(shape) }, () => fill ?? (rand() * 2 - 1) * 0.02 * Math.sqrt(3)),
+  );
 const linear = (i: number, o: number) => ({ w: leaf([i, o]), b: leaf([o], 0) });
 const norm = () => ({ g: leaf([D], 1), b: leaf([D], 0) });
 
 function specTree(): Tree {
   seed = 42; // the same initial values for every peer
   return {
-    patch: linear(16, D), cls: leaf([1, 1, D]), pos: leaf([1, T, D]),
+    patch: linear(16, D),
+    cls: leaf([1, 1, D]),
+    pos: leaf([1, T, D]),
     blocks: Array.from({ length: DEPTH }, () => ({
-      ln1: norm(), qkv: linear(D, 3 * D), proj: linear(D, D), ln2: norm(), fc1: linear(D, MLP), fc2: linear(MLP, D),
+      ln1: norm(),
+      qkv: linear(D, 3 * D),
+      proj: linear(D, D),
+      ln2: norm(),
+      fc1: linear(D, MLP),
+      fc2: linear(MLP, D),
     })),
-    ln: norm(), head: linear(D, CLASSES),
+    ln: norm(),
+    head: linear(D, CLASSES),
   };
 }
 const mapTree = (t: Tree, f: (l: Leaf) => any): any =>
@@ -82,26 +107,43 @@ async function jaxStep(): Promise<() => Promise<number>> {
       h = h.ref.add(lin(nn.gelu(lin(ln(h, k.ln2), k.fc1), { approximate: false }), k.fc2)); // exact (erfc) GELU
     }
     const logits = lin(ln(h, p.ln).slice([], 0), p.head);
-    return nn.logSoftmax(logits).mul(nn.oneHot(y, CLASSES)).sum().mul(-1 / B);
+    return nn
+      .logSoftmax(logits)
+      .mul(nn.oneHot(y, CLASSES))
+      .sum()
+      .mul(-1 / B);
   };
 
   // Adam (optax's formulation), the 1-based step count `t` an input so that one trace serves all steps.
   const step = j.jit((p: any, m: any, v: any, t: any, x: any, y: any) => {
     const [l, g] = j.valueAndGrad(loss)(j.tree.ref(p), x, y);
-    const bc1 = np.exp(t.ref.mul(Math.log(B1))).mul(-1).add(1); // 1 - b1^t
-    const bc2 = np.exp(t.mul(Math.log(B2))).mul(-1).add(1);
+    const bc1 = np
+      .exp(t.ref.mul(Math.log(B1)))
+      .mul(-1)
+      .add(1); // 1 - b1^t
+    const bc2 = np
+      .exp(t.mul(Math.log(B2)))
+      .mul(-1)
+      .add(1);
     const [ps, def] = j.tree.flatten(p);
     const [gs, ms, vs] = [g, m, v].map((tr) => j.tree.leaves(tr));
     const out = ps.map((pi: any, i: number) => {
       const gi = gs[i];
       const m2 = ms[i].mul(B1).add(gi.ref.mul(1 - B1));
       const v2 = vs[i].mul(B2).add(gi.ref.mul(gi).mul(1 - B2));
-      const upd = m2.ref.div(bc1.ref).mul(LR).div(np.sqrt(v2.ref.div(bc2.ref)).add(EPS));
+      const upd = m2.ref
+        .div(bc1.ref)
+        .mul(LR)
+        .div(np.sqrt(v2.ref.div(bc2.ref)).add(EPS));
       return [pi.sub(upd), m2, v2];
     });
     bc1.dispose();
     bc2.dispose();
-    const col = (c: number) => j.tree.unflatten(def, out.map((o: any[]) => o[c]));
+    const col = (c: number) =>
+      j.tree.unflatten(
+        def,
+        out.map((o: any[]) => o[c]),
+      );
     return [l, col(0), col(1), col(2)];
   });
 
@@ -194,7 +236,10 @@ export async function peerVitRunners(): Promise<{ runners: PeerVitRunner[]; note
   await installNavigator();
   const runners: PeerVitRunner[] = [];
   const notes: string[] = [];
-  for (const [name, build] of [["jax-js webgpu (jit)", jaxStep], ["tfjs webgpu", tfjsStep]] as const) {
+  for (const [name, build] of [
+    ["jax-js webgpu (jit)", jaxStep],
+    ["tfjs webgpu", tfjsStep],
+  ] as const) {
     try {
       runners.push(await prepare(name, build));
     } catch (e) {
@@ -207,8 +252,13 @@ export async function peerVitRunners(): Promise<{ runners: PeerVitRunner[]; note
 if (import.meta.url === pathToFileURL(process.argv[1]).href) {
   const { runners, notes } = await peerVitRunners();
   const { interleavedMedians } = await import("../src/internals.js");
-  const ms = await interleavedMedians(runners.map((r) => r.step), TIMED_STEPS);
-  runners.forEach((r, i) => console.log(`${r.name}: ${ms[i].toFixed(0)} ms/step, first step ${r.firstStepS.toFixed(1)} s, losses ${r.losses.map((l) => l.toFixed(4)).join(" ")}`));
+  const ms = await interleavedMedians(
+    runners.map((r) => r.step),
+    TIMED_STEPS,
+  );
+  runners.forEach((r, i) =>
+    console.log(`${r.name}: ${ms[i].toFixed(0)} ms/step, first step ${r.firstStepS.toFixed(1)} s, losses ${r.losses.map((l) => l.toFixed(4)).join(" ")}`),
+  );
   notes.forEach((n) => console.log(n));
   process.exit(0);
 }

@@ -40,7 +40,11 @@ const gpuJob = (ctx: GpuContext, fn: () => void) => async () => {
   fn();
   await ctx.device.queue.onSubmittedWorkDone();
 };
-const loadAverage = () => os.loadavg().map((l) => l.toFixed(2)).join(" ");
+const loadAverage = () =>
+  os
+    .loadavg()
+    .map((l) => l.toFixed(2))
+    .join(" ");
 const gflops = (n: number, ms: number) => (2 * n ** 3) / (ms * 1e6);
 
 const rand = (n: number) => Float32Array.from({ length: n }, () => Math.random() - 0.5);
@@ -92,8 +96,15 @@ async function gpuBenchmarks(ctx: GpuContext) {
     const medians = await w.interleavedMedians(loaded, n >= 1024 ? 5 : 9);
     const [ms, jaxMs, tfMs] = runners.map((r) => (r ? medians[loaded.indexOf(r)] : null));
     const p = (v: number | null) => (v === null ? "n/a" : `${gflops(n, v).toFixed(2)}`);
-    record(`WebGPU: matmul ${n}³ f32`, `${gflops(n, ms!).toFixed(2)} GFLOP/s`, `jax-js webgpu ${p(jaxMs)}, tfjs-webgpu ${p(tfMs)} GFLOP/s (interleaved, median of ${n >= 1024 ? 5 : 9}); tiles ${JSON.stringify(tuned[0]?.params ?? "cached")}${peers.notes.length ? "; " + peers.notes.join("; ") : ""}`);
-    if (!ctx.cpu && tuned[0]) console.error(`    autotuner at ${n}³: ${tuned[0].candidates.map((c, k) => `${JSON.stringify(c)} ${gflops(n, tuned[0].timesMs[k]).toFixed(0)}`).join("; ")} GFLOP/s`);
+    record(
+      `WebGPU: matmul ${n}³ f32`,
+      `${gflops(n, ms!).toFixed(2)} GFLOP/s`,
+      `jax-js webgpu ${p(jaxMs)}, tfjs-webgpu ${p(tfMs)} GFLOP/s (interleaved, median of ${n >= 1024 ? 5 : 9}); tiles ${JSON.stringify(tuned[0]?.params ?? "cached")}${peers.notes.length ? "; " + peers.notes.join("; ") : ""}`,
+    );
+    if (!ctx.cpu && tuned[0])
+      console.error(
+        `    autotuner at ${n}³: ${tuned[0].candidates.map((c, k) => `${JSON.stringify(c)} ${gflops(n, tuned[0].timesMs[k]).toFixed(0)}`).join("; ")} GFLOP/s`,
+      );
   }
   // A 15-primitive elementwise chain over 2^20 elements, fused and unfused.
   const n = 1 << 20;
@@ -104,7 +115,11 @@ async function gpuBenchmarks(ctx: GpuContext) {
     9,
   );
   exes.forEach((exe, k) =>
-    record(`WebGPU: 15-op elementwise chain, 2^20 f32, ${k === 0 ? "fused" : "unfused"}`, `${((8 * n) / (chainMs[k] * 1e6)).toFixed(2)} GB/s`, `${chainMs[k].toFixed(1)} ms, ${exe.stats().kernels} kernels (GB/s counts one read and one write per element)${k === 1 ? `; fused is ${(chainMs[1] / chainMs[0]).toFixed(1)}× faster (interleaved, median of 9)` : ""}`),
+    record(
+      `WebGPU: 15-op elementwise chain, 2^20 f32, ${k === 0 ? "fused" : "unfused"}`,
+      `${((8 * n) / (chainMs[k] * 1e6)).toFixed(2)} GB/s`,
+      `${chainMs[k].toFixed(1)} ms, ${exe.stats().kernels} kernels (GB/s counts one read and one write per element)${k === 1 ? `; fused is ${(chainMs[1] / chainMs[0]).toFixed(1)}× faster (interleaved, median of 9)` : ""}`,
+    ),
   );
   // The ViT training step.
   const model = initModel(w.randomKey(0));
@@ -137,16 +152,28 @@ async function gpuBenchmarks(ctx: GpuContext) {
   const ours = gpuJob(ctx, () => step(i++));
   const [ms, ...peerMs] = await w.interleavedMedians([ours, ...peers.runners.map((r) => r.step), ...("missing" in torch ? [] : [torch.runners.vit])], 5);
   const stats = exe.stats();
-  record("WebGPU: ViT training step (batch 64, 455 050 params, Adam)", `${ms.toFixed(0)} ms/step`, `${stats.kernels} kernels/step (${stats.pipelines} pipelines); first step ${(tFirst / 1000).toFixed(1)} s after a ${(tCompile / 1000).toFixed(1)} s compile (+${(tTune / 1000).toFixed(1)} s autotuning); median of 5, interleaved with the peers' steps`);
+  record(
+    "WebGPU: ViT training step (batch 64, 455 050 params, Adam)",
+    `${ms.toFixed(0)} ms/step`,
+    `${stats.kernels} kernels/step (${stats.pipelines} pipelines); first step ${(tFirst / 1000).toFixed(1)} s after a ${(tCompile / 1000).toFixed(1)} s compile (+${(tTune / 1000).toFixed(1)} s autotuning); median of 5, interleaved with the peers' steps`,
+  );
   peers.runners.forEach((r, k) =>
-    record(`WebGPU: ViT training step in ${r.name}`, `${peerMs[k].toFixed(0)} ms/step`, `${(peerMs[k] / ms).toFixed(1)}× ours; first step ${r.firstStepS.toFixed(1)} s (tracing and compiling included); losses ${r.losses.map((l) => l.toFixed(4)).join(", ")}`),
+    record(
+      `WebGPU: ViT training step in ${r.name}`,
+      `${peerMs[k].toFixed(0)} ms/step`,
+      `${(peerMs[k] / ms).toFixed(1)}× ours; first step ${r.firstStepS.toFixed(1)} s (tracing and compiling included); losses ${r.losses.map((l) => l.toFixed(4)).join(", ")}`,
+    ),
   );
   peers.notes.forEach((n) => record("WebGPU: ViT training step, peer failed", "n/a", n));
   const torchRow = `ViT training step in PyTorch (${torchDevice})`;
   if ("missing" in torch || torch.error) record(torchRow, "n/a", "missing" in torch ? torch.missing : torch.error!);
   else {
     const torchMs = peerMs[peers.runners.length];
-    record(torchRow, `${torchMs.toFixed(0)} ms/step`, `ours/PyTorch speed ${(torchMs / ms).toFixed(2)}× (ours ${ms.toFixed(0)} ms/step); ${describeTorch(torch, torchDevice)}; ${torch.info.params.vit} params; median of 5, interleaved with ours (warm-up step excluded); losses ${torch.losses.vit.map((l) => l.toFixed(4)).join(", ")}`);
+    record(
+      torchRow,
+      `${torchMs.toFixed(0)} ms/step`,
+      `ours/PyTorch speed ${(torchMs / ms).toFixed(2)}× (ours ${ms.toFixed(0)} ms/step); ${describeTorch(torch, torchDevice)}; ${torch.info.params.vit} params; median of 5, interleaved with ours (warm-up step excluded); losses ${torch.losses.vit.map((l) => l.toFixed(4)).join(", ")}`,
+    );
   }
   const prof = await exe.profile(state.params, state.state, [i], images, labels);
   const byClass = new Map<string, number>();
@@ -155,7 +182,15 @@ async function gpuBenchmarks(ctx: GpuContext) {
     byClass.set(cls, (byClass.get(cls) ?? 0) + t);
   }
   const total = prof.reduce((a, p) => a + p.ms, 0);
-  record("WebGPU: ViT step time by kernel class (exe.profile: GPU timestamps around each kernel)", [...byClass].sort((a, b) => b[1] - a[1]).slice(0, 5).map(([c, t]) => `${c} ${((100 * t) / total).toFixed(0)}%`).join(", "), `${total.toFixed(0)} ms profiled`);
+  record(
+    "WebGPU: ViT step time by kernel class (exe.profile: GPU timestamps around each kernel)",
+    [...byClass]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, 5)
+      .map(([c, t]) => `${c} ${((100 * t) / total).toFixed(0)}%`)
+      .join(", "),
+    `${total.toFixed(0)} ms profiled`,
+  );
 }
 
 function cpuVitStep() {
@@ -190,7 +225,11 @@ if (process.argv.includes("--ibot")) {
   for (const ctx of targets) {
     if (!ctx) {
       const r = await ibotStepSeconds(ctx);
-      record(`CPU backend: iBOT pre-training step (spec §10, batch ${r.batch})`, `${(r.batch / r.seconds).toFixed(2)} images/s`, `${r.seconds.toFixed(1)} s/step`);
+      record(
+        `CPU backend: iBOT pre-training step (spec §10, batch ${r.batch})`,
+        `${(r.batch / r.seconds).toFixed(2)} images/s`,
+        `${r.seconds.toFixed(1)} s/step`,
+      );
       continue;
     }
     const rounds = 3;
@@ -198,14 +237,26 @@ if (process.argv.includes("--ibot")) {
     const torch = await pytorch();
     const [s, torchS] = (await w.interleavedMedians([ours.step, ...("missing" in torch ? [] : [torch.runners.ibot])], rounds)).map((ms) => ms / 1000);
     const how = `median of ${rounds} after a warm-up step${"missing" in torch ? "" : ", interleaved with PyTorch's"}`;
-    record(`WebGPU: iBOT pre-training step (spec §10, batch ${ours.batch})`, `${(ours.batch / s).toFixed(2)} images/s`, `${s.toFixed(2)} s/step, ${ours.kernels} kernels; ${how}`);
+    record(
+      `WebGPU: iBOT pre-training step (spec §10, batch ${ours.batch})`,
+      `${(ours.batch / s).toFixed(2)} images/s`,
+      `${s.toFixed(2)} s/step, ${ours.kernels} kernels; ${how}`,
+    );
     const m = ours.memory!;
     const mib = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
-    record("WebGPU: iBOT step's device memory (spec §10, batch 64)", `${mib(m.plannedBytes)} planned`, `intermediates alive at once at most ${mib(m.peakBytes)} (planned/peak ${(m.plannedBytes / m.peakBytes).toFixed(2)}); state (student, teacher, Adam, centres) ${mib(m.stateBytes)}, plus each run's batch and outputs`);
+    record(
+      "WebGPU: iBOT step's device memory (spec §10, batch 64)",
+      `${mib(m.plannedBytes)} planned`,
+      `intermediates alive at once at most ${mib(m.peakBytes)} (planned/peak ${(m.plannedBytes / m.peakBytes).toFixed(2)}); state (student, teacher, Adam, centres) ${mib(m.stateBytes)}, plus each run's batch and outputs`,
+    );
     const torchRow = `iBOT pre-training step in PyTorch (${torchDevice}; spec §10, batch ${ours.batch})`;
     if ("missing" in torch || torch.error) record(torchRow, "n/a", "missing" in torch ? torch.missing : torch.error!);
     else
-      record(torchRow, `${(ours.batch / torchS).toFixed(2)} images/s`, `${torchS.toFixed(2)} s/step; ours/PyTorch speed ${(torchS / s).toFixed(2)}×; ${describeTorch(torch, torchDevice)}; student params ${torch.info.params.ibot} (ours ${ours.params}); ${how.replace("PyTorch's", "ours")}; losses ${torch.losses.ibot.map((l) => l.toFixed(3)).join(", ")} (ours ${ours.losses.map((l) => l.toFixed(3)).join(", ")})`);
+      record(
+        torchRow,
+        `${(ours.batch / torchS).toFixed(2)} images/s`,
+        `${torchS.toFixed(2)} s/step; ours/PyTorch speed ${(torchS / s).toFixed(2)}×; ${describeTorch(torch, torchDevice)}; student params ${torch.info.params.ibot} (ours ${ours.params}); ${how.replace("PyTorch's", "ours")}; losses ${torch.losses.ibot.map((l) => l.toFixed(3)).join(", ")} (ours ${ours.losses.map((l) => l.toFixed(3)).join(", ")})`,
+      );
   }
 }
 if (torchWorker) {

@@ -123,7 +123,10 @@ export async function torchPeer(device: TorchDevice, opts: TorchPeerOptions = {}
   try {
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`PyTorch worker did not answer within ${((opts.startTimeoutMs ?? 180_000) / 1000).toFixed(0)} s`)), opts.startTimeoutMs ?? 180_000);
+      timer = setTimeout(
+        () => reject(new Error(`PyTorch worker did not answer within ${((opts.startTimeoutMs ?? 180_000) / 1000).toFixed(0)} s`)),
+        opts.startTimeoutMs ?? 180_000,
+      );
     });
     const r = await Promise.race([request("info"), timeout]).finally(() => clearTimeout(timer));
     if (r.error) throw new Error(r.error);
@@ -136,7 +139,9 @@ export async function torchPeer(device: TorchDevice, opts: TorchPeerOptions = {}
       ? `PyTorch not installed: ModuleNotFoundError: ${noTorch[0]} (python: ${python})`
       : /CUDA is not available/.test(stderr)
         ? `PyTorch has no CUDA device: ${lastLines(stderr, 1)} (python: ${python})`
-        : msg.includes(python) ? msg : `${msg} (python: ${python})`;
+        : msg.includes(python)
+          ? msg
+          : `${msg} (python: ${python})`;
     return { missing: why };
   }
 
@@ -159,10 +164,26 @@ export async function torchPeer(device: TorchDevice, opts: TorchPeerOptions = {}
     get error() {
       return error;
     },
-    info, ms, losses, close,
+    info,
+    ms,
+    losses,
+    close,
   };
 }
 
 /** One line about the worker, for a benchmark row's note: version, device, threads, BLAS. */
 export const describeTorch = (p: TorchPeer, device: TorchDevice): string =>
-  `PyTorch ${p.info.torch} eager fp32 on ${device === "cuda" ? `${p.info.device} (TF32 off)` : `${p.info.device}, ${p.info.threads} threads${p.info.blas ? `, ${p.info.blas.split(", ").filter((l) => /openblas|mkl|blis/i.test(l)).join(", ") || p.info.blas}` : ""}`}`;
+  `PyTorch ${p.info.torch} eager fp32 on ${
+    device === "cuda"
+      ? `${p.info.device} (TF32 off)`
+      : `${p.info.device}, ${p.info.threads} threads${
+          p.info.blas
+            ? `, ${
+                p.info.blas
+                  .split(", ")
+                  .filter((l) => /openblas|mkl|blis/i.test(l))
+                  .join(", ") || p.info.blas
+              }`
+            : ""
+        }`
+  }`;

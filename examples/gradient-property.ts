@@ -11,5 +11,8 @@ const softAbs = (x: Tensor) => w.sqrt(w.add(w.mul(x, x), 1e-2));
 // The seed is fixed so the example (and CI, which runs it) is reproducible: an unseeded run failed
 // here once, its order-2 central difference missing checkGrads' default tolerance by a hair where
 // softAbs curves sharply (2.089e-7 against 2.089e-7; issue 19 covers such failures).
-fc.assert(fc.property(arbShapedTensor({ maxRank: 3 }), (x) => checkGrads(softAbs, [x], { order: 2 })), { numRuns: 50, seed: 20261202 });
+fc.assert(
+  fc.property(arbShapedTensor({ maxRank: 3 }), (x) => checkGrads(softAbs, [x], { order: 2 })),
+  { numRuns: 50, seed: 20261202 },
+);
 console.log("softAbs: 50 random shapes passed checkGrads to order 2");

@@ -31,7 +31,10 @@ describe("kernels agree with naive loops", () => {
         const expected = new Float64Array(c.size);
         const ib = (x: HostTensor, idx: number[]) => {
           const bs = x.shape.slice(0, -2);
-          return ravel(idx.slice(idx.length - bs.length).map((v, q) => (bs[q] === 1 ? 0 : v)), bs);
+          return ravel(
+            idx.slice(idx.length - bs.length).map((v, q) => (bs[q] === 1 ? 0 : v)),
+            bs,
+          );
         };
         for (let q = 0; q < batch.reduce((p, d) => p * d, 1); q++) {
           const idx = unravel(q, batch);
@@ -49,7 +52,9 @@ describe("kernels agree with naive loops", () => {
   });
 
   test("sum and max over any axes", () => {
-    const arb = arbShapedTensor({ minRank: 1, maxRank: 4, maxDim: 4 }).chain((x) => fc.tuple(fc.constant(x), fc.subarray([...x.shape.keys()], { minLength: 1 })));
+    const arb = arbShapedTensor({ minRank: 1, maxRank: 4, maxDim: 4 }).chain((x) =>
+      fc.tuple(fc.constant(x), fc.subarray([...x.shape.keys()], { minLength: 1 })),
+    );
     fc.assert(
       fc.property(arb, ([x, axes]) => {
         const [s, m] = w.evaluate((t: Tensor) => [w.sum(t, axes), w.max(t, axes)], x);
@@ -57,7 +62,10 @@ describe("kernels agree with naive loops", () => {
         const sums = new Float64Array(s.size);
         const maxs = new Float64Array(m.size).fill(-Infinity);
         for (let i = 0; i < x.size; i++) {
-          const o = ravel(unravel(i, x.shape).filter((_, k) => !axes.includes(k)), outShape);
+          const o = ravel(
+            unravel(i, x.shape).filter((_, k) => !axes.includes(k)),
+            outShape,
+          );
           sums[o] += x.data[i];
           maxs[o] = Math.max(maxs[o], x.data[i]);
         }
@@ -85,7 +93,16 @@ describe("kernels agree with naive loops", () => {
     );
     fc.assert(
       fc.property(arb, ([x, perm, ranges]) => {
-        const [t, s] = w.evaluate((v: Tensor) => [w.transpose(v, perm), w.slice(v, ranges.map(([a, st]) => [a, 1e9, st] as const))], x);
+        const [t, s] = w.evaluate(
+          (v: Tensor) => [
+            w.transpose(v, perm),
+            w.slice(
+              v,
+              ranges.map(([a, st]) => [a, 1e9, st] as const),
+            ),
+          ],
+          x,
+        );
         for (let i = 0; i < t.size; i++) {
           const idx = unravel(i, t.shape);
           const src = new Array<number>(x.rank);
@@ -96,8 +113,20 @@ describe("kernels agree with naive loops", () => {
           const idx = unravel(i, s.shape).map((v, k) => ranges[k][0] + v * ranges[k][1]);
           assert.equal(s.data[i], x.data[ravel(idx, x.shape)]);
         }
-        const padded = w.evaluate((v: Tensor) => w.make("pad", { lo: v.shape.map(() => 1), hi: v.shape.map(() => 0), interior: v.shape.map(() => 1), value: 7 }, [v]), x);
-        for (let i = 0; i < x.size; i++) assert.equal(padded.data[ravel(unravel(i, x.shape).map((v) => 1 + 2 * v), padded.shape)], x.data[i]);
+        const padded = w.evaluate(
+          (v: Tensor) => w.make("pad", { lo: v.shape.map(() => 1), hi: v.shape.map(() => 0), interior: v.shape.map(() => 1), value: 7 }, [v]),
+          x,
+        );
+        for (let i = 0; i < x.size; i++)
+          assert.equal(
+            padded.data[
+              ravel(
+                unravel(i, x.shape).map((v) => 1 + 2 * v),
+                padded.shape,
+              )
+            ],
+            x.data[i],
+          );
         const filled = [...padded.data].filter((v) => v === 7).length;
         assert.ok(filled >= padded.size - x.size);
       }),
@@ -107,18 +136,22 @@ describe("kernels agree with naive loops", () => {
 
   test("gather and scatterAdd are adjoint: ⟨gather(x), u⟩ = ⟨x, scatterAdd(u)⟩", () => {
     const arb = arbShape({ minRank: 1, maxRank: 3 }).chain((s) =>
-      fc.integer({ min: 0, max: s.length - 1 }).chain((axis) =>
-        fc.array(fc.integer({ min: 0, max: s[axis] - 1 }), { minLength: 1, maxLength: 7 }).chain((idx) =>
-          fc.tuple(arbTensor(s), arbTensor([...s.slice(0, axis), idx.length, ...s.slice(axis + 1)]), fc.constant(idx), fc.constant(axis)),
+      fc
+        .integer({ min: 0, max: s.length - 1 })
+        .chain((axis) =>
+          fc
+            .array(fc.integer({ min: 0, max: s[axis] - 1 }), { minLength: 1, maxLength: 7 })
+            .chain((idx) => fc.tuple(arbTensor(s), arbTensor([...s.slice(0, axis), idx.length, ...s.slice(axis + 1)]), fc.constant(idx), fc.constant(axis))),
         ),
-      ),
     );
     fc.assert(
       fc.property(arb, ([x, u, idx, axis]) => {
         const ind = w.hostTensor(idx, [idx.length], "i32");
         const [lhs, rhs] = w.evaluate(
           (xx: Tensor, uu: Tensor, i: Tensor) => [w.sum(w.mul(w.gather(xx, i, axis), uu)), w.sum(w.mul(xx, w.scatterAdd(uu, i, axis, x.shape[axis])))],
-          x, u, ind,
+          x,
+          u,
+          ind,
         );
         assert.ok(Math.abs(lhs.item() - rhs.item()) <= 1e-12 * (1 + Math.abs(lhs.item())));
       }),
@@ -127,9 +160,28 @@ describe("kernels agree with naive loops", () => {
   });
 
   test("concat and iota", () => {
-    const [c, io] = w.evaluate(() => [w.concat([w.constant([[1, 2]]), w.constant([[3, 4], [5, 6]])], 0), w.iota([2, 3], 1)]);
-    assert.deepEqual(c.toNested(), [[1, 2], [3, 4], [5, 6]]);
-    assert.deepEqual(io.toNested(), [[0, 1, 2], [0, 1, 2]]);
+    const [c, io] = w.evaluate(() => [
+      w.concat(
+        [
+          w.constant([[1, 2]]),
+          w.constant([
+            [3, 4],
+            [5, 6],
+          ]),
+        ],
+        0,
+      ),
+      w.iota([2, 3], 1),
+    ]);
+    assert.deepEqual(c.toNested(), [
+      [1, 2],
+      [3, 4],
+      [5, 6],
+    ]);
+    assert.deepEqual(io.toNested(), [
+      [0, 1, 2],
+      [0, 1, 2],
+    ]);
   });
 
   test("f32 graphs round every op to float32; f64 graphs do not", () => {
@@ -155,9 +207,18 @@ describe("random numbers", () => {
   test("threefry2x32 matches the Random123 known-answer vectors", () => {
     const out = new Uint32Array(2);
     const vectors: [number[], number[]][] = [
-      [[0, 0, 0, 0], [0x6b200159, 0x99ba4efe]],
-      [[0xffffffff, 0xffffffff, 0xffffffff, 0xffffffff], [0x1cb996fc, 0xbb002be7]],
-      [[0x13198a2e, 0x03707344, 0x243f6a88, 0x85a308d3], [0xc4923a9c, 0x483df7a0]],
+      [
+        [0, 0, 0, 0],
+        [0x6b200159, 0x99ba4efe],
+      ],
+      [
+        [0xffffffff, 0xffffffff, 0xffffffff, 0xffffffff],
+        [0x1cb996fc, 0xbb002be7],
+      ],
+      [
+        [0x13198a2e, 0x03707344, 0x243f6a88, 0x85a308d3],
+        [0xc4923a9c, 0x483df7a0],
+      ],
     ];
     for (const [[k0, k1, c0, c1], expected] of vectors) {
       w.threefry2x32(k0, k1, c0, c1, out);
@@ -209,7 +270,10 @@ describe("random numbers", () => {
     fc.assert(
       fc.property(fc.integer(), fc.integer({ min: 1, max: 60 }), (seed, n) => {
         const p = w.evaluate(() => w.permutation(w.randomKey(seed), n));
-        assert.deepEqual([...p.data].sort((a, b) => a - b), [...Array(n).keys()]);
+        assert.deepEqual(
+          [...p.data].sort((a, b) => a - b),
+          [...Array(n).keys()],
+        );
       }),
       { numRuns: 30 },
     );

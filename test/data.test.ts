@@ -59,7 +59,8 @@ const run = async <A>(task: TE.TaskEither<DataError, A>): Promise<A> => {
   if (E.isLeft(r)) throw r.left;
   return r.right;
 };
-const sameBytes = (a: Uint8Array, b: Uint8Array) => a.length === b.length && Buffer.from(a.buffer, a.byteOffset, a.length).equals(Buffer.from(b.buffer, b.byteOffset, b.length));
+const sameBytes = (a: Uint8Array, b: Uint8Array) =>
+  a.length === b.length && Buffer.from(a.buffer, a.byteOffset, a.length).equals(Buffer.from(b.buffer, b.byteOffset, b.length));
 const assertSameSplits = (a: DatasetSplits, b: DatasetSplits) => {
   for (const k of ["train", "test"] as const) {
     assert.equal(a[k].count, b[k].count);
@@ -168,7 +169,16 @@ describe("sources and splits", () => {
     writeFileSync(join(pkg, "package.json"), JSON.stringify({ name: "fake-images", version: "0.0.1" }));
     writeFileSync(join(pkg, "src", "0.json"), JSON.stringify({ data: [[1, 2, 3, 4], [], [1, 2, 300, 4]] }));
     writeFileSync(join(pkg, "src", "1.json"), JSON.stringify({ data: [[1, 2, 3, 4]] }));
-    const opts = { dataset: "fake", packageName: "fake-images", classDir: "src", classes: 2, height: 2, width: 2, format: "nested-bytes", split: indexCutRule(1) } as const;
+    const opts = {
+      dataset: "fake",
+      packageName: "fake-images",
+      classDir: "src",
+      classes: 2,
+      height: 2,
+      width: 2,
+      format: "nested-bytes",
+      split: indexCutRule(1),
+    } as const;
     const resolveFrom = pathToFileURL(join(root, "index.js")).href;
     const bad = await loadFromSource(packageSource({ ...opts, resolveFrom }), { cache: false })();
     assert.ok(E.isLeft(bad));
@@ -199,13 +209,19 @@ describe("sources and splits", () => {
         const expectTest = files.flatMap((p, label) => p.flatMap((x, i) => (x && i >= cut ? [[label, i]] : [])));
         assert.deepEqual(Array.from(s.train.images), expectTrain.flat());
         assert.deepEqual(Array.from(s.test.images), expectTest.flat());
-        assert.deepEqual(Array.from(s.train.labels), expectTrain.map(([l]) => l));
+        assert.deepEqual(
+          Array.from(s.train.labels),
+          expectTrain.map(([l]) => l),
+        );
         assert.equal(s.train.count + s.test.count, files.flat().filter((x) => x).length);
       }),
       RUNS,
     );
     const frac = fractionRule(0.8).rule;
-    assert.deepEqual([0, 7, 8, 9].map((i) => frac(i, 10)), ["train", "train", "test", "test"]);
+    assert.deepEqual(
+      [0, 7, 8, 9].map((i) => frac(i, 10)),
+      ["train", "train", "test", "test"],
+    );
   });
 });
 
@@ -276,12 +292,30 @@ describe("binary cache", () => {
       assert.ok(E.isLeft(d));
       return d.left;
     };
-    assert.match(withHeader((h) => (h.version = 2)), /version: expected 1, got 2/);
-    assert.match(withHeader((h) => (h.magic = "zip")), /magic: expected "wgrad-image-dataset"/);
-    assert.match(withHeader((h) => (h.counts = { train: -1, test: 3 })), /counts\.train: expected NonNegativeInt, got -1/);
-    assert.match(withHeader((h) => (h.source = "synthetic@0")), /source "synthetic@0"; expected "synthetic@1"/);
-    assert.match(withHeader((h) => (h.counts = { train: 8, test: 3 })), /size check/);
-    assert.match(withHeader((h) => (h.checksum = 1)), /checksum/);
+    assert.match(
+      withHeader((h) => (h.version = 2)),
+      /version: expected 1, got 2/,
+    );
+    assert.match(
+      withHeader((h) => (h.magic = "zip")),
+      /magic: expected "wgrad-image-dataset"/,
+    );
+    assert.match(
+      withHeader((h) => (h.counts = { train: -1, test: 3 })),
+      /counts\.train: expected NonNegativeInt, got -1/,
+    );
+    assert.match(
+      withHeader((h) => (h.source = "synthetic@0")),
+      /source "synthetic@0"; expected "synthetic@1"/,
+    );
+    assert.match(
+      withHeader((h) => (h.counts = { train: 8, test: 3 })),
+      /size check/,
+    );
+    assert.match(
+      withHeader((h) => (h.checksum = 1)),
+      /checksum/,
+    );
   });
 
   test("loads: built, then hit; corrupt, truncated or mismatched caches are rebuilt", async () => {
@@ -373,7 +407,10 @@ describe("random numbers", () => {
     const rng = createRng(7);
     const bins = new Array(10).fill(0);
     for (let k = 0; k < 20000; k++) bins[Math.floor(rng.next() * 10)]++;
-    assert.ok(bins.every((n) => Math.abs(n - 2000) < 200), `${bins}`);
+    assert.ok(
+      bins.every((n) => Math.abs(n - 2000) < 200),
+      `${bins}`,
+    );
   });
 });
 
@@ -441,13 +478,20 @@ describe("crops and resizing", () => {
 
   test("resizedCrop of a constant image is constant, for any box, size and filter", () => {
     fc.assert(
-      fc.property(fc.integer({ min: 0, max: 255 }), fc.integer(), fc.integer({ min: 1, max: 30 }), fc.constantFrom("bilinear", "bicubic" as const), fc.boolean(), (v, seed, size, interp, flip) => {
-        const img = new Uint8Array(28 * 28).fill(v);
-        const box = sampleCropBox(28, 28, [0.05, 1], [0.5, 2], createRng(seed));
-        const out = new Float32Array(size * size);
-        resizedCrop(img, 0, 28, box, size, flip, interp, out, 0, viewScratch(28, size));
-        for (const o of out) assert.ok(Math.abs(o - v / 255) < 1e-5, `${o} vs ${v / 255}`);
-      }),
+      fc.property(
+        fc.integer({ min: 0, max: 255 }),
+        fc.integer(),
+        fc.integer({ min: 1, max: 30 }),
+        fc.constantFrom("bilinear", "bicubic" as const),
+        fc.boolean(),
+        (v, seed, size, interp, flip) => {
+          const img = new Uint8Array(28 * 28).fill(v);
+          const box = sampleCropBox(28, 28, [0.05, 1], [0.5, 2], createRng(seed));
+          const out = new Float32Array(size * size);
+          resizedCrop(img, 0, 28, box, size, flip, interp, out, 0, viewScratch(28, size));
+          for (const o of out) assert.ok(Math.abs(o - v / 255) < 1e-5, `${o} vs ${v / 255}`);
+        },
+      ),
       RUNS,
     );
   });
@@ -465,7 +509,10 @@ describe("photometric augmentations", () => {
     assert.deepEqual(Array.from(c), Array(4).fill(0.4375));
     const d = buf();
     adjustContrast(d, 0, 4, 1.4); // 1.4·v − 0.4·0.4375
-    assert.deepEqual(Array.from(d), [0, 0.175, 0.525, 1].map((x) => Math.fround(x)));
+    assert.deepEqual(
+      Array.from(d),
+      [0, 0.175, 0.525, 1].map((x) => Math.fround(x)),
+    );
   });
 
   test("solarize inverts values at or above 128/255", () => {
@@ -498,7 +545,10 @@ describe("photometric augmentations", () => {
     const plain: ViewParams = { box: { top: 0, left: 0, height: 28, width: 28 }, flip: false, jitter: null, blurSigma: null, solarize: false };
     const out = new Float32Array(784);
     renderView(img, 0, 28, spec, plain, out, 0, viewScratch(28, 28));
-    assert.deepEqual(Array.from(out), Array.from(img, (v) => Math.fround(v / 255)));
+    assert.deepEqual(
+      Array.from(out),
+      Array.from(img, (v) => Math.fround(v / 255)),
+    );
     renderView(img, 0, 28, spec, { ...plain, flip: true }, out, 0, viewScratch(28, 28));
     for (let y = 0; y < 28; y++) for (let x = 0; x < 28; x++) assert.equal(out[y * 28 + x], Math.fround(img[y * 28 + 27 - x] / 255));
     renderView(img, 0, 28, spec, { ...plain, solarize: true }, out, 0, viewScratch(28, 28));
@@ -510,7 +560,10 @@ describe("photometric augmentations", () => {
     const views = [cfg.globalViews[0], cfg.globalViews[1], cfg.localView];
     const n = 4000;
     const rates = views.map((spec, v) => {
-      let flip = 0, jitter = 0, blur = 0, sol = 0;
+      let flip = 0,
+        jitter = 0,
+        blur = 0,
+        sol = 0;
       for (let k = 0; k < n; k++) {
         const p = sampleViewParams(28, 28, spec, createRng(mixSeeds(99, v, k)));
         flip += +p.flip;

@@ -7,11 +7,25 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import {
-  blockMask, blockMaskWithBlocks, createPyRandom, maskBatch, minBlockArea, predRatio, pyRandomFrom, pythonRound, randomMask,
+  blockMask,
+  blockMaskWithBlocks,
+  createPyRandom,
+  maskBatch,
+  minBlockArea,
+  predRatio,
+  pyRandomFrom,
+  pythonRound,
+  randomMask,
   type MaskBlock,
 } from "../src/models/ibot/masking.js";
 import {
-  cosineScheduler, learningRateSchedule, linspace, teacherMomentumSchedule, teacherTempPerIteration, teacherTempSchedule, weightDecaySchedule,
+  cosineScheduler,
+  learningRateSchedule,
+  linspace,
+  teacherMomentumSchedule,
+  teacherTempPerIteration,
+  teacherTempSchedule,
+  weightDecaySchedule,
 } from "../src/models/ibot/schedules.js";
 
 // ---------------------------------------------------------------- helpers
@@ -58,10 +72,16 @@ test("PyRandom: the same seed gives the same stream, different seeds different o
       const a = createPyRandom(s);
       const b = createPyRandom(s);
       const xs = Array.from({ length: 16 }, () => a.nextU32());
-      assert.deepEqual(xs, Array.from({ length: 16 }, () => b.nextU32()));
+      assert.deepEqual(
+        xs,
+        Array.from({ length: 16 }, () => b.nextU32()),
+      );
       if (s !== t) {
         const c = createPyRandom(t);
-        assert.notDeepEqual(xs, Array.from({ length: 16 }, () => c.nextU32()));
+        assert.notDeepEqual(
+          xs,
+          Array.from({ length: 16 }, () => c.nextU32()),
+        );
       }
     }),
   );
@@ -94,7 +114,11 @@ test("PyRandom: random, uniform (a may exceed b), randint (inclusive), choice an
     assert.ok(Number.isInteger(n) && n >= -2 && n <= 3);
     seen.add(n);
   }
-  assert.deepEqual([...seen].sort((x, y) => x - y), [-2, -1, 0, 1, 2, 3], "both ends are reachable");
+  assert.deepEqual(
+    [...seen].sort((x, y) => x - y),
+    [-2, -1, 0, 1, 2, 3],
+    "both ends are reachable",
+  );
   assert.equal(r.randint(5, 5), 5);
   assert.throws(() => r.randint(3, 2), RangeError);
   assert.throws(() => r.choice([]), RangeError);
@@ -104,10 +128,17 @@ test("PyRandom: random, uniform (a may exceed b), randint (inclusive), choice an
     picks.set(pick, (picks.get(pick) ?? 0) + 1);
   }
   assert.deepEqual([...picks.keys()].sort(), ["a", "b", "c"]);
-  assert.ok([...picks.values()].every((n) => Math.abs(n - 1000) < 100), "choice is uniform");
+  assert.ok(
+    [...picks.values()].every((n) => Math.abs(n - 1000) < 100),
+    "choice is uniform",
+  );
   const items = Array.from({ length: 20 }, (_, i) => i);
   r.shuffle(items);
-  assert.deepEqual([...items].sort((x, y) => x - y), Array.from({ length: 20 }, (_, i) => i), "a shuffle is a permutation");
+  assert.deepEqual(
+    [...items].sort((x, y) => x - y),
+    Array.from({ length: 20 }, (_, i) => i),
+    "a shuffle is a permutation",
+  );
   const mean = Array.from({ length: 20000 }, () => r.random()).reduce((s, u) => s + u, 0) / 20000;
   assert.ok(Math.abs(mean - 0.5) < 0.01, `mean of random() ${mean}`);
 });
@@ -136,7 +167,10 @@ test("predRatio: the recipe [0, 0.3] ± [0, 0.2] leaves half the crops unmasked,
     const masked = ratios.filter((x) => x !== 0);
     const unmaskedShare = 1 - masked.length / ratios.length;
     assert.ok(Math.abs(unmaskedShare - 0.5) < 0.02, `unmasked share ${unmaskedShare}`);
-    assert.ok(masked.every((x) => x >= 0.1 - 1e-12 && x <= 0.5), "masked ratios lie in [0.1, 0.5]");
+    assert.ok(
+      masked.every((x) => x >= 0.1 - 1e-12 && x <= 0.5),
+      "masked ratios lie in [0.1, 0.5]",
+    );
     const maskedMean = masked.reduce((s, x) => s + x, 0) / masked.length;
     assert.ok(Math.abs(maskedMean - 0.3) < 0.01, `mean masked ratio ${maskedMean}`);
     const lowerHalf = masked.filter((x) => x < 0.3).length / masked.length;
@@ -259,7 +293,10 @@ test("randomMask: exactly floor(ratio·H·W) cells, and ratio 0 masks nothing", 
   const r = createPyRandom(9);
   const hits = new Float64Array(49);
   for (let k = 0; k < 4000; k++) randomMask(r, 7, 7, 0.3).forEach((cell, i) => (hits[i] += cell / 4000));
-  assert.ok(hits.every((p) => Math.abs(p - 14 / 49) < 0.05), "uniform positions");
+  assert.ok(
+    hits.every((p) => Math.abs(p - 14 / 49) < 0.05),
+    "uniform positions",
+  );
 });
 
 // ---------------------------------------------------------------- batches
@@ -326,27 +363,39 @@ test("linspace: NumPy's endpoints, steps and one-element case", () => {
 
 test("cosineScheduler: NumPy's values for the momentum, a warmed-up lr and the weight decay", () => {
   // utils.cosine_scheduler(0.996, 1, 3, 5) in NumPy.
-  assertClose(cosineScheduler(0.996, 1, 3, 5), [
-    0.996, 0.9960437047985324, 0.9961729090847148, 0.9963819660112501, 0.9966617387872823, 0.997, 0.9973819660112501,
-    0.9977909430734647, 0.9982090569265353, 0.9986180339887499, 0.999, 0.9993382612127177, 0.9996180339887499,
-    0.9998270909152852, 0.9999562952014676,
-  ]);
+  assertClose(
+    cosineScheduler(0.996, 1, 3, 5),
+    [
+      0.996, 0.9960437047985324, 0.9961729090847148, 0.9963819660112501, 0.9966617387872823, 0.997, 0.9973819660112501, 0.9977909430734647, 0.9982090569265353,
+      0.9986180339887499, 0.999, 0.9993382612127177, 0.9996180339887499, 0.9998270909152852, 0.9999562952014676,
+    ],
+  );
   // cosine_scheduler(5e-4·1024/256, 1e-6, 4, 3, warmup_epochs=2).
   const lr = learningRateSchedule({ epochs: 4, itersPerEpoch: 3, batchSize: 1024, warmupEpochs: 2 });
-  assertClose(lr, [0, 0.0004, 0.0008, 0.0012000000000000001, 0.0016, 0.002, 0.002, 0.0018660923910825465, 0.0015002499999999998,
-    0.0010004999999999999, 0.0005007500000000002, 0.00013490760891745352]);
+  assertClose(
+    lr,
+    [
+      0, 0.0004, 0.0008, 0.0012000000000000001, 0.0016, 0.002, 0.002, 0.0018660923910825465, 0.0015002499999999998, 0.0010004999999999999,
+      0.0005007500000000002, 0.00013490760891745352,
+    ],
+  );
   assert.equal(lr[5], 0.002, "the last warmup iteration holds the peak exactly (linspace's endpoint)");
   // cosine_scheduler(0.04, 0.4, 2, 3).
-  assertClose(weightDecaySchedule({ epochs: 2, itersPerEpoch: 3 }), [
-    0.03999999999999998, 0.06411542731880099, 0.13, 0.22, 0.30999999999999994, 0.375884572681199,
-  ]);
+  assertClose(
+    weightDecaySchedule({ epochs: 2, itersPerEpoch: 3 }),
+    [0.03999999999999998, 0.06411542731880099, 0.13, 0.22, 0.30999999999999994, 0.375884572681199],
+  );
 });
 
 test("cosineScheduler: lengths, endpoints and monotonicity", () => {
   fc.assert(
     fc.property(
-      fc.integer({ min: 1, max: 20 }), fc.integer({ min: 1, max: 30 }), fc.integer({ min: 0, max: 20 }),
-      arbValue(0, 1), arbValue(0, 1), arbValue(0, 1),
+      fc.integer({ min: 1, max: 20 }),
+      fc.integer({ min: 1, max: 30 }),
+      fc.integer({ min: 0, max: 20 }),
+      arbValue(0, 1),
+      arbValue(0, 1),
+      arbValue(0, 1),
       (epochs, iters, warmupWanted, base, final, start) => {
         const warmup = Math.min(warmupWanted, epochs);
         const s = cosineScheduler(base, final, epochs, iters, warmup, start);
@@ -449,7 +498,10 @@ test("teacherTempSchedule: linspace over the warmup epochs, then constant; the p
 test("teacherTempPerIteration: the official per-epoch steps, or a linear warm-up over whole iterations", () => {
   // "epoch": the official per-epoch values, held for every iteration of their epoch.
   const byEpoch = teacherTempPerIteration(0.04, 0.07, 3, { epochs: 4, itersPerEpoch: 2 }, "epoch");
-  assert.deepEqual([...byEpoch], [...teacherTempSchedule(0.04, 0.07, 3, 4)].flatMap((t) => [t, t]));
+  assert.deepEqual(
+    [...byEpoch],
+    [...teacherTempSchedule(0.04, 0.07, 3, 4)].flatMap((t) => [t, t]),
+  );
   // "iteration": linspace over 1.5 epochs × 4 = 6 iterations, then the final temperature.
   const byIter = teacherTempPerIteration(0.04, 0.07, 1.5, { epochs: 3, itersPerEpoch: 4 }, "iteration");
   assertClose(byIter, [...linspace(0.04, 0.07, 6), 0.07, 0.07, 0.07, 0.07, 0.07, 0.07]);

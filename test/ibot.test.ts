@@ -16,11 +16,60 @@ const xent = (p: number[], logits: number[], t: number) => -p.reduce((a, pi, k) 
 
 describe("iBOT loss", () => {
   // G = 2 global crops, no local crops, B = 2 images, N = 2 patches, K = 3 prototypes.
-  const tc = [[1, 0, -1], [0.5, 0.2, 0], [0, 1, 0], [-1, 0.3, 0.8]]; // teacher [CLS], crop-major [G·B, K]
-  const sc = [[0.2, 0.1, 0], [0, 0, 1], [1, -1, 0.5], [0.3, 0.3, 0.3]];
-  const tp = [[[1, 0, 0], [0, 1, 0]], [[0, 0, 1], [1, 1, 0]], [[0.5, 0, 0], [0, 0, 2]], [[1, 2, 3], [3, 2, 1]]]; // [G·B, N, K]
-  const sp = [[[0, 1, 0], [1, 0, 0]], [[2, 0, 0], [0, 1, 1]], [[0, 0, 0.5], [1, 0, 0]], [[0, 1, 0], [0, 0, 1]]];
-  const masks = [[1, 0], [0, 0], [1, 1], [0, 1]]; // image 1 of crop 0 has no masked patch
+  const tc = [
+    [1, 0, -1],
+    [0.5, 0.2, 0],
+    [0, 1, 0],
+    [-1, 0.3, 0.8],
+  ]; // teacher [CLS], crop-major [G·B, K]
+  const sc = [
+    [0.2, 0.1, 0],
+    [0, 0, 1],
+    [1, -1, 0.5],
+    [0.3, 0.3, 0.3],
+  ];
+  const tp = [
+    [
+      [1, 0, 0],
+      [0, 1, 0],
+    ],
+    [
+      [0, 0, 1],
+      [1, 1, 0],
+    ],
+    [
+      [0.5, 0, 0],
+      [0, 0, 2],
+    ],
+    [
+      [1, 2, 3],
+      [3, 2, 1],
+    ],
+  ]; // [G·B, N, K]
+  const sp = [
+    [
+      [0, 1, 0],
+      [1, 0, 0],
+    ],
+    [
+      [2, 0, 0],
+      [0, 1, 1],
+    ],
+    [
+      [0, 0, 0.5],
+      [1, 0, 0],
+    ],
+    [
+      [0, 1, 0],
+      [0, 0, 1],
+    ],
+  ];
+  const masks = [
+    [1, 0],
+    [0, 0],
+    [1, 1],
+    [0, 1],
+  ]; // image 1 of crop 0 has no masked patch
   const c = [0.1, -0.2, 0.05];
   const c2 = [0, 0.3, -0.1];
   const [tt, tpt, st] = [0.04, 0.07, 0.1];
@@ -29,8 +78,15 @@ describe("iBOT loss", () => {
     w.evaluate(() => {
       const out = w.ibotLoss(
         {
-          teacherCls: w.constant(tc), teacherPatch: w.constant(tp), studentCls: w.constant(sc), studentPatch: w.constant(sp),
-          masks: w.constant(masks), center: w.constant([c]), center2: w.constant([[c2]]), teacherTemp: tt, teacherPatchTemp: tpt,
+          teacherCls: w.constant(tc),
+          teacherPatch: w.constant(tp),
+          studentCls: w.constant(sc),
+          studentPatch: w.constant(sp),
+          masks: w.constant(masks),
+          center: w.constant([c]),
+          center2: w.constant([[c2]]),
+          teacherTemp: tt,
+          teacherPatchTemp: tpt,
         },
         { globalCrops: 2 },
       );
@@ -41,7 +97,8 @@ describe("iBOT loss", () => {
     const [loss, cls, patch] = run();
     const center = (row: number[], cc: number[]) => row.map((v, k) => v - cc[k]);
     // [CLS]: q=0 vs v=1 and q=1 vs v=0, each averaged over B, divided by n1 = 2.
-    const clsTerm = (q: number, v: number) => (xent(softmax(center(tc[q * 2], c), tt), sc[v * 2], st) + xent(softmax(center(tc[q * 2 + 1], c), tt), sc[v * 2 + 1], st)) / 2;
+    const clsTerm = (q: number, v: number) =>
+      (xent(softmax(center(tc[q * 2], c), tt), sc[v * 2], st) + xent(softmax(center(tc[q * 2 + 1], c), tt), sc[v * 2 + 1], st)) / 2;
     const expectedCls = (clsTerm(0, 1) + clsTerm(1, 0)) / 2;
     // Patches: per image, the mean CE over its masked patches (0 if none), then the mean over all B images, then over G.
     const perImage = (r: number) => {
@@ -64,20 +121,47 @@ describe("iBOT loss", () => {
   });
 
   test("no gradient reaches the teacher's outputs (a property over random logits)", () => {
-    const arb = fc.tuple(arbTensor([4, 5], { dtype: "f32" }), arbTensor([4, 3, 5], { dtype: "f32" }), arbTensor([4, 5], { dtype: "f32" }), arbTensor([4, 3, 5], { dtype: "f32" }));
+    const arb = fc.tuple(
+      arbTensor([4, 5], { dtype: "f32" }),
+      arbTensor([4, 3, 5], { dtype: "f32" }),
+      arbTensor([4, 5], { dtype: "f32" }),
+      arbTensor([4, 3, 5], { dtype: "f32" }),
+    );
     fc.assert(
       fc.property(arb, ([a, b, cc, d]) => {
         const g = w.evaluate(
           (ta: Tensor, tb: Tensor, sa: Tensor, sb: Tensor) =>
             w.grad(
               (x: Tensor, y: Tensor, u: Tensor, v: Tensor) =>
-                w.ibotLoss({ teacherCls: x, teacherPatch: y, studentCls: u, studentPatch: v, masks: w.ones([4, 3]), center: w.zeros([1, 5]), center2: w.zeros([1, 1, 5]), teacherTemp: 0.04, teacherPatchTemp: 0.07 }, { globalCrops: 2 }).loss,
+                w.ibotLoss(
+                  {
+                    teacherCls: x,
+                    teacherPatch: y,
+                    studentCls: u,
+                    studentPatch: v,
+                    masks: w.ones([4, 3]),
+                    center: w.zeros([1, 5]),
+                    center2: w.zeros([1, 1, 5]),
+                    teacherTemp: 0.04,
+                    teacherPatchTemp: 0.07,
+                  },
+                  { globalCrops: 2 },
+                ).loss,
               { argnums: [0, 1, 2, 3] },
             )(ta, tb, sa, sb),
-          a, b, cc, d,
+          a,
+          b,
+          cc,
+          d,
         );
-        assert.ok([...g[0].data, ...g[1].data].every((v) => v === 0), "teacher gradients must be zero");
-        assert.ok([...g[2].data, ...g[3].data].some((v) => v !== 0), "student gradients must not all be zero");
+        assert.ok(
+          [...g[0].data, ...g[1].data].every((v) => v === 0),
+          "teacher gradients must be zero",
+        );
+        assert.ok(
+          [...g[2].data, ...g[3].data].some((v) => v !== 0),
+          "student gradients must not all be zero",
+        );
       }),
       { numRuns: 10 },
     );
@@ -94,7 +178,11 @@ describe("positional-embedding resize", () => {
   });
 
   test("the same grid is the identity; rows place Keys' cubic kernel at the official source coordinate (dst + 0.5)·7/3.1 − 0.5", () => {
-    const pe = w.constant(Array.from({ length: 50 * 2 }, (_, i) => Math.sin(i)), "f32", [1, 50, 2]);
+    const pe = w.constant(
+      Array.from({ length: 50 * 2 }, (_, i) => Math.sin(i)),
+      "f32",
+      [1, 50, 2],
+    );
     assert.ok(w.interpolatePosEmbed(pe, 7) === pe);
     const r = w.bicubicMatrix(7, 3, 3.1 / 7);
     // Row 1 puts Keys' cubic kernel (a = −0.75) at the distances from its source coordinate.
@@ -121,8 +209,21 @@ describe("iBOT step", () => {
     const grads = (maskValue: number) =>
       w.evaluate(() => {
         const student = w.initStudent(w.randomKey(1), cfg);
-        const batch = { globals: w.uniform(w.randomKey(2), [2 * B, 1, 8, 8]), locals: w.uniform(w.randomKey(3), [2 * B, 1, 4, 4]), masks: w.full([2 * B, 4], maskValue) };
-        const s = { lr: w.scalar(0), weightDecay: w.scalar(0), momentum: w.scalar(1), teacherTemp: w.scalar(0.04), teacherPatchTemp: w.scalar(0.07), step: w.scalar(1), lastLayerStep: w.scalar(1), key: w.randomKey(4) };
+        const batch = {
+          globals: w.uniform(w.randomKey(2), [2 * B, 1, 8, 8]),
+          locals: w.uniform(w.randomKey(3), [2 * B, 1, 4, 4]),
+          masks: w.full([2 * B, 4], maskValue),
+        };
+        const s = {
+          lr: w.scalar(0),
+          weightDecay: w.scalar(0),
+          momentum: w.scalar(1),
+          teacherTemp: w.scalar(0.04),
+          teacherPatchTemp: w.scalar(0.07),
+          step: w.scalar(1),
+          lastLayerStep: w.scalar(1),
+          key: w.randomKey(4),
+        };
         const g = w.grad((st: w.StudentParams) => w.studentLoss(st, w.teacherOf(student), w.initCenters(16), batch, s, cfg)[0])(student);
         return g.maskedEmbed;
       });
@@ -132,14 +233,29 @@ describe("iBOT step", () => {
 
   test("lambda1 and lambda2 weight the [CLS] and patch losses; the logged parts stay unweighted", () => {
     const lossOf = (lambda1?: number, lambda2?: number) =>
-      w.evaluate(() => {
-        const student = w.initStudent(w.randomKey(1), cfg);
-        const batch = { globals: w.uniform(w.randomKey(2), [2 * B, 1, 8, 8]), locals: w.uniform(w.randomKey(3), [2 * B, 1, 4, 4]), masks: w.full([2 * B, 4], 1) };
-        const s = { lr: w.scalar(0), weightDecay: w.scalar(0), momentum: w.scalar(1), teacherTemp: w.scalar(0.04), teacherPatchTemp: w.scalar(0.07), step: w.scalar(1), lastLayerStep: w.scalar(1), key: w.randomKey(4) };
-        const weighted = { ...cfg, ...(lambda1 === undefined ? {} : { lambda1 }), ...(lambda2 === undefined ? {} : { lambda2 }) };
-        const [loss, aux] = w.studentLoss(student, w.teacherOf(student), w.initCenters(16), batch, s, weighted);
-        return [loss, aux.cls, aux.patch];
-      }).map((t) => t.item());
+      w
+        .evaluate(() => {
+          const student = w.initStudent(w.randomKey(1), cfg);
+          const batch = {
+            globals: w.uniform(w.randomKey(2), [2 * B, 1, 8, 8]),
+            locals: w.uniform(w.randomKey(3), [2 * B, 1, 4, 4]),
+            masks: w.full([2 * B, 4], 1),
+          };
+          const s = {
+            lr: w.scalar(0),
+            weightDecay: w.scalar(0),
+            momentum: w.scalar(1),
+            teacherTemp: w.scalar(0.04),
+            teacherPatchTemp: w.scalar(0.07),
+            step: w.scalar(1),
+            lastLayerStep: w.scalar(1),
+            key: w.randomKey(4),
+          };
+          const weighted = { ...cfg, ...(lambda1 === undefined ? {} : { lambda1 }), ...(lambda2 === undefined ? {} : { lambda2 }) };
+          const [loss, aux] = w.studentLoss(student, w.teacherOf(student), w.initCenters(16), batch, s, weighted);
+          return [loss, aux.cls, aux.patch];
+        })
+        .map((t) => t.item());
     const [plain, cls, patch] = lossOf();
     assert.ok(Math.abs(plain - (cls + patch)) < 1e-5);
     const [weighted, cls2, patch2] = lossOf(2, 0.5);
@@ -155,8 +271,21 @@ describe("iBOT step", () => {
     const specOf = (t: w.HostTensor) => w.spec(t.shape, t.dtype);
     const stateSpec = w.mapTree(init as unknown as w.Tree<w.HostTensor>, (x): x is w.HostTensor => x instanceof w.HostTensor, specOf);
     const batchSpec = { globals: w.spec([2 * B, 1, 8, 8]), locals: w.spec([2 * B, 1, 4, 4]), masks: w.spec([2 * B, 4]) };
-    const schedSpec = { lr: w.spec([]), weightDecay: w.spec([]), momentum: w.spec([]), teacherTemp: w.spec([]), teacherPatchTemp: w.spec([]), step: w.spec([]), lastLayerStep: w.spec([]), key: w.spec([2], "i32") };
-    const exe = w.compile((st: w.IbotState, b: w.IbotBatch, s: w.IbotSchedule) => w.ibotStep(st, b, s, cfg), [stateSpec, batchSpec, schedSpec] as never) as unknown as { run: (...a: unknown[]) => unknown };
+    const schedSpec = {
+      lr: w.spec([]),
+      weightDecay: w.spec([]),
+      momentum: w.spec([]),
+      teacherTemp: w.spec([]),
+      teacherPatchTemp: w.spec([]),
+      step: w.spec([]),
+      lastLayerStep: w.spec([]),
+      key: w.spec([2], "i32"),
+    };
+    const exe = w.compile((st: w.IbotState, b: w.IbotBatch, s: w.IbotSchedule) => w.ibotStep(st, b, s, cfg), [
+      stateSpec,
+      batchSpec,
+      schedSpec,
+    ] as never) as unknown as { run: (...a: unknown[]) => unknown };
     // Views that share content (the same images, and pooled copies as local crops), so that they can agree.
     const batch = w.evaluate(() => {
       const x = w.uniform(w.randomKey(2), [B, 1, 8, 8]);
@@ -167,7 +296,16 @@ describe("iBOT step", () => {
     const losses: number[] = [];
     let last: { state: w.IbotState; metrics: { loss: w.HostTensor } } | null = null;
     for (let i = 1; i <= 40; i++) {
-      const sched = { lr: 3e-4, weightDecay: 0.04, momentum: 0.99, teacherTemp: 0.04, teacherPatchTemp: 0.07, step: i, lastLayerStep: Math.max(0, i - 5), key: new Int32Array([0, i]) };
+      const sched = {
+        lr: 3e-4,
+        weightDecay: 0.04,
+        momentum: 0.99,
+        teacherTemp: 0.04,
+        teacherPatchTemp: 0.07,
+        step: i,
+        lastLayerStep: Math.max(0, i - 5),
+        key: new Int32Array([0, i]),
+      };
       const r = exe.run(state, batch, sched) as { state: w.IbotState; metrics: { loss: w.HostTensor } };
       if (i === 5) {
         const v0 = (init.student.head.lastLayer.v as unknown as w.HostTensor).data;
@@ -193,7 +331,11 @@ describe("KoLeo (an option against collapse)", () => {
   const rowsOf = (b: number) =>
     fc.integer().map((seed) => {
       const rng = hostRng(seed);
-      return w.hostTensor(Float64Array.from({ length: 3 * b }, () => rng.normal()), [b, 3], "f64");
+      return w.hostTensor(
+        Float64Array.from({ length: 3 * b }, () => rng.normal()),
+        [b, 3],
+        "f64",
+      );
     });
   // Rows of clear length whose nearest neighbours are unambiguous (the max is not differentiable at ties).
   const wellPosed = (x: w.HostTensor) => {
@@ -208,29 +350,42 @@ describe("KoLeo (an option against collapse)", () => {
   };
   test("−mean log of each row's distance to its nearest other row, after L2 normalisation (against brute force)", () => {
     fc.assert(
-      fc.property(fc.integer({ min: 2, max: 6 }).chain((b) => rowsOf(b)), (x) => {
-        fc.pre(wellPosed(x));
-        const got = w.evaluate((t: Tensor) => w.koleoLoss(t), x).item();
-        const [b, d] = x.shape;
-        const rows = Array.from({ length: b }, (_, i) => {
-          const r = Array.from(x.data.subarray(i * d, (i + 1) * d));
-          const n = Math.hypot(...r) || 1;
-          return r.map((v) => v / Math.max(n, 1e-12));
-        });
-        // ‖a − b‖, its square clamped at 1e-8 as in koleoLoss
-        const dist = (i: number, j: number) => Math.sqrt(Math.max(rows[i].reduce((a, v, k) => a + (v - rows[j][k]) ** 2, 0), 1e-8));
-        const expected = -rows.map((_, i) => Math.log(Math.min(...rows.map((__, j) => (j === i ? Infinity : dist(i, j)))) + 1e-8)).reduce((a, v) => a + v, 0) / b;
-        assert.ok(Math.abs(got - expected) < 1e-6 * (1 + Math.abs(expected)), `${got} vs ${expected}`);
-      }),
+      fc.property(
+        fc.integer({ min: 2, max: 6 }).chain((b) => rowsOf(b)),
+        (x) => {
+          fc.pre(wellPosed(x));
+          const got = w.evaluate((t: Tensor) => w.koleoLoss(t), x).item();
+          const [b, d] = x.shape;
+          const rows = Array.from({ length: b }, (_, i) => {
+            const r = Array.from(x.data.subarray(i * d, (i + 1) * d));
+            const n = Math.hypot(...r) || 1;
+            return r.map((v) => v / Math.max(n, 1e-12));
+          });
+          // ‖a − b‖, its square clamped at 1e-8 as in koleoLoss
+          const dist = (i: number, j: number) =>
+            Math.sqrt(
+              Math.max(
+                rows[i].reduce((a, v, k) => a + (v - rows[j][k]) ** 2, 0),
+                1e-8,
+              ),
+            );
+          const expected =
+            -rows.map((_, i) => Math.log(Math.min(...rows.map((__, j) => (j === i ? Infinity : dist(i, j)))) + 1e-8)).reduce((a, v) => a + v, 0) / b;
+          assert.ok(Math.abs(got - expected) < 1e-6 * (1 + Math.abs(expected)), `${got} vs ${expected}`);
+        },
+      ),
       { numRuns: 50 },
     );
   });
 
   test("its gradient passes the finite-difference check", () => {
-    fc.assert(fc.property(rowsOf(4), (x) => {
-      fc.pre(wellPosed(x));
-      checkGrads((t: Tensor) => w.koleoLoss(t), [x], { order: 1 });
-    }), { numRuns: 30 });
+    fc.assert(
+      fc.property(rowsOf(4), (x) => {
+        fc.pre(wellPosed(x));
+        checkGrads((t: Tensor) => w.koleoLoss(t), [x], { order: 1 });
+      }),
+      { numRuns: 30 },
+    );
   });
 });
 
@@ -244,7 +399,10 @@ describe("Sinkhorn-Knopp teacher targets (an option, DINOv2's)", () => {
     for (let it = 0; it < 3; it++) {
       const col = Array.from({ length: k }, (_, j) => q.reduce((a, r) => a + r[j], 0));
       q = q.map((r) => r.map((v, j) => v / col[j] / k));
-      q = q.map((r) => { const s = r.reduce((a, v) => a + v, 0); return r.map((v) => v / s / b); });
+      q = q.map((r) => {
+        const s = r.reduce((a, v) => a + v, 0);
+        return r.map((v) => v / s / b);
+      });
     }
     return q.map((r) => r.map((v) => v * b));
   };
@@ -259,7 +417,8 @@ describe("Sinkhorn-Knopp teacher targets (an option, DINOv2's)", () => {
         const got = w.evaluate(() => w.sinkhornKnopp(w.constant(l, "f64"), t));
         const want = reference(l, t);
         const [b, k] = got.shape;
-        for (let i = 0; i < b; i++) for (let j = 0; j < k; j++) assert.ok(Math.abs(got.data[i * k + j] - want[i][j]) < 1e-9, `[${i},${j}] ${got.data[i * k + j]} vs ${want[i][j]}`);
+        for (let i = 0; i < b; i++)
+          for (let j = 0; j < k; j++) assert.ok(Math.abs(got.data[i * k + j] - want[i][j]) < 1e-9, `[${i},${j}] ${got.data[i * k + j]} vs ${want[i][j]}`);
         for (let i = 0; i < b; i++) assert.ok(Math.abs([...got.data.subarray(i * k, (i + 1) * k)].reduce((a, v) => a + v, 0) - 1) < 1e-12);
       }),
       { numRuns: 60 },
@@ -276,8 +435,17 @@ describe("Sinkhorn-Knopp teacher targets (an option, DINOv2's)", () => {
       const x = w.constant(rows, "f64");
       return [w.sinkhornKnopp(x, t), w.softmax(w.div(x, t), -1)];
     });
-    const shares = (p: ArrayLike<number>) => Array.from({ length: 16 }, (_, j) => { let c = 0; for (let i = 0; i < 32; i++) c += p[i * 16 + j]; return c; });
-    const entropy = (p: ArrayLike<number>) => { let h = 0; for (let i = 0; i < 32 * 16; i++) if (p[i] > 0) h -= p[i] * Math.log(p[i]); return h / 32; };
+    const shares = (p: ArrayLike<number>) =>
+      Array.from({ length: 16 }, (_, j) => {
+        let c = 0;
+        for (let i = 0; i < 32; i++) c += p[i * 16 + j];
+        return c;
+      });
+    const entropy = (p: ArrayLike<number>) => {
+      let h = 0;
+      for (let i = 0; i < 32 * 16; i++) if (p[i] > 0) h -= p[i] * Math.log(p[i]);
+      return h / 32;
+    };
     assert.ok(Math.max(...shares(centred.data)) > 0.9 * 32, `centring: one prototype takes ${Math.max(...shares(centred.data))} of 32 rows`);
     // Every prototype holds between half and one and a half of its share (2 of 32 rows), and each row is still confident.
     for (const [j, c] of shares(sk.data).entries()) assert.ok(c > 1 && c < 3, `prototype ${j} holds ${c}`);
@@ -285,10 +453,24 @@ describe("Sinkhorn-Knopp teacher targets (an option, DINOv2's)", () => {
   });
 
   test("the [CLS] loss with Sinkhorn targets sends no gradient to the teacher", () => {
-    const t = w.hostTensor(Float32Array.from({ length: 4 * 5 }, (_, i) => Math.sin(i)), [4, 5]);
-    const s = w.hostTensor(Float32Array.from({ length: 4 * 5 }, (_, i) => Math.cos(i)), [4, 5]);
-    const [gt, gs] = w.evaluate((a: Tensor, b: Tensor) => w.grad((x: Tensor, y: Tensor) =>
-      w.clsLoss({ teacherCls: x, studentCls: y, center: w.zeros([1, 5]), teacherTemp: 0.04 }, { globalCrops: 2, teacherTargets: "sinkhorn" }).cls, { argnums: [0, 1] })(a, b), t, s);
+    const t = w.hostTensor(
+      Float32Array.from({ length: 4 * 5 }, (_, i) => Math.sin(i)),
+      [4, 5],
+    );
+    const s = w.hostTensor(
+      Float32Array.from({ length: 4 * 5 }, (_, i) => Math.cos(i)),
+      [4, 5],
+    );
+    const [gt, gs] = w.evaluate(
+      (a: Tensor, b: Tensor) =>
+        w.grad(
+          (x: Tensor, y: Tensor) =>
+            w.clsLoss({ teacherCls: x, studentCls: y, center: w.zeros([1, 5]), teacherTemp: 0.04 }, { globalCrops: 2, teacherTargets: "sinkhorn" }).cls,
+          { argnums: [0, 1] },
+        )(a, b),
+      t,
+      s,
+    );
     assert.ok([...gt.data].every((v) => v === 0));
     assert.ok([...gs.data].some((v) => v !== 0));
   });

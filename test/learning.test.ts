@@ -19,7 +19,11 @@ test("the default recipe, 20 steps: masked-patch agreement with the teacher rise
   const c = decodeConfig({ backend: "cpu", outDir, depth: 2, trainSubset: 640, batchSize: 32, epochs: 1, knnBank: 200, knnQueries: 100 });
   if (E.isLeft(c)) throw c.left;
   const report = await pretrain(c.right, { log: () => {} });
-  const steps = readFileSync(join(outDir, "metrics.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l) as StepLog & { kind: string }).filter((m) => m.kind === "step");
+  const steps = readFileSync(join(outDir, "metrics.jsonl"), "utf8")
+    .trim()
+    .split("\n")
+    .map((l) => JSON.parse(l) as StepLog & { kind: string })
+    .filter((m) => m.kind === "step");
   assert.equal(steps.length, 20);
   const mean = (xs: readonly StepLog[]) => xs.reduce((a, s) => a + (s.maskedAgreement ?? NaN), 0) / xs.length;
   const first = mean(steps.slice(0, 3));

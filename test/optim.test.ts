@@ -4,7 +4,12 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import * as w from "../src/internals.js";
 
-interface Leaf { p: number[]; m: number[]; v: number[]; t: number }
+interface Leaf {
+  p: number[];
+  m: number[];
+  v: number[];
+  t: number;
+}
 
 /** torch.optim.AdamW.step for one parameter (decoupled decay first, then the bias-corrected Adam step). */
 function torchAdamW(s: Leaf, g: readonly number[], lr: number, wd: number): Leaf {
@@ -53,7 +58,10 @@ describe("AdamW", () => {
           };
         }
         const params = cur.p;
-        for (const [name, got, want] of [["a", params.a, ref.a.p], ["b", params.b, ref.b.p]] as const) {
+        for (const [name, got, want] of [
+          ["a", params.a, ref.a.p],
+          ["b", params.b, ref.b.p],
+        ] as const) {
           [...got].forEach((x, i) => assert.ok(Math.abs(x - want[i]) <= 1e-12 * (1 + Math.abs(want[i])), `leaf ${name}[${i}]: ${x} vs PyTorch ${want[i]}`));
         }
       }),

@@ -168,11 +168,7 @@ test("logSoftmax: value and gradient of Σ w·logSoftmax(x), including large log
     const sw = sumOf(g.map((j) => wt[j]));
     for (const i of g) dx[i] = wt[i] - p[i] * sw;
   }
-  const [y, g] = w.evaluate(
-    (xs: T, ws: T) => [w.logSoftmax(xs), w.grad((v: T) => w.sum(w.mul(ws, w.logSoftmax(v))))(xs)],
-    f64(x, shape),
-    f64(wt, shape),
-  );
+  const [y, g] = w.evaluate((xs: T, ws: T) => [w.logSoftmax(xs), w.grad((v: T) => w.sum(w.mul(ws, w.logSoftmax(v))))(xs)], f64(x, shape), f64(wt, shape));
   close(y, ls, "logSoftmax", shape);
   close(g, dx, "d logSoftmax", shape);
 });
@@ -300,13 +296,19 @@ test("layerNorm with gamma and beta: value and gradients for x, gamma and beta",
 test("gelu (exact): value x·Φ(x) and gradient Φ(x) + x·φ(x)", () => {
   const x = [...wave(14, 0.77, 0.1, 4.5), 0, -6, 6.5];
   const wt = wave(x.length, 1.9, 0.4, 1);
-  const [y, g] = w.evaluate(
-    (xs: T, ws: T) => [w.gelu(xs), w.grad((v: T) => w.sum(w.mul(ws, w.gelu(v))))(xs)],
-    f64(x, [x.length]),
-    f64(wt, [x.length]),
+  const [y, g] = w.evaluate((xs: T, ws: T) => [w.gelu(xs), w.grad((v: T) => w.sum(w.mul(ws, w.gelu(v))))(xs)], f64(x, [x.length]), f64(wt, [x.length]));
+  close(
+    y,
+    x.map((v) => v * Phi(v)),
+    "gelu",
+    [x.length],
   );
-  close(y, x.map((v) => v * Phi(v)), "gelu", [x.length]);
-  close(g, x.map((v, i) => wt[i] * (Phi(v) + v * phi(v))), "d gelu", [x.length]);
+  close(
+    g,
+    x.map((v, i) => wt[i] * (Phi(v) + v * phi(v))),
+    "d gelu",
+    [x.length],
+  );
 });
 
 test("l2Normalize: value x/‖x‖ and gradient (I − yyᵀ)/‖x‖, and the eps clamp", () => {
@@ -346,13 +348,14 @@ test("sigmoid: value 1/(1 + e^−x) and gradient s(1 − s)", () => {
   const x = [...wave(12, 1.3, 0.2, 6), 30, -30];
   const wt = wave(x.length, 0.5, 0.5, 1);
   const s = x.map((v) => 1 / (1 + Math.exp(-v)));
-  const [y, g] = w.evaluate(
-    (xs: T, ws: T) => [w.sigmoid(xs), w.grad((v: T) => w.sum(w.mul(ws, w.sigmoid(v))))(xs)],
-    f64(x, [x.length]),
-    f64(wt, [x.length]),
-  );
+  const [y, g] = w.evaluate((xs: T, ws: T) => [w.sigmoid(xs), w.grad((v: T) => w.sum(w.mul(ws, w.sigmoid(v))))(xs)], f64(x, [x.length]), f64(wt, [x.length]));
   close(y, s, "sigmoid", [x.length]);
-  close(g, s.map((v, i) => wt[i] * v * (1 - v)), "d sigmoid", [x.length]);
+  close(
+    g,
+    s.map((v, i) => wt[i] * v * (1 - v)),
+    "d sigmoid",
+    [x.length],
+  );
 });
 
 test("linear on a rank-3 input: value xW + b and gradients dx = dy·Wᵀ, dW = xᵀ·dy, db = Σ dy", () => {
@@ -407,11 +410,26 @@ test("mean and variance (biased and ddof 1): values and gradients over several a
       f64(wt, outShape),
     );
     close(m, mu, `mean(axes ${axes})`, outShape);
-    close(v, ss.map((s) => s / n), `variance(axes ${axes})`, outShape);
-    close(v1, ss.map((s) => s / (n - 1)), `variance(axes ${axes}, ddof 1)`, outShape);
+    close(
+      v,
+      ss.map((s) => s / n),
+      `variance(axes ${axes})`,
+      outShape,
+    );
+    close(
+      v1,
+      ss.map((s) => s / (n - 1)),
+      `variance(axes ${axes}, ddof 1)`,
+      outShape,
+    );
     close(gm, dMean, `d mean(axes ${axes})`, shape);
     close(gv, dVar, `d variance(axes ${axes})`, shape);
-    close(gv1, dVar.map((d) => (d * n) / (n - 1)), `d variance(axes ${axes}, ddof 1)`, shape);
+    close(
+      gv1,
+      dVar.map((d) => (d * n) / (n - 1)),
+      `d variance(axes ${axes}, ddof 1)`,
+      shape,
+    );
   }
 });
 
@@ -450,7 +468,10 @@ test("scaledDotProductAttention with batch and head dims: value and gradients fo
   const dO = wave(bh * tq * dv, 0.55, 0.25, 1.3);
   // A bias [Tq, Tk] broadcast over batch and heads: logit (i, i + 1) masked with −1e9, the rest mild.
   const bias = wave(tq * tk, 2.7, 0.1, 0.4).map((b, i) => (i % tk === Math.floor(i / tk) + 1 ? -1e9 : b));
-  for (const opts of [{ scale: undefined, bias: false }, { scale: 0.3, bias: true }]) {
+  for (const opts of [
+    { scale: undefined, bias: false },
+    { scale: 0.3, bias: true },
+  ]) {
     const s = opts.scale ?? 1 / Math.sqrt(d);
     const out = { O: [] as number[], dQ: [] as number[], dK: [] as number[], dV: [] as number[], dBias: new Array<number>(tq * tk).fill(0) };
     for (let h = 0; h < bh; h++) {
@@ -493,8 +514,7 @@ test("multiHeadAttention: forward value against a plain-JS forward", () => {
   const bOut = wave(C, 2.9, 1.3, 0.2);
   const qkv = addRow(mm(x, wQkv, B * T, C, 3 * C), bQkv);
   // Head h of part p (0 q, 1 k, 2 v) in batch b: qkv[b, t, p·C + h·d + j], a [T, d] matrix.
-  const part = (b: number, p: number, h: number) =>
-    Array.from({ length: T * d }, (_, i) => qkv[(b * T + Math.floor(i / d)) * 3 * C + p * C + h * d + (i % d)]);
+  const part = (b: number, p: number, h: number) => Array.from({ length: T * d }, (_, i) => qkv[(b * T + Math.floor(i / d)) * 3 * C + p * C + h * d + (i % d)]);
   const merged = new Array<number>(B * T * C);
   for (let b = 0; b < B; b++)
     for (let h = 0; h < H; h++) {

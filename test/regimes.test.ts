@@ -76,7 +76,10 @@ test("AUROC equals the share of positive–negative pairs ranked right (ties hal
       if (!pos.length || !neg.length) return;
       let pairs = 0;
       for (const p of pos) for (const q of neg) pairs += p > q ? 1 : p === q ? 0.5 : 0;
-      const got = auroc(xs.map(([s]) => s), xs.map(([, l]) => (l ? 1 : 0)));
+      const got = auroc(
+        xs.map(([s]) => s),
+        xs.map(([, l]) => (l ? 1 : 0)),
+      );
       assert.ok(Math.abs(got - pairs / (pos.length * neg.length)) < 1e-12);
     }),
   );
@@ -110,8 +113,23 @@ test("wgrad regimes end to end on the CPU backend: a report against the truth an
   const dir = mkdtempSync(join(tmpdir(), "wgrad-regimes-"));
   try {
     const c = {
-      ...DEFAULT_REGIMES, backend: "cpu" as const, outDir: dir, assets: 3, heldOutAsset: 2, steps: 800, window: 16, width: 16, depth: 1, heads: 2,
-      headHidden: 32, headBottleneck: 8, outDim: 16, vqCodebooks: [4, 6], epochs: 1, itersPerEpoch: 3, batchSize: 8,
+      ...DEFAULT_REGIMES,
+      backend: "cpu" as const,
+      outDir: dir,
+      assets: 3,
+      heldOutAsset: 2,
+      steps: 800,
+      window: 16,
+      width: 16,
+      depth: 1,
+      heads: 2,
+      headHidden: 32,
+      headBottleneck: 8,
+      outDim: 16,
+      vqCodebooks: [4, 6],
+      epochs: 1,
+      itersPerEpoch: 3,
+      batchSize: 8,
     };
     const r = await trainRegimes(c, { log: () => {} });
     for (const s of [r.train, r.heldOut, r.baselines.randomInit.train]) {

@@ -19,8 +19,26 @@ import { readSafetensors } from "../src/io/safetensors.js";
 
 /** 6 steps an epoch, 3 epochs; evaluated after epochs 2 and 3 (evalEvery 2, and the last): 23 rows. */
 const FIELDS = {
-  backend: "cpu", trainSubset: 96, batchSize: 16, epochs: 3, width: 16, depth: 1, heads: 2, mlpRatio: 2, headHidden: 32, headBottleneck: 16,
-  outDim: 64, localCrops: 2, lr: 0.02, momentumTeacher: 0.9, warmupEpochs: 0, evalEvery: 2, freezeLastLayer: 0, warmupTeacherTempEpochs: 0, knnBank: 300, knnQueries: 100,
+  backend: "cpu",
+  trainSubset: 96,
+  batchSize: 16,
+  epochs: 3,
+  width: 16,
+  depth: 1,
+  heads: 2,
+  mlpRatio: 2,
+  headHidden: 32,
+  headBottleneck: 16,
+  outDim: 64,
+  localCrops: 2,
+  lr: 0.02,
+  momentumTeacher: 0.9,
+  warmupEpochs: 0,
+  evalEvery: 2,
+  freezeLastLayer: 0,
+  warmupTeacherTempEpochs: 0,
+  knnBank: 300,
+  knnQueries: 100,
 };
 const config = (extra: Record<string, unknown>): PretrainConfig => {
   const c = decodeConfig({ ...FIELDS, ...extra });
@@ -28,7 +46,12 @@ const config = (extra: Record<string, unknown>): PretrainConfig => {
   return c.right;
 };
 const fresh = (name: string) => mkdtempSync(join(tmpdir(), `resume-${name}-`));
-const lines = (dir: string) => (existsSync(join(dir, "metrics.jsonl")) ? readFileSync(join(dir, "metrics.jsonl"), "utf8").split("\n").filter((l) => l) : []);
+const lines = (dir: string) =>
+  existsSync(join(dir, "metrics.jsonl"))
+    ? readFileSync(join(dir, "metrics.jsonl"), "utf8")
+        .split("\n")
+        .filter((l) => l)
+    : [];
 const without = (o: Record<string, unknown>, fields: readonly string[]) => Object.fromEntries(Object.entries(o).filter(([k]) => !fields.includes(k)));
 /** metrics.jsonl's rows, timings removed. */
 const rows = (dir: string) => lines(dir).map((l) => without(JSON.parse(l) as Record<string, unknown>, ROW_TIMING_FIELDS));
@@ -46,7 +69,10 @@ async function assertSameOutputs(dir: string, ref: string) {
   assert.deepEqual(Object.keys(b.right.tensors).sort(), Object.keys(a.right.tensors).sort());
   for (const [n, t] of Object.entries(a.right.tensors)) {
     const u = b.right.tensors[n];
-    assert.ok(Buffer.from(u.data.buffer, u.data.byteOffset, u.data.byteLength).equals(Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength)), `tensor ${n} differs`);
+    assert.ok(
+      Buffer.from(u.data.buffer, u.data.byteOffset, u.data.byteLength).equals(Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength)),
+      `tensor ${n} differs`,
+    );
   }
   assert.deepEqual(temps(dir), [], "temp files left");
 }
@@ -55,7 +81,11 @@ async function assertSameOutputs(dir: string, ref: string) {
  * `wgrad pretrain` in a child process with `fields`, killed with SIGKILL as soon as `killWhen`
  * (checked on every change in the folder, and every 2 ms) holds; without it, run to the end.
  */
-function cli(dir: string, fields: Record<string, unknown>, killWhen?: (dir: string, pid: number, changed?: string) => boolean): Promise<{ killed: boolean; code: number | null; output: string }> {
+function cli(
+  dir: string,
+  fields: Record<string, unknown>,
+  killWhen?: (dir: string, pid: number, changed?: string) => boolean,
+): Promise<{ killed: boolean; code: number | null; output: string }> {
   const file = join(dir, "..", `${dir.split("/").pop()}.json`);
   writeFileSync(file, JSON.stringify({ ...FIELDS, outDir: dir, ...fields }));
   const child = spawn(process.execPath, ["--import", "tsx", "src/cli/main.ts", "pretrain", "--config", file], { stdio: ["ignore", "pipe", "pipe"] });
@@ -84,7 +114,16 @@ const checkpointEpoch = async (dir: string) => {
   const ck = await readSafetensors(join(dir, "checkpoint.safetensors"))();
   return E.isRight(ck) ? Number(ck.right.metadata.epoch) : 0;
 };
-const maxSeconds = (dir: string) => Math.max(...lines(dir).flatMap((l) => { try { return [(JSON.parse(l) as { seconds: number }).seconds]; } catch { return []; } }));
+const maxSeconds = (dir: string) =>
+  Math.max(
+    ...lines(dir).flatMap((l) => {
+      try {
+        return [(JSON.parse(l) as { seconds: number }).seconds];
+      } catch {
+        return [];
+      }
+    }),
+  );
 
 test("killed (SIGKILL) mid-epoch, during a checkpoint write and before the last checkpoint, and resumed each time: every output equals an uninterrupted run's", async (t) => {
   const ref = fresh("ref");
@@ -106,9 +145,17 @@ test("killed (SIGKILL) mid-epoch, during a checkpoint write and before the last 
   // 2. Resumed, killed as soon as it starts writing epoch 2's checkpoint (or, had that gone unseen, early in epoch 3).
   const tmp = (pid: number) => `.checkpoint.safetensors.${pid}.tmp`;
   let pid2 = 0;
-  const r2 = await cli(dir, resume, (d, pid, changed) => ((pid2 = pid), changed === tmp(pid) || existsSync(join(d, tmp(pid))) || lines(d).some((l) => l.includes('"kind":"step","epoch":2'))));
+  const r2 = await cli(
+    dir,
+    resume,
+    (d, pid, changed) => ((pid2 = pid), changed === tmp(pid) || existsSync(join(d, tmp(pid))) || lines(d).some((l) => l.includes('"kind":"step","epoch":2'))),
+  );
   assert.ok(r2.killed, r2.output);
-  t.diagnostic(existsSync(join(dir, tmp(pid2))) ? "killed while writing the checkpoint (its temp file is left)" : `killed after the checkpoint's temp file was renamed (checkpoint epoch ${await checkpointEpoch(dir)})`);
+  t.diagnostic(
+    existsSync(join(dir, tmp(pid2)))
+      ? "killed while writing the checkpoint (its temp file is left)"
+      : `killed after the checkpoint's temp file was renamed (checkpoint epoch ${await checkpointEpoch(dir)})`,
+  );
   assert.match(r2.output, /metrics\.jsonl line \d+ was cut off by the interrupted run .*: dropped/);
   assert.match(r2.output, /dropping \d+ rows written after the checkpoint/);
   assert.match(r2.output, /removed a temp file left by an interrupted run \(\.checkpoint\.safetensors\.4194303\.tmp\)/);
@@ -128,7 +175,10 @@ test("killed (SIGKILL) mid-epoch, during a checkpoint write and before the last 
   assert.equal(r4.code, 0, r4.output);
   await assertSameOutputs(dir, ref);
   const seconds = lines(dir).map((l) => (JSON.parse(l) as { seconds: number }).seconds);
-  assert.ok(seconds.every((s, i) => i === 0 || s >= seconds[i - 1]), `row seconds ${seconds.join(" ")}`);
+  assert.ok(
+    seconds.every((s, i) => i === 0 || s >= seconds[i - 1]),
+    `row seconds ${seconds.join(" ")}`,
+  );
   const total = (JSON.parse(readFileSync(join(dir, "report.json"), "utf8")) as { seconds: number }).seconds;
   assert.ok(total >= seconds[seconds.length - 1] && total > before, `report seconds ${total}`);
   assert.ok(!existsSync(join(dir, ".lock")));
@@ -137,7 +187,15 @@ test("killed (SIGKILL) mid-epoch, during a checkpoint write and before the last 
   const text = readFileSync(join(dir, "metrics.jsonl"), "utf8");
   await assert.rejects(pretrain(config({ outDir: dir, ...resume, epochs: 4 }), { log: () => {} }), (e: unknown) => {
     assert.ok(e instanceof ConfigError, String(e));
-    for (const p of ["--epochs 4", "the learning rate (from step", "minLr 0.00125 holds it", "the weight decay", "the teacher momentum", "Resume with --epochs 3"]) assert.ok(e.message.includes(p), `"${p}" not in: ${e.message}`);
+    for (const p of [
+      "--epochs 4",
+      "the learning rate (from step",
+      "minLr 0.00125 holds it",
+      "the weight decay",
+      "the teacher momentum",
+      "Resume with --epochs 3",
+    ])
+      assert.ok(e.message.includes(p), `"${p}" not in: ${e.message}`);
     assert.ok(!e.message.includes("temperatures"), e.message);
     return true;
   });
@@ -161,18 +219,25 @@ test("a run whose schedules do not depend on its length can be resumed for more 
   broken[2] = broken[2].slice(0, 20);
   writeFileSync(path, broken.join("\n"));
   const resume = { ...flat, outDir: dir, epochs: 3, resume: join(dir, "checkpoint.safetensors") };
-  await assert.rejects(pretrain(config(resume), { log: () => {} }), (e: unknown) => e instanceof MetricsLogError && e.line === 3 && e.message.startsWith(`${path} line 3: is not JSON`));
+  await assert.rejects(
+    pretrain(config(resume), { log: () => {} }),
+    (e: unknown) => e instanceof MetricsLogError && e.line === 3 && e.message.startsWith(`${path} line 3: is not JSON`),
+  );
   assert.equal(readFileSync(path, "utf8"), broken.join("\n"));
   writeFileSync(path, text);
 
   const notices: string[] = [];
   await pretrain(config(resume), { log: (l) => notices.push(l) });
-  assert.ok(notices.some((l) => l.startsWith("resuming from") && l.includes("after epoch 2 (step 12)")), notices.join("\n"));
+  assert.ok(
+    notices.some((l) => l.startsWith("resuming from") && l.includes("after epoch 2 (step 12)")),
+    notices.join("\n"),
+  );
   await assertSameOutputs(dir, ref);
 });
 
 test("metrics.jsonl read back: a torn last line is dropped, a complete one without its newline kept, any other bad line named", () => {
-  const step = (s: number, e = 0) => JSON.stringify({ kind: "step", epoch: e, step: s, loss: 1, cls: 1, patch: 0, lr: 0, imagesPerSecond: 1, tokenPerplexity: 1, seconds: s + 1 });
+  const step = (s: number, e = 0) =>
+    JSON.stringify({ kind: "step", epoch: e, step: s, loss: 1, cls: 1, patch: 0, lr: 0, imagesPerSecond: 1, tokenPerplexity: 1, seconds: s + 1 });
   const tokens = JSON.stringify({ kind: "tokens", epoch: 0, used: [3], vocabulary: [8], perplexity: [2.5], seconds: 2.5 });
   const good = `${step(0)}\n${step(1)}\n${tokens}\n${step(2, 1)}\n`;
   const torn = parseMetricsLog(`${good}{"kind":"st`, "m.jsonl");
@@ -189,7 +254,10 @@ test("metrics.jsonl read back: a torn last line is dropped, a complete one witho
   const twice = rowsUpTo(parseMetricsLog(`${step(0)}\n${step(1)}\n${step(1)}\n${tokens}\n`, "m.jsonl"), { epoch: 1, step: 2 });
   assert.deepEqual([twice.lines.length, twice.duplicates], [3, 1]);
   const bad = (text: string, line: number, what: RegExp) =>
-    assert.throws(() => parseMetricsLog(text, "runs/x/metrics.jsonl"), (e: unknown) => e instanceof MetricsLogError && e.line === line && what.test(e.message) && e.message.startsWith(`runs/x/metrics.jsonl line ${line}:`));
+    assert.throws(
+      () => parseMetricsLog(text, "runs/x/metrics.jsonl"),
+      (e: unknown) => e instanceof MetricsLogError && e.line === line && what.test(e.message) && e.message.startsWith(`runs/x/metrics.jsonl line ${line}:`),
+    );
   bad(`${step(0)}\n{"kind":"st\n${step(1)}\n`, 2, /is not JSON/);
   bad(`${step(0)}\n{"kind":"st\n`, 2, /is not JSON/); // it has its newline: not a torn append
   bad(`${step(0)}\n[1, 2]\n`, 2, /not a JSON object/);
@@ -203,8 +271,11 @@ test("a batch larger than the training images is refused with the numbers, at co
   assert.ok(E.isLeft(c) && c.left instanceof ConfigError);
   if (E.isLeft(c)) assert.match(c.left.message, /batchSize 128 is larger than trainSubset 96: an epoch is floor\(96 \/ 128\) = 0 steps/);
   const dir = fresh("batch");
-  await assert.rejects(pretrain(config({ outDir: dir, trainSubset: 0, batchSize: 60001 }), { log: () => {} }), (e: unknown) =>
-    e instanceof ConfigError && /batchSize 60001 is larger than the \d+ training images: an epoch is floor\(\d+ \/ 60001\) = 0 steps/.test(e.message));
+  await assert.rejects(
+    pretrain(config({ outDir: dir, trainSubset: 0, batchSize: 60001 }), { log: () => {} }),
+    (e: unknown) =>
+      e instanceof ConfigError && /batchSize 60001 is larger than the \d+ training images: an epoch is floor\(\d+ \/ 60001\) = 0 steps/.test(e.message),
+  );
   assert.deepEqual(readdirSync(dir), []);
 });
 
@@ -217,5 +288,8 @@ test("a NaN loss stops the run, saying whether a checkpoint was written", async 
   const late = fresh("nan-late");
   const s = await pretrain(config({ outDir: late, lr: 3000 }), { log: () => {} });
   const ck = join(late, "checkpoint.safetensors");
-  assert.match(s.stoppedEarly ?? "", existsSync(ck) ? /the last good checkpoint is kept: .*checkpoint\.safetensors \(after epoch \d, step \d+\)$/ : /no checkpoint was written/);
+  assert.match(
+    s.stoppedEarly ?? "",
+    existsSync(ck) ? /the last good checkpoint is kept: .*checkpoint\.safetensors \(after epoch \d, step \d+\)$/ : /no checkpoint was written/,
+  );
 });

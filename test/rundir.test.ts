@@ -8,7 +8,15 @@ import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as E from "fp-ts/lib/Either.js";
 import {
-  LOCK_FILE, openRunDir, pidAlive, RunDirError, systemRunDirEnv, type LockInfo, type RunDirEnv, type RunDirErrorKind, type RunDirOptions,
+  LOCK_FILE,
+  openRunDir,
+  pidAlive,
+  RunDirError,
+  systemRunDirEnv,
+  type LockInfo,
+  type RunDirEnv,
+  type RunDirErrorKind,
+  type RunDirOptions,
 } from "../src/train/runDir.js";
 import { CACHE_DIR_ENV } from "../src/data/index.js";
 import { decodeConfig } from "../src/train/config.js";
@@ -21,8 +29,13 @@ const pretrainOpts = (resume = ""): RunDirOptions => ({ command: "wgrad pretrain
 /** Another process, as far as the lock can tell: its own pid, the same host, every pid in `alive` running. */
 function fakeEnv(pid: number, alive: readonly number[] = [], notices: string[] = []): RunDirEnv {
   return {
-    pid, hostname: "host-a", now: () => new Date("2024-05-01T12:00:00Z"), isAlive: (p) => alive.includes(p),
-    notice: (l) => void notices.push(l), onExit: () => () => {}, held: new Set(),
+    pid,
+    hostname: "host-a",
+    now: () => new Date("2024-05-01T12:00:00Z"),
+    isAlive: (p) => alive.includes(p),
+    notice: (l) => void notices.push(l),
+    onExit: () => () => {},
+    held: new Set(),
   };
 }
 
@@ -46,19 +59,23 @@ function deadPid(): number {
   return pid;
 }
 
-test("a process that has exited but is not reaped yet (a zombie: an orphan killed with SIGKILL waits for init) is not alive", { skip: !existsSync("/proc/self/stat") }, async () => {
-  // The background sleep's parent becomes `sleep 3`, which never waits for it: it stays a zombie until then.
-  const sh = spawn("sh", ["-c", "sleep 0.05 & echo $!; exec sleep 3"], { stdio: ["ignore", "pipe", "ignore"] });
-  const pid = Number(await new Promise<string>((resolve) => sh.stdout.once("data", (d: Buffer) => resolve(d.toString()))));
-  try {
-    for (let i = 0; i < 100 && !readFileSync(`/proc/${pid}/stat`, "utf8").includes(") Z "); i++) await new Promise((r) => setTimeout(r, 20));
-    assert.match(readFileSync(`/proc/${pid}/stat`, "utf8"), /\) Z /);
-    assert.ok(!pidAlive(pid));
-    assert.ok(pidAlive(sh.pid!));
-  } finally {
-    sh.kill("SIGKILL");
-  }
-});
+test(
+  "a process that has exited but is not reaped yet (a zombie: an orphan killed with SIGKILL waits for init) is not alive",
+  { skip: !existsSync("/proc/self/stat") },
+  async () => {
+    // The background sleep's parent becomes `sleep 3`, which never waits for it: it stays a zombie until then.
+    const sh = spawn("sh", ["-c", "sleep 0.05 & echo $!; exec sleep 3"], { stdio: ["ignore", "pipe", "ignore"] });
+    const pid = Number(await new Promise<string>((resolve) => sh.stdout.once("data", (d: Buffer) => resolve(d.toString()))));
+    try {
+      for (let i = 0; i < 100 && !readFileSync(`/proc/${pid}/stat`, "utf8").includes(") Z "); i++) await new Promise((r) => setTimeout(r, 20));
+      assert.match(readFileSync(`/proc/${pid}/stat`, "utf8"), /\) Z /);
+      assert.ok(!pidAlive(pid));
+      assert.ok(pidAlive(sh.pid!));
+    } finally {
+      sh.kill("SIGKILL");
+    }
+  },
+);
 
 test("a new folder is created and locked; release removes the lock, once", () => {
   const dir = join(fresh("new"), "a", "b");
@@ -75,14 +92,23 @@ test("a rerun into a folder holding a run is refused, naming the folder and the 
   const dir = fresh("used");
   writeFileSync(join(dir, "metrics.jsonl"), "{}\n");
   writeFileSync(join(dir, "checkpoint.safetensors"), "x");
-  fails(() => openRunDir(dir, pretrainOpts(), fakeEnv(100)), "used",
-    `--out-dir ${dir} already holds a run (metrics.jsonl, checkpoint.safetensors)`, `--resume ${join(dir, "checkpoint.safetensors")}`, "another --out-dir", `delete ${dir}`);
+  fails(
+    () => openRunDir(dir, pretrainOpts(), fakeEnv(100)),
+    "used",
+    `--out-dir ${dir} already holds a run (metrics.jsonl, checkpoint.safetensors)`,
+    `--resume ${join(dir, "checkpoint.safetensors")}`,
+    "another --out-dir",
+    `delete ${dir}`,
+  );
   assert.ok(!existsSync(join(dir, LOCK_FILE)));
   // Any one output counts; without a checkpoint there is nothing to resume, and no --resume is offered.
   for (const f of ["report.json", "loss.svg", "knn.svg"]) {
     const d = fresh("one");
     writeFileSync(join(d, f), "");
-    assert.throws(() => openRunDir(d, pretrainOpts(), fakeEnv(100)), (e: unknown) => e instanceof RunDirError && e.kind === "used" && e.message.includes(f) && !e.message.includes("--resume"));
+    assert.throws(
+      () => openRunDir(d, pretrainOpts(), fakeEnv(100)),
+      (e: unknown) => e instanceof RunDirError && e.kind === "used" && e.message.includes(f) && !e.message.includes("--resume"),
+    );
   }
   // Files that are not run outputs do not.
   const other = fresh("other");
@@ -108,8 +134,13 @@ test("--resume into its own folder is allowed and takes the lock; resuming from 
 test("two acquisitions of one folder: the second is refused with the holder's pid and host, and succeeds once the first is released", () => {
   const dir = fresh("contend");
   const a = openRunDir(dir, pretrainOpts(), fakeEnv(1001));
-  fails(() => openRunDir(dir, pretrainOpts(), fakeEnv(1002, [1001])), "locked",
-    `--out-dir ${dir} is in use by another run: pid 1001 on host host-a (wgrad pretrain, started 2024-05-01T12:00:00.000Z)`, "another --out-dir", join(dir, LOCK_FILE));
+  fails(
+    () => openRunDir(dir, pretrainOpts(), fakeEnv(1002, [1001])),
+    "locked",
+    `--out-dir ${dir} is in use by another run: pid 1001 on host host-a (wgrad pretrain, started 2024-05-01T12:00:00.000Z)`,
+    "another --out-dir",
+    join(dir, LOCK_FILE),
+  );
   assert.equal(lockOf(dir).pid, 1001, "the refused run leaves the holder's lock alone");
   a.release();
   const b = openRunDir(dir, pretrainOpts(), fakeEnv(1002, [1001]));
@@ -127,9 +158,16 @@ test("two acquisitions of one folder: the second is refused with the holder's pi
 test("a stale lock (its pid no longer alive on this host) is taken over with a notice; another host's or an unreadable lock is not", () => {
   const dir = fresh("stale");
   const dead = deadPid();
-  writeFileSync(join(dir, LOCK_FILE), JSON.stringify({ pid: dead, hostname: systemRunDirEnv().hostname, startedAt: "2024-01-01T00:00:00.000Z", command: "wgrad pretrain" }));
+  writeFileSync(
+    join(dir, LOCK_FILE),
+    JSON.stringify({ pid: dead, hostname: systemRunDirEnv().hostname, startedAt: "2024-01-01T00:00:00.000Z", command: "wgrad pretrain" }),
+  );
   const notices: string[] = [];
-  const lock = openRunDir(dir, pretrainOpts(), systemRunDirEnv((l) => void notices.push(l)));
+  const lock = openRunDir(
+    dir,
+    pretrainOpts(),
+    systemRunDirEnv((l) => void notices.push(l)),
+  );
   assert.equal(lockOf(dir).pid, process.pid);
   assert.equal(notices.length, 1);
   assert.match(notices[0], new RegExp(`taking over the lock of pid ${dead} .*no longer running`));
@@ -151,7 +189,12 @@ test("an out-dir that is a file, or under a file (which stops root too), is refu
   const file = join(fresh("file"), "runs");
   writeFileSync(file, "not a folder");
   fails(() => openRunDir(file, pretrainOpts(), fakeEnv(100)), "not-a-folder", `--out-dir ${file} is a file, not a folder`, "another --out-dir");
-  fails(() => openRunDir(join(file, "sub"), pretrainOpts(), fakeEnv(100)), "not-writable", `cannot write to --out-dir ${join(file, "sub")}: a part of its path is a file`, "--out-dir");
+  fails(
+    () => openRunDir(join(file, "sub"), pretrainOpts(), fakeEnv(100)),
+    "not-writable",
+    `cannot write to --out-dir ${join(file, "sub")}: a part of its path is a file`,
+    "--out-dir",
+  );
   assert.equal(readFileSync(file, "utf8"), "not a folder");
 });
 
@@ -183,7 +226,11 @@ test("across processes: a second process is refused with the holder's pid; exit,
   assert.equal(await h.exited, 130);
   assert.ok(!existsSync(join(dir, LOCK_FILE)), "released on Ctrl-C");
 
-  for (const [then, code] of [["process.exit(3);", 3], ['throw new Error("boom");', 1], ["", 0]] as const) {
+  for (const [then, code] of [
+    ["process.exit(3);", 3],
+    ['throw new Error("boom");', 1],
+    ["", 0],
+  ] as const) {
     const e = holder(dir, then);
     await e.ready;
     assert.equal(await e.exited, code);
@@ -196,7 +243,11 @@ test("across processes: a second process is refused with the holder's pid; exit,
   await k.exited;
   assert.equal(lockOf(dir).pid, k.child.pid, "SIGKILL leaves the lock");
   const notices: string[] = [];
-  openRunDir(dir, pretrainOpts(), systemRunDirEnv((l) => void notices.push(l))).release();
+  openRunDir(
+    dir,
+    pretrainOpts(),
+    systemRunDirEnv((l) => void notices.push(l)),
+  ).release();
   assert.match(notices.join("\n"), new RegExp(`taking over the lock of pid ${k.child.pid}`));
 });
 
@@ -204,7 +255,26 @@ test("across processes: a second process is refused with the holder's pid; exit,
 // (here: an empty dataset cache stays empty, where loading would build it) and nothing is logged.
 // Half-epoch warm-ups: 3 of its 6 steps, a whole number.
 const tiny = (outDir: string) => {
-  const c = decodeConfig({ backend: "cpu", outDir, trainSubset: 96, batchSize: 16, epochs: 1, width: 16, depth: 1, heads: 2, mlpRatio: 2, headHidden: 32, headBottleneck: 16, outDim: 64, localCrops: 2, knnBank: 300, knnQueries: 100, warmupEpochs: 0.5, freezeLastLayer: 0.5, warmupTeacherTempEpochs: 0.5 });
+  const c = decodeConfig({
+    backend: "cpu",
+    outDir,
+    trainSubset: 96,
+    batchSize: 16,
+    epochs: 1,
+    width: 16,
+    depth: 1,
+    heads: 2,
+    mlpRatio: 2,
+    headHidden: 32,
+    headBottleneck: 16,
+    outDim: 64,
+    localCrops: 2,
+    knnBank: 300,
+    knnQueries: 100,
+    warmupEpochs: 0.5,
+    freezeLastLayer: 0.5,
+    warmupTeacherTempEpochs: 0.5,
+  });
   if (E.isLeft(c)) throw c.left;
   return c.right;
 };
@@ -220,7 +290,12 @@ test("pretrain and regimes refuse a used, file or locked out-dir before any work
     writeFileSync(file, "");
     const locked = fresh("pre-locked");
     const holding = openRunDir(locked, pretrainOpts(), systemRunDirEnv());
-    const cases: [string, RunDirErrorKind][] = [[used, "used"], [file, "not-a-folder"], [join(file, "sub"), "not-writable"], [locked, "locked"]];
+    const cases: [string, RunDirErrorKind][] = [
+      [used, "used"],
+      [file, "not-a-folder"],
+      [join(file, "sub"), "not-writable"],
+      [locked, "locked"],
+    ];
     for (const [dir, kind] of cases) {
       const lines: string[] = [];
       const t0 = performance.now();
@@ -228,7 +303,10 @@ test("pretrain and regimes refuse a used, file or locked out-dir before any work
       assert.ok(performance.now() - t0 < 1000, `pretrain took ${(performance.now() - t0).toFixed(0)} ms to refuse`);
       assert.deepEqual(lines, []);
       const regimeLines: string[] = [];
-      await assert.rejects(trainRegimes({ ...DEFAULT_REGIMES, backend: "cpu", outDir: dir }, { log: (l) => void regimeLines.push(l) }), (e: unknown) => e instanceof RunDirError && e.kind === kind);
+      await assert.rejects(
+        trainRegimes({ ...DEFAULT_REGIMES, backend: "cpu", outDir: dir }, { log: (l) => void regimeLines.push(l) }),
+        (e: unknown) => e instanceof RunDirError && e.kind === kind,
+      );
       assert.deepEqual(regimeLines, []);
     }
     assert.deepEqual(readdirSync(cache), [], "no dataset was loaded");
@@ -236,7 +314,11 @@ test("pretrain and regimes refuse a used, file or locked out-dir before any work
     // regimes' own outputs mark its folder as used.
     const regimesUsed = fresh("reg-used");
     writeFileSync(join(regimesUsed, "regimes.svg"), "");
-    await assert.rejects(trainRegimes({ ...DEFAULT_REGIMES, backend: "cpu", outDir: regimesUsed }, { log: () => {} }), (e: unknown) => e instanceof RunDirError && e.kind === "used" && e.message.includes("wgrad regimes would overwrite it") && !e.message.includes("--resume"));
+    await assert.rejects(
+      trainRegimes({ ...DEFAULT_REGIMES, backend: "cpu", outDir: regimesUsed }, { log: () => {} }),
+      (e: unknown) =>
+        e instanceof RunDirError && e.kind === "used" && e.message.includes("wgrad regimes would overwrite it") && !e.message.includes("--resume"),
+    );
   } finally {
     if (saved === undefined) delete process.env[CACHE_DIR_ENV];
     else process.env[CACHE_DIR_ENV] = saved;
@@ -246,7 +328,11 @@ test("pretrain and regimes refuse a used, file or locked out-dir before any work
 test("a run that fails releases its lock and, having written nothing, leaves the folder free for a rerun", async () => {
   const dir = join(fresh("fail"), "run");
   mkdirSync(dir);
-  const boom = { log: () => { throw new Error("boom"); } };
+  const boom = {
+    log: () => {
+      throw new Error("boom");
+    },
+  };
   await assert.rejects(trainRegimes({ ...DEFAULT_REGIMES, backend: "cpu", outDir: dir }, boom), /boom/);
   assert.deepEqual(readdirSync(dir), []);
   await assert.rejects(pretrain(tiny(dir), boom), /boom/);

@@ -185,15 +185,39 @@ function fill(dtype: DType, count: number, seed: number): HostTensor["data"] {
   return a;
 }
 
-const arbName = fc.oneof(fc.constantFrom("w", "b", "teacher.backbone.pos_embed", "__proto__", "constructor", "", "ä ü", "a\"b"), fc.string({ maxLength: 6 }).filter((s) => s !== "__metadata__"));
-const arbTensorSpec = fc.record({ dtype: fc.constantFrom<DType>("f32", "f64", "i32", "bool"), shape: fc.array(fc.integer({ min: 0, max: 4 }), { maxLength: 3 }), seed: fc.integer() });
+const arbName = fc.oneof(
+  fc.constantFrom("w", "b", "teacher.backbone.pos_embed", "__proto__", "constructor", "", "ä ü", 'a"b'),
+  fc.string({ maxLength: 6 }).filter((s) => s !== "__metadata__"),
+);
+const arbTensorSpec = fc.record({
+  dtype: fc.constantFrom<DType>("f32", "f64", "i32", "bool"),
+  shape: fc.array(fc.integer({ min: 0, max: 4 }), { maxLength: 3 }),
+  seed: fc.integer(),
+});
 const arbFile = fc
   .record({
     tensors: fc.uniqueArray(fc.tuple(arbName, arbTensorSpec), { maxLength: 5, selector: ([n]) => n }),
-    metadata: fc.dictionary(fc.string({ maxLength: 4 }).filter((k) => k !== "__proto__"), fc.string({ maxLength: 6 }), { maxKeys: 2 }),
+    metadata: fc.dictionary(
+      fc.string({ maxLength: 4 }).filter((k) => k !== "__proto__"),
+      fc.string({ maxLength: 6 }),
+      { maxKeys: 2 },
+    ),
   })
   .map(({ tensors, metadata }) => {
-    const ts = Object.fromEntries(tensors.map(([n, s]) => [n, hostTensor(fill(s.dtype, s.shape.reduce((a, d) => a * d, 1), s.seed), s.shape, s.dtype)]));
+    const ts = Object.fromEntries(
+      tensors.map(([n, s]) => [
+        n,
+        hostTensor(
+          fill(
+            s.dtype,
+            s.shape.reduce((a, d) => a * d, 1),
+            s.seed,
+          ),
+          s.shape,
+          s.dtype,
+        ),
+      ]),
+    );
     return encodeSafetensors(ts, metadata);
   });
 
@@ -204,19 +228,28 @@ const arbNumber = fc.oneof(
   fc.constantFrom("4", null, true, [4], {}),
 );
 const arbDtype = fc.constantFrom("F32", "F64", "I32", "BOOL", "F16", "BF16", "U8", "I64", "f32", "", 4, null, ["F32"]);
-const arbByte = fc.oneof(fc.integer({ min: 0, max: 255 }), fc.constantFrom(..."{}[]\",:-.0123456789 \neE".split("").map((c) => c.charCodeAt(0)), 0xc3, 0xff, 0x80));
+const arbByte = fc.oneof(
+  fc.integer({ min: 0, max: 255 }),
+  fc.constantFrom(...'{}[]",:-.0123456789 \neE'.split("").map((c) => c.charCodeAt(0)), 0xc3, 0xff, 0x80),
+);
 
 type Mutation = (b: Uint8Array) => Uint8Array;
 const pick = <T>(xs: readonly T[], i: number): T | undefined => (xs.length ? xs[i % xs.length] : undefined);
 const tensorNames = (h: Record<string, unknown>) => Object.keys(h).filter((k) => k !== "__metadata__");
 /** A mutation of one tensor's entry, when the header has one and it is an object. */
-const onEntry = (i: number, f: (e: Record<string, unknown>, h: Record<string, unknown>) => void, pad = 0): Mutation => (b) =>
-  rewrite(b, (h) => {
-    const name = pick(tensorNames(h), i);
-    const e = name === undefined ? undefined : h[name];
-    if (isObj(e)) f(e, h);
-    return h;
-  }, pad);
+const onEntry =
+  (i: number, f: (e: Record<string, unknown>, h: Record<string, unknown>) => void, pad = 0): Mutation =>
+  (b) =>
+    rewrite(
+      b,
+      (h) => {
+        const name = pick(tensorNames(h), i);
+        const e = name === undefined ? undefined : h[name];
+        if (isObj(e)) f(e, h);
+        return h;
+      },
+      pad,
+    );
 const setIn = (e: Record<string, unknown>, key: string, j: number, v: unknown) => {
   const x = e[key];
   if (Array.isArray(x) && x.length) x[j % x.length] = v;
@@ -226,7 +259,11 @@ const setIn = (e: Record<string, unknown>, key: string, j: number, v: unknown) =
 const i = fc.nat();
 const arbMutation: fc.Arbitrary<Mutation> = fc.oneof(
   // the length field
-  fc.tuple(fc.integer({ min: 0, max: 7 }), arbByte).map(([k, v]): Mutation => (b) => { const c = b.slice(); if (c.length > k) c[k] = v; return c; }),
+  fc.tuple(fc.integer({ min: 0, max: 7 }), arbByte).map(([k, v]): Mutation => (b) => {
+    const c = b.slice();
+    if (c.length > k) c[k] = v;
+    return c;
+  }),
   fc.integer({ min: -16, max: 16 }).map((d): Mutation => (b) => {
     const c = b.slice();
     if (c.length < 8) return c;
@@ -235,7 +272,11 @@ const arbMutation: fc.Arbitrary<Mutation> = fc.oneof(
     dv.setBigUint64(0, n < 0n ? 0n : n, true);
     return c;
   }),
-  fc.constantFrom(BigInt(MAX_HEADER_BYTES) + 1n, 2n ** 64n - 1n, 2n ** 53n).map((n): Mutation => (b) => { const c = b.slice(); if (c.length >= 8) new DataView(c.buffer).setBigUint64(0, n, true); return c; }),
+  fc.constantFrom(BigInt(MAX_HEADER_BYTES) + 1n, 2n ** 64n - 1n, 2n ** 53n).map((n): Mutation => (b) => {
+    const c = b.slice();
+    if (c.length >= 8) new DataView(c.buffer).setBigUint64(0, n, true);
+    return c;
+  }),
   // header text, byte by byte
   fc.tuple(i, arbByte).map(([p, v]): Mutation => (b) => {
     const s = split(b);
@@ -246,23 +287,107 @@ const arbMutation: fc.Arbitrary<Mutation> = fc.oneof(
   }),
   // header JSON, structurally
   fc.tuple(i, fc.constantFrom("shape", "data_offsets"), i, arbNumber).map(([t, k, j, v]) => onEntry(t, (e) => setIn(e, k, j, v))),
-  fc.tuple(i, arbDtype).map(([t, v]) => onEntry(t, (e) => { e.dtype = v; })),
-  fc.tuple(i, fc.constantFrom("dtype", "shape", "data_offsets")).map(([t, k]) => onEntry(t, (e) => { delete e[k]; })),
-  i.map((t): Mutation => (b) => rewrite(b, (h) => { const n = pick(tensorNames(h), t); if (n !== undefined) delete h[n]; return h; })),
-  fc.tuple(i, i).map(([t, u]) => onEntry(t, (e, h) => { const o = pick(tensorNames(h), u); const f = o === undefined ? undefined : h[o]; if (isObj(f)) [e.data_offsets, f.data_offsets] = [f.data_offsets, e.data_offsets]; })),
-  i.map((t) => onEntry(t, (e) => { if (Array.isArray(e.data_offsets)) e.data_offsets = [...e.data_offsets].reverse(); })),
-  fc.tuple(i, fc.integer({ min: -8, max: 8 })).map(([t, d]) => onEntry(t, (e) => { const o = e.data_offsets; if (Array.isArray(o)) e.data_offsets = o.map((x) => (typeof x === "number" ? x + d : x)); })),
-  fc.tuple(i, fc.integer({ min: 0, max: 3 })).map(([t, d]) => onEntry(t, (e) => { const s = e.shape; if (Array.isArray(s)) e.shape = d ? [...s, d] : s.slice(1); })),
-  fc.tuple(i, fc.string({ maxLength: 4 }), arbNumber).map(([t, k, v]) => onEntry(t, (e) => { if (!["dtype", "shape", "data_offsets"].includes(k)) e[k] = v; })), // extra keys are ignored
-  fc.tuple(arbName, arbDtype, fc.array(arbNumber, { maxLength: 2 }), fc.array(arbNumber, { maxLength: 3 })).map(([n, d, s, o]): Mutation => (b) => rewrite(b, (h) => Object.fromEntries([...Object.entries(h), [n, { dtype: d, shape: s, data_offsets: o }]]))),
-  fc.oneof(fc.constant(undefined), fc.dictionary(fc.string({ maxLength: 3 }), fc.oneof(fc.string({ maxLength: 3 }), arbNumber), { maxKeys: 2 }), arbNumber, fc.constant("x")).map((m): Mutation => (b) => rewrite(b, (h) => Object.fromEntries([...Object.entries(h).filter(([k]) => k !== "__metadata__"), ...(m === undefined ? [] : [["__metadata__", m]])]))),
-  fc.constantFrom<unknown>([], [{ dtype: "F32", shape: [1], data_offsets: [0, 4] }], 7, "x", null, true).map((v): Mutation => (b) => rewrite(b, () => v)),
-  fc.integer({ min: 0, max: 9 }).map((pad): Mutation => (b) => rewrite(b, (h) => h, pad)), // trailing spaces are allowed
-  fc.constantFrom("\n", "\t", "\r", " ", "\uFEFF").chain((ws) => fc.boolean().map((lead): Mutation => (b) => { const s = split(b); return s ? assemble(lead ? ws + s.text : s.text + ws, s.data) : b; })),
+  fc.tuple(i, arbDtype).map(([t, v]) =>
+    onEntry(t, (e) => {
+      e.dtype = v;
+    }),
+  ),
+  fc.tuple(i, fc.constantFrom("dtype", "shape", "data_offsets")).map(([t, k]) =>
+    onEntry(t, (e) => {
+      delete e[k];
+    }),
+  ),
+  i.map(
+    (t): Mutation =>
+      (b) =>
+        rewrite(b, (h) => {
+          const n = pick(tensorNames(h), t);
+          if (n !== undefined) delete h[n];
+          return h;
+        }),
+  ),
+  fc.tuple(i, i).map(([t, u]) =>
+    onEntry(t, (e, h) => {
+      const o = pick(tensorNames(h), u);
+      const f = o === undefined ? undefined : h[o];
+      if (isObj(f)) [e.data_offsets, f.data_offsets] = [f.data_offsets, e.data_offsets];
+    }),
+  ),
+  i.map((t) =>
+    onEntry(t, (e) => {
+      if (Array.isArray(e.data_offsets)) e.data_offsets = [...e.data_offsets].reverse();
+    }),
+  ),
+  fc.tuple(i, fc.integer({ min: -8, max: 8 })).map(([t, d]) =>
+    onEntry(t, (e) => {
+      const o = e.data_offsets;
+      if (Array.isArray(o)) e.data_offsets = o.map((x) => (typeof x === "number" ? x + d : x));
+    }),
+  ),
+  fc.tuple(i, fc.integer({ min: 0, max: 3 })).map(([t, d]) =>
+    onEntry(t, (e) => {
+      const s = e.shape;
+      if (Array.isArray(s)) e.shape = d ? [...s, d] : s.slice(1);
+    }),
+  ),
+  fc.tuple(i, fc.string({ maxLength: 4 }), arbNumber).map(([t, k, v]) =>
+    onEntry(t, (e) => {
+      if (!["dtype", "shape", "data_offsets"].includes(k)) e[k] = v;
+    }),
+  ), // extra keys are ignored
+  fc.tuple(arbName, arbDtype, fc.array(arbNumber, { maxLength: 2 }), fc.array(arbNumber, { maxLength: 3 })).map(
+    ([n, d, s, o]): Mutation =>
+      (b) =>
+        rewrite(b, (h) => Object.fromEntries([...Object.entries(h), [n, { dtype: d, shape: s, data_offsets: o }]])),
+  ),
+  fc
+    .oneof(
+      fc.constant(undefined),
+      fc.dictionary(fc.string({ maxLength: 3 }), fc.oneof(fc.string({ maxLength: 3 }), arbNumber), { maxKeys: 2 }),
+      arbNumber,
+      fc.constant("x"),
+    )
+    .map(
+      (m): Mutation =>
+        (b) =>
+          rewrite(b, (h) =>
+            Object.fromEntries([...Object.entries(h).filter(([k]) => k !== "__metadata__"), ...(m === undefined ? [] : [["__metadata__", m]])]),
+          ),
+    ),
+  fc.constantFrom<unknown>([], [{ dtype: "F32", shape: [1], data_offsets: [0, 4] }], 7, "x", null, true).map(
+    (v): Mutation =>
+      (b) =>
+        rewrite(b, () => v),
+  ),
+  fc.integer({ min: 0, max: 9 }).map(
+    (pad): Mutation =>
+      (b) =>
+        rewrite(b, (h) => h, pad),
+  ), // trailing spaces are allowed
+  fc.constantFrom("\n", "\t", "\r", " ", "\uFEFF").chain((ws) =>
+    fc.boolean().map((lead): Mutation => (b) => {
+      const s = split(b);
+      return s ? assemble(lead ? ws + s.text : s.text + ws, s.data) : b;
+    }),
+  ),
   // the file's end, and its data
-  i.map((p): Mutation => (b) => b.slice(0, p % (b.length + 1))),
-  fc.uint8Array({ minLength: 1, maxLength: 16 }).map((x): Mutation => (b) => { const c = new Uint8Array(b.length + x.length); c.set(b); c.set(x, b.length); return c; }),
-  fc.tuple(i, fc.integer({ min: 0, max: 255 })).map(([p, v]): Mutation => (b) => { const s = split(b); const c = b.slice(); if (s && s.data.length) c[b.length - s.data.length + (p % s.data.length)] = v; return c; }),
+  i.map(
+    (p): Mutation =>
+      (b) =>
+        b.slice(0, p % (b.length + 1)),
+  ),
+  fc.uint8Array({ minLength: 1, maxLength: 16 }).map((x): Mutation => (b) => {
+    const c = new Uint8Array(b.length + x.length);
+    c.set(b);
+    c.set(x, b.length);
+    return c;
+  }),
+  fc.tuple(i, fc.integer({ min: 0, max: 255 })).map(([p, v]): Mutation => (b) => {
+    const s = split(b);
+    const c = b.slice();
+    if (s && s.data.length) c[b.length - s.data.length + (p % s.data.length)] = v;
+    return c;
+  }),
 );
 
 // ---------- properties (10 000 cases in all) ----------
@@ -308,7 +433,14 @@ test("fuzz: arbitrary bytes and arbitrary JSON headers over arbitrary data never
 // ---------- the cases of issue 15, one by one ----------
 
 /** A small valid file: one F32 tensor "w" of 16 values, then "x" of 2. */
-const small = () => encodeSafetensors({ w: hostTensor(Float32Array.from({ length: 16 }, (_, k) => k), [16]), x: hostTensor([1, 2], [2]) });
+const small = () =>
+  encodeSafetensors({
+    w: hostTensor(
+      Float32Array.from({ length: 16 }, (_, k) => k),
+      [16],
+    ),
+    x: hostTensor([1, 2], [2]),
+  });
 
 /** The refusal of `bytes`: a CheckpointError (asserted), with its message. */
 function refusal(bytes: Uint8Array): string {
@@ -327,7 +459,10 @@ test("negative data_offsets ([-64, 0]) are refused naming the tensor (they used 
 test("fractional data_offsets are refused naming the tensor", () => {
   const m = refusal(rewrite(small(), (h) => ({ ...h, w: { dtype: "F32", shape: [16], data_offsets: [0.5, 64.5] } })));
   assert.match(m, /tensor "w": data_offsets \[0\.5,64\.5\] are not two non-negative integers/);
-  assert.match(refusal(rewrite(small(), (h) => ({ ...h, w: { dtype: "F32", shape: [15.5, 1], data_offsets: [0, 64] } }))), /tensor "w": shape \[15\.5,1\] is not a list of non-negative integers/);
+  assert.match(
+    refusal(rewrite(small(), (h) => ({ ...h, w: { dtype: "F32", shape: [15.5, 1], data_offsets: [0, 64] } }))),
+    /tensor "w": shape \[15\.5,1\] is not a list of non-negative integers/,
+  );
 });
 
 test("a header that is a JSON array is refused as such (not with an io-ts report)", () => {
@@ -339,25 +474,93 @@ test("a header that is a JSON array is refused as such (not with an io-ts report
 test("the other rules, each refused with the tensor or field at fault", () => {
   const cases: [Uint8Array, RegExp][] = [
     [new Uint8Array(5), /5 bytes, fewer than the 8/],
-    [(() => { const b = small(); new DataView(b.buffer).setBigUint64(0, BigInt(MAX_HEADER_BYTES) + 1n, true); return b; })(), /over the format's limit of 100000000 bytes/],
-    [(() => { const b = small(); new DataView(b.buffer).setBigUint64(0, BigInt(b.length - 7), true); return b; })(), /runs past the end of the file/],
-    [rewrite(small(), (h) => ({ ...h, w: { dtype: "F32", shape: [16], data_offsets: [0, 60] } })), /tensor "w": data_offsets \[0, 60\] hold 60 bytes, but F32\[16\] takes 64/],
+    [
+      (() => {
+        const b = small();
+        new DataView(b.buffer).setBigUint64(0, BigInt(MAX_HEADER_BYTES) + 1n, true);
+        return b;
+      })(),
+      /over the format's limit of 100000000 bytes/,
+    ],
+    [
+      (() => {
+        const b = small();
+        new DataView(b.buffer).setBigUint64(0, BigInt(b.length - 7), true);
+        return b;
+      })(),
+      /runs past the end of the file/,
+    ],
+    [
+      rewrite(small(), (h) => ({ ...h, w: { dtype: "F32", shape: [16], data_offsets: [0, 60] } })),
+      /tensor "w": data_offsets \[0, 60\] hold 60 bytes, but F32\[16\] takes 64/,
+    ],
     [rewrite(small(), (h) => ({ ...h, w: { dtype: "F32", shape: [16], data_offsets: [64, 0] } })), /tensor "w": data_offsets \[64, 0\] begin after they end/],
-    [rewrite(small(), (h) => ({ ...h, x: { dtype: "F32", shape: [2], data_offsets: [60, 68] } })), /tensor "x": .* previous tensor "w" ends at byte 64 \(an overlap\)/],
+    [
+      rewrite(small(), (h) => ({ ...h, x: { dtype: "F32", shape: [2], data_offsets: [60, 68] } })),
+      /tensor "x": .* previous tensor "w" ends at byte 64 \(an overlap\)/,
+    ],
     [rewrite(small(), (h) => ({ ...h, w: { dtype: "F32", shape: [15], data_offsets: [4, 64] } })), /tensor "w": .*data section starts at byte 0 \(a gap\)/],
-    [rewrite(small(), (h) => ({ ...h, x: { dtype: "F32", shape: [1], data_offsets: [64, 68] } })), /tensor "x": is the last, ending at byte 68, but the data section holds 72 bytes/],
-    [(() => { const b = small(); return b.slice(0, b.length - 1); })(), /tensor "x": runs past the end of the file/],
-    [(() => { const b = small(); const c = new Uint8Array(b.length + 3); c.set(b); return c; })(), /tensor "x": is the last, ending at byte 72, but the data section holds 75 bytes/],
-    [rewrite(small(), (h) => ({ ...h, w: { dtype: "F16", shape: [32], data_offsets: [0, 64] } })), /tensor "w": dtype F16 is a safetensors dtype wgrad does not load/],
+    [
+      rewrite(small(), (h) => ({ ...h, x: { dtype: "F32", shape: [1], data_offsets: [64, 68] } })),
+      /tensor "x": is the last, ending at byte 68, but the data section holds 72 bytes/,
+    ],
+    [
+      (() => {
+        const b = small();
+        return b.slice(0, b.length - 1);
+      })(),
+      /tensor "x": runs past the end of the file/,
+    ],
+    [
+      (() => {
+        const b = small();
+        const c = new Uint8Array(b.length + 3);
+        c.set(b);
+        return c;
+      })(),
+      /tensor "x": is the last, ending at byte 72, but the data section holds 75 bytes/,
+    ],
+    [
+      rewrite(small(), (h) => ({ ...h, w: { dtype: "F16", shape: [32], data_offsets: [0, 64] } })),
+      /tensor "w": dtype F16 is a safetensors dtype wgrad does not load/,
+    ],
     [rewrite(small(), (h) => ({ ...h, w: { dtype: "f32", shape: [16], data_offsets: [0, 64] } })), /tensor "w": dtype "f32" is not a safetensors dtype/],
     [rewrite(small(), (h) => ({ ...h, w: { shape: [16], data_offsets: [0, 64] } })), /tensor "w": dtype missing is not a safetensors dtype/],
     [rewrite(small(), (h) => ({ ...h, w: 3 })), /tensor "w": the header entry is 3, not an object/],
     [rewrite(small(), (h) => ({ ...h, __metadata__: { epoch: 3 } })), /__metadata__ "epoch" is 3, not a string/],
     [rewrite(small(), (h) => ({ ...h, __metadata__: ["a"] })), /__metadata__ is \["a"\], not an object of strings/],
-    [(() => { const s = split(small()); assert.ok(s); return assemble(`\n${s.text}`, s.data); })(), /white space around its JSON object/],
-    [(() => { const s = split(small()); assert.ok(s); return assemble(`${s.text}\n`, s.data); })(), /white space around its JSON object/],
-    [(() => { const s = split(small()); assert.ok(s); return assemble(`\uFEFF${s.text}`, s.data); })(), /not JSON/],
-    [(() => { const b = small(); b[9] = 0xff; return b; })(), /not valid UTF-8/],
+    [
+      (() => {
+        const s = split(small());
+        assert.ok(s);
+        return assemble(`\n${s.text}`, s.data);
+      })(),
+      /white space around its JSON object/,
+    ],
+    [
+      (() => {
+        const s = split(small());
+        assert.ok(s);
+        return assemble(`${s.text}\n`, s.data);
+      })(),
+      /white space around its JSON object/,
+    ],
+    [
+      (() => {
+        const s = split(small());
+        assert.ok(s);
+        return assemble(`\uFEFF${s.text}`, s.data);
+      })(),
+      /not JSON/,
+    ],
+    [
+      (() => {
+        const b = small();
+        b[9] = 0xff;
+        return b;
+      })(),
+      /not valid UTF-8/,
+    ],
     [assemble(JSON.stringify({}), new Uint8Array(4)), /lists no tensors but 4 bytes of data follow/],
     [assemble(JSON.stringify({ m: { dtype: "BOOL", shape: [2], data_offsets: [0, 2] } }), Uint8Array.of(1, 2)), /tensor "m": BOOL element 1 is the byte 2/],
   ];
@@ -415,7 +618,10 @@ test("the checkpoint loader: I32 where the model needs F32, NaN weights and nega
   await loadCheckpoint(join(dir, "ok.safetensors"));
 
   // I32 for F32: the same byte length, so the format is fine; the loader knows the model's dtype.
-  const asI32 = rewrite(bytes, (h) => ({ ...h, "teacher.backbone.pos_embed": { ...(isObj(h["teacher.backbone.pos_embed"]) ? h["teacher.backbone.pos_embed"] : {}), dtype: "I32" } }));
+  const asI32 = rewrite(bytes, (h) => ({
+    ...h,
+    "teacher.backbone.pos_embed": { ...(isObj(h["teacher.backbone.pos_embed"]) ? h["teacher.backbone.pos_embed"] : {}), dtype: "I32" },
+  }));
   assert.ok(E.isRight(decodeSafetensors(asI32)), "format-valid");
   const e1 = await loadRefusal(dir, "i32.safetensors", asI32);
   assert.equal(e1.tensor, "teacher.backbone.pos_embed");
@@ -425,12 +631,18 @@ test("the checkpoint loader: I32 where the model needs F32, NaN weights and nega
   const nan = Object.fromEntries(Object.entries(tensors).map(([k, t]) => [k, t.dtype === "f32" ? hostTensor(new Float32Array(t.size).fill(NaN), t.shape) : t]));
   const e2 = await loadRefusal(dir, "nan.safetensors", encodeSafetensors(nan, metadata));
   assert.ok(e2.tensor && Object.hasOwn(tensors, e2.tensor), String(e2.tensor));
-  assert.ok(e2.message.includes(`tensor "${e2.tensor}": holds ${tensors[e2.tensor].size} non-finite values (NaN or ±Infinity) among ${tensors[e2.tensor].size}`), e2.message);
+  assert.ok(
+    e2.message.includes(`tensor "${e2.tensor}": holds ${tensors[e2.tensor].size} non-finite values (NaN or ±Infinity) among ${tensors[e2.tensor].size}`),
+    e2.message,
+  );
   // One Infinity in one teacher weight is enough, and named.
   const name = "teacher.backbone.blocks.0.attn.qkv.weight";
   const one = hostTensor(Float32Array.from(tensors[name].data), tensors[name].shape);
   one.data[3] = -Infinity;
-  assert.throws(() => stateFromCheckpoint(like, { ...tensors, [name]: one }, "ck.safetensors"), (e: unknown) => e instanceof CheckpointError && e.message.includes(`ck.safetensors: tensor "${name}": holds 1 non-finite values`));
+  assert.throws(
+    () => stateFromCheckpoint(like, { ...tensors, [name]: one }, "ck.safetensors"),
+    (e: unknown) => e instanceof CheckpointError && e.message.includes(`ck.safetensors: tensor "${name}": holds 1 non-finite values`),
+  );
   assert.doesNotThrow(() => stateFromCheckpoint(like, tensors));
 
   // Negative offsets: through `wgrad eval`, which used to read header text as weights and exit 0.
@@ -443,7 +655,10 @@ test("the checkpoint loader: I32 where the model needs F32, NaN weights and nega
   let code = 0;
   let stderr = "";
   try {
-    execFileSync(process.execPath, ["--import", "tsx", "src/cli/main.ts", "eval", "--checkpoint", join(dir, "neg.safetensors")], { stdio: "pipe", encoding: "utf8" });
+    execFileSync(process.execPath, ["--import", "tsx", "src/cli/main.ts", "eval", "--checkpoint", join(dir, "neg.safetensors")], {
+      stdio: "pipe",
+      encoding: "utf8",
+    });
   } catch (e) {
     const x = e as { status: number; stderr: string };
     [code, stderr] = [x.status, x.stderr];

@@ -29,7 +29,10 @@ test("config: defaults decode; a bad field is named with its value and the expec
   assert.ok(E.isLeft(weight) && /lambda2: got -1, expected NonNegativeNumber/.test(weight.left.message));
   const targets = decodeConfig({ teacherTargets: "swav" });
   assert.ok(E.isLeft(targets) && /teacherTargets: got "swav"/.test(targets.left.message));
-  assert.equal(Object.keys(DEFAULT_CONFIG).length, Object.keys(decodeConfig()._tag === "Right" ? (decodeConfig() as E.Right<typeof DEFAULT_CONFIG>).right : {}).length);
+  assert.equal(
+    Object.keys(DEFAULT_CONFIG).length,
+    Object.keys(decodeConfig()._tag === "Right" ? (decodeConfig() as E.Right<typeof DEFAULT_CONFIG>).right : {}).length,
+  );
 });
 
 test("config: --recipe paper is spec §10 with the official epoch schedules; flags still override it; an unknown recipe is named", () => {
@@ -50,9 +53,12 @@ test("config: --recipe paper is spec §10 with the official epoch schedules; fla
 
 test("safetensors: round trip with metadata, written atomically; a corrupt header names the problem", async () => {
   const tensors = {
-    "backbone.pos_embed": w.hostTensor(Float32Array.from({ length: 12 }, (_, i) => i / 3), [1, 3, 4]),
-    "step": w.hostTensor([7], [1], "i32"),
-    "mask": w.hostTensor([1, 0, 1], [3], "bool"),
+    "backbone.pos_embed": w.hostTensor(
+      Float32Array.from({ length: 12 }, (_, i) => i / 3),
+      [1, 3, 4],
+    ),
+    step: w.hostTensor([7], [1], "i32"),
+    mask: w.hostTensor([1, 0, 1], [3], "bool"),
   };
   const dir = mkdtempSync(join(tmpdir(), "st-"));
   const path = join(dir, "ckpt.safetensors");
@@ -142,7 +148,10 @@ test("checkpoints use the official iBOT names and PyTorch layouts", async () => 
   const cfg: w.IbotModelConfig = {
     vit: { imageSize: 8, channels: 1, patchSize: 4, width: 8, depth: 1, heads: 2, mlpRatio: 2, qkvBias: true },
     head: { inDim: 8, hiddenDim: 16, bottleneckDim: 4, outDim: 6 },
-    globalCrops: 2, localCrops: 0, dropPath: 0, clipGrad: 3,
+    globalCrops: 2,
+    localCrops: 0,
+    dropPath: 0,
+    clipGrad: 3,
   };
   const state = w.evaluate(() => {
     const student = w.initStudent(w.randomKey(0), cfg);

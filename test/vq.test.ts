@@ -12,7 +12,9 @@ const close = (a: ArrayLike<number>, b: ArrayLike<number>, tol = 1e-9) => {
 };
 
 test("quantize picks the nearest code (against brute force)", () => {
-  const arb = fc.tuple(fc.integer({ min: 1, max: 6 }), fc.integer({ min: 2, max: 7 }), fc.integer({ min: 1, max: 4 })).chain(([n, k, d]) => fc.tuple(arbTensor([n, d]), arbTensor([k, d])));
+  const arb = fc
+    .tuple(fc.integer({ min: 1, max: 6 }), fc.integer({ min: 2, max: 7 }), fc.integer({ min: 1, max: 4 }))
+    .chain(([n, k, d]) => fc.tuple(arbTensor([n, d]), arbTensor([k, d])));
   fc.assert(
     fc.property(arb, ([z, e]) => {
       const idx = w.evaluate((a: Tensor, b: Tensor) => w.quantize(a, b).indices, z, e);
@@ -37,7 +39,9 @@ test("straight-through: the quantised values, with the identity gradient to z an
       const f = (x: Tensor, y: Tensor) => w.sum(w.mul(w.quantize(x, y).straightThrough, c));
       return [w.quantize(a, b).straightThrough, ...w.grad(f, { argnums: [0, 1] })(a, b)];
     },
-    z, e, wt,
+    z,
+    e,
+    wt,
   );
   close(val.data, [0, 1, 1, 0]);
   close(gz.data, [1, 2, 3, 4]);
@@ -49,21 +53,46 @@ test("the loss puts β on the commitment term (standard) or on the codebook term
   const e = w.hostTensor(new Float64Array([0, 1, 1, 0]), [2, 2], "f64");
   for (const placement of ["standard", "seed"] as const) {
     const [gz, ge] = w.evaluate(
-      (a: Tensor, b: Tensor) => w.grad((x: Tensor, y: Tensor) => w.vqLoss(x, w.quantize(x, y).codes, { beta: 0.25, placement }).loss, { argnums: [0, 1] })(a, b),
-      z, e,
+      (a: Tensor, b: Tensor) =>
+        w.grad((x: Tensor, y: Tensor) => w.vqLoss(x, w.quantize(x, y).codes, { beta: 0.25, placement }).loss, { argnums: [0, 1] })(a, b),
+      z,
+      e,
     );
     // Codes 0 and 1 are the nearest of rows 0 and 1: d‖a−b‖²/da / (N·D) = 2(a−b)/4.
     const diff = [0.1, -0.1, 0.2, -0.3];
     const [zw, ew] = placement === "standard" ? [0.25, 1] : [1, 0.25];
-    close(gz.data, diff.map((v) => (zw * 2 * v) / 4));
-    close(ge.data, diff.map((v) => (-ew * 2 * v) / 4));
+    close(
+      gz.data,
+      diff.map((v) => (zw * 2 * v) / 4),
+    );
+    close(
+      ge.data,
+      diff.map((v) => (-ew * 2 * v) / 4),
+    );
   }
 });
 
 test("EMA codebook update with Laplace smoothing, by hand", () => {
   const [counts, sums, codebook] = w.evaluate(() => {
-    const state = { counts: w.constant([1, 1, 1], "f64"), sums: w.constant([[1, 0], [0, 1], [1, 1]], "f64") };
-    const z = w.constant([[2, 0], [4, 0], [0, 2]], "f64");
+    const state = {
+      counts: w.constant([1, 1, 1], "f64"),
+      sums: w.constant(
+        [
+          [1, 0],
+          [0, 1],
+          [1, 1],
+        ],
+        "f64",
+      ),
+    };
+    const z = w.constant(
+      [
+        [2, 0],
+        [4, 0],
+        [0, 2],
+      ],
+      "f64",
+    );
     const r = w.emaCodebookUpdate(state, z, w.constant([0, 0, 1], "i32"), 0.5, 1e-5);
     return [r.state.counts, r.state.sums, r.codebook];
   });
@@ -87,7 +116,14 @@ test("code usage: perplexity K when uniform, 1 when collapsed; the share of code
 // ---- The VQ variant of iBOT's patch targets (spec §11) ----
 
 const vqCfg = (o: Partial<w.VqTokenizerConfig> = {}): w.VqTokenizerConfig => ({
-  codebooks: [6, 4], beta: 0.25, placement: "standard", alpha: 1, ema: false, decay: 0.9, deadThreshold: 0, ...o,
+  codebooks: [6, 4],
+  beta: 0.25,
+  placement: "standard",
+  alpha: 1,
+  ema: false,
+  decay: 0.9,
+  deadThreshold: 0,
+  ...o,
 });
 
 test("VQ patch loss: hard targets are the teacher's nearest codes; −log p at masked positions, per image then over images", () => {
@@ -98,8 +134,17 @@ test("VQ patch loss: hard targets are the teacher's nearest codes; −log p at m
     const teacherZ = w.normal(w.randomKey(2), [gb, n, d], "f64");
     const vq = w.initVq(w.randomKey(3), d, cfg);
     const teacher = { codebooks: [w.cast(w.normal(w.randomKey(4), [5, d]), "f64")], predictors: vq.predictors };
-    const student = { codebooks: vq.codebooks.map((e) => w.cast(e, "f64")), predictors: vq.predictors.map((p) => ({ w: w.cast(p.w, "f64"), b: w.cast(p.b!, "f64") })) };
-    const masks = w.constant([[1, 0, 1], [0, 0, 0]], "f64");
+    const student = {
+      codebooks: vq.codebooks.map((e) => w.cast(e, "f64")),
+      predictors: vq.predictors.map((p) => ({ w: w.cast(p.w, "f64"), b: w.cast(p.b!, "f64") })),
+    };
+    const masks = w.constant(
+      [
+        [1, 0, 1],
+        [0, 0, 0],
+      ],
+      "f64",
+    );
     const l = w.vqPatchLoss({ studentZ, teacherZ, masks, student, teacher }, cfg);
     return { l, studentZ, teacherZ, tc: teacher.codebooks[0], pw: student.predictors[0].w, pb: student.predictors[0].b };
   });
@@ -149,7 +194,10 @@ test("dead codes restart at teacher features of the batch; live codes and a zero
   const ema = run(1e9, true);
   for (let k = 0; k < 6; k++) {
     const code = Array.from(ema.u.codebooks[0].data.subarray(3 * k, 3 * k + 3));
-    assert.ok(rows.some((r) => r.split(",").every((v, c) => Math.abs(Number(v) - code[c]) < 1e-5)), `EMA code ${k}`);
+    assert.ok(
+      rows.some((r) => r.split(",").every((v, c) => Math.abs(Number(v) - code[c]) < 1e-5)),
+      `EMA code ${k}`,
+    );
   }
 });
 
@@ -171,19 +219,48 @@ describe("iBOT with VQ tokens", () => {
     const specOf = (t: w.HostTensor) => w.spec(t.shape, t.dtype);
     const stateSpec = w.mapTree(init as unknown as w.Tree<w.HostTensor>, (x): x is w.HostTensor => x instanceof w.HostTensor, specOf);
     const batchSpec = { globals: w.spec([2 * B, 1, 8, 8]), locals: w.spec([B, 1, 4, 4]), masks: w.spec([2 * B, 4]) };
-    const schedSpec = { lr: w.spec([]), weightDecay: w.spec([]), momentum: w.spec([]), teacherTemp: w.spec([]), teacherPatchTemp: w.spec([]), step: w.spec([]), lastLayerStep: w.spec([]), key: w.spec([2], "i32") };
-    const exe = w.compile((st: w.IbotState, b: w.IbotBatch, s: w.IbotSchedule) => w.ibotStep(st, b, s, cfg), [stateSpec, batchSpec, schedSpec] as never) as unknown as { run: (...a: unknown[]) => unknown };
+    const schedSpec = {
+      lr: w.spec([]),
+      weightDecay: w.spec([]),
+      momentum: w.spec([]),
+      teacherTemp: w.spec([]),
+      teacherPatchTemp: w.spec([]),
+      step: w.spec([]),
+      lastLayerStep: w.spec([]),
+      key: w.spec([2], "i32"),
+    };
+    const exe = w.compile((st: w.IbotState, b: w.IbotBatch, s: w.IbotSchedule) => w.ibotStep(st, b, s, cfg), [
+      stateSpec,
+      batchSpec,
+      schedSpec,
+    ] as never) as unknown as { run: (...a: unknown[]) => unknown };
     const batch = w.evaluate(() => {
       const x = w.uniform(w.randomKey(2), [B, 1, 8, 8]);
-      return { globals: w.concat([x, x], 0), locals: w.mean(w.reshape(x, [B, 1, 4, 2, 4, 2]), [3, 5]), masks: w.cast(w.bernoulli(w.randomKey(5), 0.5, [2 * B, 4]), "f32") };
+      return {
+        globals: w.concat([x, x], 0),
+        locals: w.mean(w.reshape(x, [B, 1, 4, 2, 4, 2]), [3, 5]),
+        masks: w.cast(w.bernoulli(w.randomKey(5), 0.5, [2 * B, 4]), "f32"),
+      };
     });
-    type Out = { state: w.IbotState; metrics: { loss: w.HostTensor; patch: w.HostTensor; tokenizer: w.HostTensor; restarts: w.HostTensor; tokenCounts: w.HostTensor[] } };
+    type Out = {
+      state: w.IbotState;
+      metrics: { loss: w.HostTensor; patch: w.HostTensor; tokenizer: w.HostTensor; restarts: w.HostTensor; tokenCounts: w.HostTensor[] };
+    };
     let state: unknown = init;
     const losses: number[] = [];
     const recon: number[] = [];
     let last: Out | null = null;
     for (let i = 1; i <= 30; i++) {
-      const sched = { lr: 2e-3, weightDecay: 0.04, momentum: 0.9, teacherTemp: 0.04, teacherPatchTemp: 0.07, step: i, lastLayerStep: i, key: new Int32Array([0, i]) };
+      const sched = {
+        lr: 2e-3,
+        weightDecay: 0.04,
+        momentum: 0.9,
+        teacherTemp: 0.04,
+        teacherPatchTemp: 0.07,
+        step: i,
+        lastLayerStep: i,
+        key: new Int32Array([0, i]),
+      };
       last = exe.run(state, batch, sched) as Out;
       losses.push(last.metrics.loss.item());
       recon.push(last.metrics.patch.item());
@@ -193,8 +270,16 @@ describe("iBOT with VQ tokens", () => {
     // The reconstruction of the momentum tokenizer's tokens is learned (until the moving tokenizer changes a target; the [CLS] part oscillates with its centre on a fixed batch).
     assert.ok(Math.min(...recon.slice(0, 20)) < recon[0] * 0.92, `reconstruction loss ${recon.map((l) => l.toFixed(3)).join(" ")}`);
     const counts = last!.metrics.tokenCounts;
-    assert.deepEqual(counts.map((c) => c.size), [6, 4]);
-    for (const c of counts) assert.equal([...c.data].reduce((a, b) => a + b), 2 * B * 4, "every patch has one token per head");
+    assert.deepEqual(
+      counts.map((c) => c.size),
+      [6, 4],
+    );
+    for (const c of counts)
+      assert.equal(
+        [...c.data].reduce((a, b) => a + b),
+        2 * B * 4,
+        "every patch has one token per head",
+      );
     assert.ok(Number.isFinite(last!.metrics.tokenizer.item()));
     assert.equal(last!.metrics.restarts.item(), 0);
     // The teacher's codebook is an EMA of the student's: it moved, and not onto the student's.
@@ -208,7 +293,16 @@ describe("iBOT with VQ tokens", () => {
     const g = w.evaluate(() => {
       const st = w.initIbotState(w.randomKey(3), cfg);
       const batch = { globals: w.uniform(w.randomKey(2), [2 * B, 1, 8, 8]), locals: w.uniform(w.randomKey(3), [B, 1, 4, 4]), masks: w.full([2 * B, 4], 1) };
-      const s = { lr: w.scalar(0), weightDecay: w.scalar(0), momentum: w.scalar(1), teacherTemp: w.scalar(0.04), teacherPatchTemp: w.scalar(0.07), step: w.scalar(1), lastLayerStep: w.scalar(1), key: w.randomKey(4) };
+      const s = {
+        lr: w.scalar(0),
+        weightDecay: w.scalar(0),
+        momentum: w.scalar(1),
+        teacherTemp: w.scalar(0.04),
+        teacherPatchTemp: w.scalar(0.07),
+        step: w.scalar(1),
+        lastLayerStep: w.scalar(1),
+        key: w.randomKey(4),
+      };
       const loss = (student: w.StudentParams, teacher: w.TeacherParams) => w.studentLoss(student, teacher, st.centers, batch, s, cfg)[0];
       return w.grad(loss, { argnums: [0, 1] })(st.student, st.teacher);
     });
@@ -227,7 +321,10 @@ describe("iBOT with VQ tokens", () => {
     assert.deepEqual(t["teacher.vq.predictors.0.weight"].shape, [6, 8]);
     assert.ok(t["wgrad.vq.usage.0"]);
     const back = stateFromCheckpoint(st, t);
-    assert.deepEqual([...(back.student.vq!.predictors[0].w as unknown as w.HostTensor).data], [...(st.student.vq!.predictors[0].w as unknown as w.HostTensor).data]);
+    assert.deepEqual(
+      [...(back.student.vq!.predictors[0].w as unknown as w.HostTensor).data],
+      [...(st.student.vq!.predictors[0].w as unknown as w.HostTensor).data],
+    );
     assert.deepEqual([...(back.vq!.usage[1] as unknown as w.HostTensor).data], [...(st.vq!.usage[1] as unknown as w.HostTensor).data]);
   });
 });

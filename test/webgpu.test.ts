@@ -57,7 +57,12 @@ async function checkGraph(g: RandomGraph) {
   const specs32 = g.inputs.map((x) => w.spec(x.shape, "f32"));
   const gpu = w.compile((...xs: Tensor[]) => g.build(...xs), specs32, { backend: ctx });
   const outs = gpu.run(...g.inputs) as GpuArray[];
-  const ref = w.compile((...xs: Tensor[]) => g.build(...xs), g.inputs.map((x) => w.spec(x.shape, "f64"))).run(...g.inputs.map(asF64)) as HostTensor[];
+  const ref = w
+    .compile(
+      (...xs: Tensor[]) => g.build(...xs),
+      g.inputs.map((x) => w.spec(x.shape, "f64")),
+    )
+    .run(...g.inputs.map(asF64)) as HostTensor[];
   for (let i = 0; i < outs.length; i++) assertClose(await read(outs[i]), ref[i].data, `output ${i} of ${g.ops.join("; ")}`);
   outs.forEach((o) => o.dispose());
   gpu.dispose();
@@ -78,8 +83,7 @@ describe("webgpu agrees with the CPU float64 reference", () => {
     // A random shape, and two random regroupings of its prime factors (with unit axes mixed in).
     const primes = (n: number) => {
       const f: number[] = [];
-      for (let p = 2; n > 1; p++)
-        for (; n % p === 0; n /= p) f.push(p);
+      for (let p = 2; n > 1; p++) for (; n % p === 0; n /= p) f.push(p);
       return f;
     };
     const regroup = (size: number, picks: readonly number[]) => {
@@ -95,7 +99,10 @@ describe("webgpu agrees with the CPU float64 reference", () => {
         const size = shape.reduce((a, b) => a * b, 1);
         const [s1, s2] = [regroup(size, r1), regroup(size, r2)];
         const f = (x: Tensor) => w.transpose(w.reshape(w.transpose(w.reshape(w.neg(x), s1), perm(s1.length, p1)), s2), perm(s2.length, p2));
-        const x = w.hostTensor(Float32Array.from({ length: size }, (_, i) => i + 1), shape);
+        const x = w.hostTensor(
+          Float32Array.from({ length: size }, (_, i) => i + 1),
+          shape,
+        );
         const out = w.compile(f, [w.spec(shape)], { backend: ctx }).run(x) as GpuArray;
         const want = w.compile(f, [w.spec(shape)]).run(x) as HostTensor;
         assert.deepEqual(await read(out), [...want.data], `${shape} → ${s1} → ${s2}`);
@@ -132,35 +139,107 @@ describe("webgpu agrees with the CPU float64 reference", () => {
   });
 
   test("every composite", async () => {
-    const x = w.hostTensor(Float32Array.from({ length: 2 * 5 * 6 }, (_, i) => Math.sin(i * 1.7) * 2), [2, 5, 6]);
-    const wq = w.hostTensor(Float32Array.from({ length: 6 * 18 }, (_, i) => Math.cos(i) * 0.3), [6, 18]);
-    const wo = w.hostTensor(Float32Array.from({ length: 36 }, (_, i) => Math.sin(i) * 0.3), [6, 6]);
+    const x = w.hostTensor(
+      Float32Array.from({ length: 2 * 5 * 6 }, (_, i) => Math.sin(i * 1.7) * 2),
+      [2, 5, 6],
+    );
+    const wq = w.hostTensor(
+      Float32Array.from({ length: 6 * 18 }, (_, i) => Math.cos(i) * 0.3),
+      [6, 18],
+    );
+    const wo = w.hostTensor(
+      Float32Array.from({ length: 36 }, (_, i) => Math.sin(i) * 0.3),
+      [6, 6],
+    );
     const labels = w.hostTensor([0, 5, 2, 3, 1, 4, 4, 0, 1, 2], [2, 5], "i32");
     const f = (t: Tensor, a: Tensor, o: Tensor, l: Tensor) => [
-      w.softmax(t), w.logSoftmax(t, 1), w.logSumExp(t, [0, 2]), w.layerNorm(t, undefined, undefined, 1e-6), w.gelu(t), w.geluTanh(t), w.sigmoid(t),
-      w.l2Normalize(t), w.crossEntropy(t, l), w.crossEntropy(t, w.softmax(w.neg(t))), w.oneHot(l, 6), w.mean(t, 1), w.variance(t, [0, 1]),
-      w.multiHeadAttention(t, { wQkv: a, wOut: o }, 2), w.erfinv(w.tanh(t)), w.relu(t), w.min(t, -1), w.linear(t, o),
+      w.softmax(t),
+      w.logSoftmax(t, 1),
+      w.logSumExp(t, [0, 2]),
+      w.layerNorm(t, undefined, undefined, 1e-6),
+      w.gelu(t),
+      w.geluTanh(t),
+      w.sigmoid(t),
+      w.l2Normalize(t),
+      w.crossEntropy(t, l),
+      w.crossEntropy(t, w.softmax(w.neg(t))),
+      w.oneHot(l, 6),
+      w.mean(t, 1),
+      w.variance(t, [0, 1]),
+      w.multiHeadAttention(t, { wQkv: a, wOut: o }, 2),
+      w.erfinv(w.tanh(t)),
+      w.relu(t),
+      w.min(t, -1),
+      w.linear(t, o),
     ];
     const specs = [w.spec(x.shape), w.spec(wq.shape), w.spec(wo.shape), w.spec(labels.shape, "i32")];
     const outs = w.compile(f, specs, { backend: ctx }).run(x, wq, wo, labels);
-    const ref = w.compile((t: Tensor, a: Tensor, o: Tensor, l: Tensor) => f(w.cast(t, "f64"), w.cast(a, "f64"), w.cast(o, "f64"), l), specs).run(x, wq, wo, labels);
+    const ref = w
+      .compile((t: Tensor, a: Tensor, o: Tensor, l: Tensor) => f(w.cast(t, "f64"), w.cast(a, "f64"), w.cast(o, "f64"), l), specs)
+      .run(x, wq, wo, labels);
     for (let i = 0; i < outs.length; i++) assertClose(await read(outs[i]), ref[i].data, `composite ${i}`, 1e-4, 1e-5);
   });
 
   test("every matmul tile configuration, with ragged, transposed, batched and broadcast operands and a fused epilogue", async () => {
     // lavapipe's subgroups have 8 lanes; without them the subgroup-broadcast kernels would go untested.
     assert.ok(ctx.subgroupSize >= 8, `the adapter offers subgroups of ${ctx.subgroupSize} lanes; these tests expect lavapipe's 8`);
-    const data = (shape: number[], seed: number) => w.hostTensor(Float32Array.from({ length: shape.reduce((p, q) => p * q, 1) }, (_, i) => Math.sin(i * 0.37 + seed) * 1.5), shape);
+    const data = (shape: number[], seed: number) =>
+      w.hostTensor(
+        Float32Array.from({ length: shape.reduce((p, q) => p * q, 1) }, (_, i) => Math.sin(i * 0.37 + seed) * 1.5),
+        shape,
+      );
     const cases: [string, number[][], (...t: Tensor[]) => Tensor][] = [
       ["plain, rows and columns not multiples of the tile", [[70, 36], [36, 44], [44]], (a, b, c) => w.gelu(w.add(w.matmul(a, b), c))],
-      ["A transposed", [[36, 72], [36, 20]], (a, b) => w.matmul(w.transpose(a), b)],
-      ["B transposed", [[40, 24], [28, 24]], (a, b) => w.mul(w.matmul(a, w.transpose(b)), 0.5)],
-      ["batched, broadcast over batch axes", [[2, 1, 34, 12], [3, 12, 16]], (a, b) => w.matmul(a, b)],
-      ["batched, both transposed", [[2, 20, 64], [2, 12, 20]], (a, b) => w.matmul(w.swapAxes(a), w.swapAxes(b))],
+      [
+        "A transposed",
+        [
+          [36, 72],
+          [36, 20],
+        ],
+        (a, b) => w.matmul(w.transpose(a), b),
+      ],
+      [
+        "B transposed",
+        [
+          [40, 24],
+          [28, 24],
+        ],
+        (a, b) => w.mul(w.matmul(a, w.transpose(b)), 0.5),
+      ],
+      [
+        "batched, broadcast over batch axes",
+        [
+          [2, 1, 34, 12],
+          [3, 12, 16],
+        ],
+        (a, b) => w.matmul(a, b),
+      ],
+      [
+        "batched, both transposed",
+        [
+          [2, 20, 64],
+          [2, 12, 20],
+        ],
+        (a, b) => w.matmul(w.swapAxes(a), w.swapAxes(b)),
+      ],
       // A reshape of stored data renames it, so both operands read their input buffers in place.
-      ["reshaped operands: rows regrouped, and K regrouped then transposed", [[3, 8, 6], [2, 6, 16]], (a, b) => w.matmul(w.transpose(w.reshape(b, [12, 16])), w.reshape(a, [12, 12]))],
+      [
+        "reshaped operands: rows regrouped, and K regrouped then transposed",
+        [
+          [3, 8, 6],
+          [2, 6, 16],
+        ],
+        (a, b) => w.matmul(w.transpose(w.reshape(b, [12, 16])), w.reshape(a, [12, 12])),
+      ],
       // Sizes that are not multiples of 4 take the general template, with rows shared the same way.
-      ["general template, K and N of 50 and 9, A broadcast, B transposed", [[3, 10, 50], [2, 3, 9, 50]], (a, b) => w.matmul(a, w.swapAxes(b))],
+      [
+        "general template, K and N of 50 and 9, A broadcast, B transposed",
+        [
+          [3, 10, 50],
+          [2, 3, 9, 50],
+        ],
+        (a, b) => w.matmul(a, w.swapAxes(b)),
+      ],
     ];
     // Three workgroup-memory configurations (the smallest, 64×64 and the largest tile) cover its
     // operand layouts here; the next test runs every one on random ragged shapes.
@@ -170,9 +249,18 @@ describe("webgpu agrees with the CPU float64 reference", () => {
     let tiledKernels = 0;
     for (const [what, shapes, f] of cases) {
       const xs = shapes.map((s, i) => data(s, i));
-      const ref = w.compile((...t: Tensor[]) => f(...t.map((u) => w.cast(u, "f64"))), shapes.map((s) => w.spec(s))).run(...xs) as HostTensor;
+      const ref = w
+        .compile(
+          (...t: Tensor[]) => f(...t.map((u) => w.cast(u, "f64"))),
+          shapes.map((s) => w.spec(s)),
+        )
+        .run(...xs) as HostTensor;
       for (const matmul of configs) {
-        const exe = w.compile(f, shapes.map((s) => w.spec(s)), { backend: ctx, matmul });
+        const exe = w.compile(
+          f,
+          shapes.map((s) => w.spec(s)),
+          { backend: ctx, matmul },
+        );
         assert.equal(exe.stats().kernels, 1, `${what}: one kernel`);
         if (exe.wgsl().includes("subgroupBroadcast")) broadcastKernels++;
         if (exe.wgsl().includes("var<workgroup> tileA")) tiledKernels++;
@@ -200,13 +288,30 @@ describe("webgpu agrees with the CPU float64 reference", () => {
     await fc.assert(
       fc.asyncProperty(arb, async ({ m, n, k, batch, transA, transB, tiles }) => {
         const lead = batch ? [batch] : [];
-        const shapes = [[...lead, ...(transA ? [k, m] : [m, k])], [...lead, ...(transB ? [n, k] : [k, n])]];
+        const shapes = [
+          [...lead, ...(transA ? [k, m] : [m, k])],
+          [...lead, ...(transB ? [n, k] : [k, n])],
+        ];
         const f = (a: Tensor, b: Tensor) => w.matmul(transA ? w.swapAxes(a) : a, transB ? w.swapAxes(b) : b);
-        const xs = shapes.map((s, i) => w.hostTensor(Float32Array.from({ length: s.reduce((p, q) => p * q, 1) }, (_, j) => Math.cos(j * 0.61 + i)), s));
-        const exe = w.compile(f, shapes.map((s) => w.spec(s)), { backend: ctx, matmul: tiles });
+        const xs = shapes.map((s, i) =>
+          w.hostTensor(
+            Float32Array.from({ length: s.reduce((p, q) => p * q, 1) }, (_, j) => Math.cos(j * 0.61 + i)),
+            s,
+          ),
+        );
+        const exe = w.compile(
+          f,
+          shapes.map((s) => w.spec(s)),
+          { backend: ctx, matmul: tiles },
+        );
         assert.match(exe.wgsl(), /var<workgroup> tileA/);
         const out = exe.run(...xs) as GpuArray;
-        const ref = w.compile((a: Tensor, b: Tensor) => f(w.cast(a, "f64"), w.cast(b, "f64")), shapes.map((s) => w.spec(s))).run(...xs) as HostTensor;
+        const ref = w
+          .compile(
+            (a: Tensor, b: Tensor) => f(w.cast(a, "f64"), w.cast(b, "f64")),
+            shapes.map((s) => w.spec(s)),
+          )
+          .run(...xs) as HostTensor;
         assertClose(await read(out), ref.data, `${JSON.stringify({ m, n, k, batch, transA, transB })} with tiles ${JSON.stringify(tiles)}`, 1e-4, 1e-4);
         out.dispose();
         exe.dispose();
@@ -219,10 +324,21 @@ describe("webgpu agrees with the CPU float64 reference", () => {
     const gpuLike = new w.GpuContext(ctx.device, "a GPU-like view of the same device", { cpu: false, subgroupSize: ctx.subgroupSize });
     assert.ok(defaultMatmul(gpuLike).bk !== undefined, "the default has a tile depth");
     const tiled = w.matmulCandidates(gpuLike).filter((p) => p.bk !== undefined);
-    assert.deepEqual(tiled, w.TILED_MATMUL_CANDIDATES.filter((p) => tiledFits(p, ctx.limits)));
+    assert.deepEqual(
+      tiled,
+      w.TILED_MATMUL_CANDIDATES.filter((p) => tiledFits(p, ctx.limits)),
+    );
     assert.ok(tiled.length > 0);
-    assert.ok(w.matmulCandidates(ctx).every((p) => p.bk === undefined), "a CPU adapter is offered none");
-    const limits = { maxComputeWorkgroupStorageSize: 16384, maxComputeInvocationsPerWorkgroup: 256, maxComputeWorkgroupSizeX: 256, maxComputeWorkgroupSizeY: 256 };
+    assert.ok(
+      w.matmulCandidates(ctx).every((p) => p.bk === undefined),
+      "a CPU adapter is offered none",
+    );
+    const limits = {
+      maxComputeWorkgroupStorageSize: 16384,
+      maxComputeInvocationsPerWorkgroup: 256,
+      maxComputeWorkgroupSizeX: 256,
+      maxComputeWorkgroupSizeY: 256,
+    };
     assert.ok(tiledFits({ tm: 8, tn: 8, wx: 16, wy: 16, bk: 16 }, limits), "16 KiB of tiles fit 16 KiB");
     assert.ok(!tiledFits({ tm: 8, tn: 8, wx: 16, wy: 16, bk: 32 }, limits), "32 KiB do not");
     assert.ok(!tiledFits({ tm: 4, tn: 4, wx: 32, wy: 16, bk: 16 }, limits), "512 threads exceed 256");
@@ -242,14 +358,24 @@ describe("webgpu agrees with the CPU float64 reference", () => {
   test("atan2(y, x) is Math.atan2 in all four quadrants and on the axes, broadcasting y against x", async () => {
     const xs = [3, 1, 1e-3, 0, -1e-3, -1, -3];
     const ys = [2, 0.5, 1e-4, -1e-4, -0.5, -2];
-    const onAxes = [[0, 1], [1, 0], [0, -1], [-1, 0], [0, 0]]; // [y, x]: 0, π/2, π, −π/2, and 0 at the origin (which WGSL leaves undefined)
+    const onAxes = [
+      [0, 1],
+      [1, 0],
+      [0, -1],
+      [-1, 0],
+      [0, 0],
+    ]; // [y, x]: 0, π/2, π, −π/2, and 0 at the origin (which WGSL leaves undefined)
     const f = (y: Tensor, x: Tensor, ay: Tensor, ax: Tensor) => [w.atan2(y, x), w.atan2(ay, ax)];
     const specs = [w.spec([ys.length, 1]), w.spec([xs.length]), w.spec([onAxes.length]), w.spec([onAxes.length])];
     const args = [ys, xs, onAxes.map((p) => p[0]), onAxes.map((p) => p[1])].map((v) => Float32Array.from(v));
     const [grid, axes] = w.compile(f, specs, { backend: ctx }).run(...args) as GpuArray[];
     const want = ys.flatMap((y) => xs.map((x) => Math.atan2(Math.fround(y), Math.fround(x))));
     assertClose(await read(grid), want, "atan2 over the quadrants"); // lavapipe's is within 2e-5 relative; WGSL allows 4096 ulp
-    assertClose(await read(axes), onAxes.map(([y, x]) => Math.atan2(y, x)), "atan2 on the axes");
+    assertClose(
+      await read(axes),
+      onAxes.map(([y, x]) => Math.atan2(y, x)),
+      "atan2 on the axes",
+    );
     grid.dispose();
     axes.dispose();
   });
@@ -263,11 +389,19 @@ describe("gradients on webgpu equal the CPU's", () => {
       return w.mean(w.crossEntropy(w.sum(z, 1), y));
     };
     const step = (p: Parameters<typeof block>[0], x: Tensor, y: Tensor) => w.valueAndGrad(block)(p, x, y);
-    const rnd = (shape: number[], s: number) => w.hostTensor(Float32Array.from({ length: shape.reduce((a, b) => a * b) }, (_, i) => Math.sin(i * 0.37 + s) * 0.5), shape);
+    const rnd = (shape: number[], s: number) =>
+      w.hostTensor(
+        Float32Array.from({ length: shape.reduce((a, b) => a * b) }, (_, i) => Math.sin(i * 0.37 + s) * 0.5),
+        shape,
+      );
     const p = { wqkv: rnd([8, 24], 1), wo: rnd([8, 8], 2), w1: rnd([8, 8], 3), b1: rnd([8], 4), g: rnd([8], 5) };
     const x = rnd([3, 4, 8], 6);
     const y = w.hostTensor([1, 7, 3], [3], "i32");
-    const specs = [{ wqkv: w.spec([8, 24]), wo: w.spec([8, 8]), w1: w.spec([8, 8]), b1: w.spec([8]), g: w.spec([8]) }, w.spec([3, 4, 8]), w.spec([3], "i32")] as const;
+    const specs = [
+      { wqkv: w.spec([8, 24]), wo: w.spec([8, 8]), w1: w.spec([8, 8]), b1: w.spec([8]), g: w.spec([8]) },
+      w.spec([3, 4, 8]),
+      w.spec([3], "i32"),
+    ] as const;
     const exe = w.compile(step, specs, { backend: ctx });
     const [loss, grads] = exe.run(p, x, y);
     const [refLoss, refGrads] = w.compile(step, specs).run(p, x, y);
@@ -285,16 +419,30 @@ describe("gradients on webgpu equal the CPU's", () => {
       const cfg: w.IbotModelConfig = {
         vit: { imageSize: 8, channels: 1, patchSize: 4, width: 8, depth: 1, heads: 2, mlpRatio: 2, qkvBias: true },
         head: { inDim: 8, hiddenDim: 16, bottleneckDim: 8, outDim: 16 },
-        globalCrops: 2, localCrops: 2, dropPath: 0.2, clipGrad: 3, ...(vq ? { vq } : {}),
+        globalCrops: 2,
+        localCrops: 2,
+        dropPath: 0.2,
+        clipGrad: 3,
+        ...(vq ? { vq } : {}),
       };
       const B = 3;
       const st = w.evaluate(() => w.initIbotState(w.randomKey(1), cfg));
-      const batch = w.evaluate(() => ({ globals: w.uniform(w.randomKey(2), [2 * B, 1, 8, 8]), locals: w.uniform(w.randomKey(3), [2 * B, 1, 4, 4]), masks: w.cast(w.bernoulli(w.randomKey(4), 0.5, [2 * B, 4]), "f32") }));
+      const batch = w.evaluate(() => ({
+        globals: w.uniform(w.randomKey(2), [2 * B, 1, 8, 8]),
+        locals: w.uniform(w.randomKey(3), [2 * B, 1, 4, 4]),
+        masks: w.cast(w.bernoulli(w.randomKey(4), 0.5, [2 * B, 4]), "f32"),
+      }));
       const sched = { lr: 0, weightDecay: 0, momentum: 1, teacherTemp: 0.04, teacherPatchTemp: 0.07, step: 1, lastLayerStep: 1, key: new Int32Array([0, 5]) };
       const isHost = (x: unknown): x is w.HostTensor => x instanceof w.HostTensor;
       const specOf = (x: unknown) => w.mapTree(x as w.Tree<w.HostTensor>, isHost, (t) => w.spec(t.shape, t.dtype));
       const f = (s: w.StudentParams, t: w.TeacherParams, c: w.Centers, b: w.IbotBatch, sc: w.IbotSchedule) =>
-        w.valueAndGrad((p: w.StudentParams) => { const [l, aux] = w.studentLoss(p, t, c, b, sc, cfg); return [l, { cls: aux.cls, patch: aux.patch }] as const; }, { hasAux: true })(s);
+        w.valueAndGrad(
+          (p: w.StudentParams) => {
+            const [l, aux] = w.studentLoss(p, t, c, b, sc, cfg);
+            return [l, { cls: aux.cls, patch: aux.patch }] as const;
+          },
+          { hasAux: true },
+        )(s);
       const specs = [specOf(st.student), specOf(st.teacher), specOf(st.centers), specOf(batch), w.scheduleSpec()] as never;
       const args = [st.student, st.teacher, st.centers, batch, sched];
       type Out = [[w.HostTensor | w.GpuArray, { cls: w.HostTensor | w.GpuArray; patch: w.HostTensor | w.GpuArray }], unknown];
@@ -313,11 +461,15 @@ describe("gradients on webgpu equal the CPU's", () => {
 
 describe("compiler", () => {
   test("a 10-op elementwise chain is one kernel; linear + bias + GELU is one kernel", () => {
-    const chain = w.compile((t: Tensor) => {
-      let y = t;
-      for (let i = 0; i < 5; i++) y = w.tanh(w.add(w.mul(y, 1.01), 0.1));
-      return y;
-    }, [w.spec([1 << 10])], { backend: ctx });
+    const chain = w.compile(
+      (t: Tensor) => {
+        let y = t;
+        for (let i = 0; i < 5; i++) y = w.tanh(w.add(w.mul(y, 1.01), 0.1));
+        return y;
+      },
+      [w.spec([1 << 10])],
+      { backend: ctx },
+    );
     assert.equal(chain.stats().kernels, 1);
     const lin = w.compile((t: Tensor, a: Tensor, b: Tensor) => w.gelu(w.linear(t, a, b)), [w.spec([64, 32]), w.spec([32, 48]), w.spec([48])], { backend: ctx });
     assert.equal(lin.kernelNames().length, 1);
@@ -333,12 +485,20 @@ describe("compiler", () => {
     assert.equal(exe.stats().kernels, 1);
     assert.match(exe.wgsl(), /var<storage, read_write> out: array<vec4<f32>>/);
     assert.match(exe.wgsl(), /var<storage, read> in\d: array<vec4<f32>>;[\s\S]*let q\d+ = in\d\[o\d+\]/, "s is loaded a vec4 at a time");
-    const xs = specs.map((sp, k) => w.hostTensor(Float32Array.from({ length: sp.shape[0] * sp.shape[1] }, (_, i) => Math.cos(i * 0.61 + k)), sp.shape));
+    const xs = specs.map((sp, k) =>
+      w.hostTensor(
+        Float32Array.from({ length: sp.shape[0] * sp.shape[1] }, (_, i) => Math.cos(i * 0.61 + k)),
+        sp.shape,
+      ),
+    );
     const p = exe.run(...xs) as GpuArray; // from host data: a fresh device array
     const before = (p as unknown as { buffer: unknown }).buffer;
     const next = exe.run(p, ...xs.slice(1)) as GpuArray;
     assert.equal((next as unknown as { buffer: unknown }).buffer, before, "updated in place");
-    const cpu = w.compile(f, specs.map((sp) => w.spec(sp.shape, "f64")));
+    const cpu = w.compile(
+      f,
+      specs.map((sp) => w.spec(sp.shape, "f64")),
+    );
     const xs64 = xs.map(asF64);
     const want = cpu.run(cpu.run(...xs64) as HostTensor, ...xs64.slice(1)) as HostTensor;
     assertClose(await read(next), want.data, "two SGD steps");
@@ -353,9 +513,17 @@ describe("compiler", () => {
     const f = (q: Tensor, k: Tensor) => w.matmul(w.splitHeads(q, 2), w.swapAxes(w.splitHeads(k, 2)));
     const specs = [w.spec([3, 50, 16]), w.spec([3, 50, 16])];
     const attn = w.compile(f, specs, { backend: ctx });
-    const mm = attn.wgsl().split(/\n(?=\/\/ k\d)/).find((k) => k.startsWith("// k") && /^\/\/ k\d+_matmul/.test(k))!;
+    const mm = attn
+      .wgsl()
+      .split(/\n(?=\/\/ k\d)/)
+      .find((k) => k.startsWith("// k") && /^\/\/ k\d+_matmul/.test(k))!;
     assert.match(mm, /var acc0_0 = vec4<f32>\(0\.0\)/, "the vec4 template");
-    const [q, k] = [0, 1].map((j) => w.hostTensor(Float32Array.from({ length: 2400 }, (_, i) => Math.sin(i * 0.37 + j)), [3, 50, 16]));
+    const [q, k] = [0, 1].map((j) =>
+      w.hostTensor(
+        Float32Array.from({ length: 2400 }, (_, i) => Math.sin(i * 0.37 + j)),
+        [3, 50, 16],
+      ),
+    );
     const want = w.compile((a: Tensor, b: Tensor) => f(w.cast(a, "f64"), w.cast(b, "f64")), specs).run(q, k) as HostTensor;
     const out = attn.run(q, k) as GpuArray;
     assertClose(await read(out), want.data, "q·kᵀ");
@@ -391,7 +559,11 @@ describe("compiler", () => {
   test("the memory plan never lets two live values share a buffer", () => {
     fc.assert(
       fc.property(arbGraph({ dtype: "f32", maxOps: 12, ops: CONTINUOUS }), (g) => {
-        const exe = w.compile((...xs: Tensor[]) => g.build(...xs), g.inputs.map((x) => w.spec(x.shape)), { backend: ctx });
+        const exe = w.compile(
+          (...xs: Tensor[]) => g.build(...xs),
+          g.inputs.map((x) => w.spec(x.shape)),
+          { backend: ctx },
+        );
         const plan = exe.memoryPlan();
         const ps = [...plan.placements.values()];
         for (const p of ps) assert.ok(plan.slots[p.slot] >= 4 * p.node.size, `slot ${p.slot} is smaller than a value it holds`);
@@ -405,11 +577,15 @@ describe("compiler", () => {
   });
 
   test("buffers are reused: a 20-layer MLP plans far fewer bytes than it computes", () => {
-    const exe = w.compile((x: Tensor, m: Tensor) => {
-      let h = x;
-      for (let i = 0; i < 20; i++) h = w.gelu(w.matmul(h, m));
-      return w.sum(h);
-    }, [w.spec([64, 64]), w.spec([64, 64])], { backend: ctx });
+    const exe = w.compile(
+      (x: Tensor, m: Tensor) => {
+        let h = x;
+        for (let i = 0; i < 20; i++) h = w.gelu(w.matmul(h, m));
+        return w.sum(h);
+      },
+      [w.spec([64, 64]), w.spec([64, 64])],
+      { backend: ctx },
+    );
     const s = exe.stats();
     assert.ok(s.plannedBytes <= 2 * 64 * 64 * 4, `planned ${s.plannedBytes} bytes`);
     assert.ok(s.peakBytes <= s.plannedBytes);
@@ -451,7 +627,10 @@ describe("compiler", () => {
       env: { ...process.env, MESA_SHADER_CACHE_DISABLE: "true" },
     });
     assert.equal(child.status, 0, child.stderr);
-    const rows = child.stdout.trim().split("\n").map((l) => JSON.parse(l) as { graphs: number; rssMiB: number; pipelines: number; liveBuffers: number });
+    const rows = child.stdout
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as { graphs: number; rssMiB: number; pipelines: number; liveBuffers: number });
     assert.equal(rows.length, 4);
     for (const r of rows) {
       assert.ok(r.pipelines <= IDLE_PIPELINES, `${r.pipelines} pipelines held after ${r.graphs} graphs`);
@@ -492,10 +671,17 @@ describe("compiler", () => {
     r1.dispose();
     const r2 = exe.run(b) as GpuArray;
     assert.equal(bufferOf(r2), first, "the released buffer is handed out again");
-    assert.deepEqual(await read(r2), [...b].map((v) => 2 * v), "no stale values");
+    assert.deepEqual(
+      await read(r2),
+      [...b].map((v) => 2 * v),
+      "no stale values",
+    );
     const r3 = exe.run(a) as GpuArray;
     assert.notEqual(bufferOf(r3), bufferOf(r2), "a held buffer is never handed out");
-    assert.deepEqual(await read(r2), [...b].map((v) => 2 * v));
+    assert.deepEqual(
+      await read(r2),
+      [...b].map((v) => 2 * v),
+    );
     [r2, r3].forEach((r) => r.dispose());
     exe.dispose();
     // With no pool, released buffers are destroyed.
@@ -513,48 +699,84 @@ describe("compiler", () => {
     const f = (x: Tensor, y: Tensor, b: Tensor, r: Tensor, z: Tensor) =>
       w.add(w.div(w.tanh(w.add(w.mul(x, 2), b)), w.add(r, 2)), w.mul(y, w.transpose(z, [1, 0, 2])));
     const shapes = [[8, 16, 12], [8, 16, 12], [12], [8, 16, 1], [16, 8, 12]];
-    const xs = shapes.map((sh, k) => w.hostTensor(Float32Array.from({ length: sh.reduce((p, q) => p * q, 1) }, (_, i) => Math.sin(i * 0.71 + k)), sh));
-    const exe = w.compile(f, shapes.map((sh) => w.spec(sh)), { backend: ctx });
+    const xs = shapes.map((sh, k) =>
+      w.hostTensor(
+        Float32Array.from({ length: sh.reduce((p, q) => p * q, 1) }, (_, i) => Math.sin(i * 0.71 + k)),
+        sh,
+      ),
+    );
+    const exe = w.compile(
+      f,
+      shapes.map((sh) => w.spec(sh)),
+      { backend: ctx },
+    );
     assert.equal(exe.stats().kernels, 1);
     assert.match(exe.wgsl(), /var<storage, read_write> out: array<vec4<f32>>/);
     assert.equal(exe.wgsl().match(/array<vec4<f32>>/g)?.length, 3, "x and y as vec4s, and the output");
-    const ref = w.compile((...t: Tensor[]) => f(...t.map((u) => w.cast(u, "f64")) as [Tensor, Tensor, Tensor, Tensor, Tensor]), shapes.map((sh) => w.spec(sh))).run(...xs) as HostTensor;
+    const ref = w
+      .compile(
+        (...t: Tensor[]) => f(...(t.map((u) => w.cast(u, "f64")) as [Tensor, Tensor, Tensor, Tensor, Tensor])),
+        shapes.map((sh) => w.spec(sh)),
+      )
+      .run(...xs) as HostTensor;
     const out = exe.run(...xs) as GpuArray;
     assertClose(await read(out), ref.data, "four-wide elementwise kernel");
     out.dispose();
     // Donated: updated in place when read only at the elements written, never when also read elsewhere.
     const specs = [w.spec([32, 64]), w.spec([32, 64])];
     const inPlace = w.compile((p: Tensor, g: Tensor) => w.sub(p, w.mul(g, 0.1)), specs, { backend: ctx, donate: [0] });
-    const shifted = w.compile((p: Tensor, g: Tensor) => w.sub(p, w.mul(w.transpose(w.reshape(p, [64, 32])), g)), [w.spec([32, 64]), w.spec([32, 64])], { backend: ctx, donate: [0] });
+    const shifted = w.compile((p: Tensor, g: Tensor) => w.sub(p, w.mul(w.transpose(w.reshape(p, [64, 32])), g)), [w.spec([32, 64]), w.spec([32, 64])], {
+      backend: ctx,
+      donate: [0],
+    });
     const [pv, gv] = [0, 1].map((k) => Float32Array.from({ length: 2048 }, (_, i) => Math.cos(i * 0.3 + k)));
-    for (const [exe2, g2] of [[inPlace, (p: Tensor, g: Tensor) => w.sub(p, w.mul(g, 0.1))], [shifted, (p: Tensor, g: Tensor) => w.sub(p, w.mul(w.transpose(w.reshape(p, [64, 32])), g))]] as const) {
+    for (const [exe2, g2] of [
+      [inPlace, (p: Tensor, g: Tensor) => w.sub(p, w.mul(g, 0.1))],
+      [shifted, (p: Tensor, g: Tensor) => w.sub(p, w.mul(w.transpose(w.reshape(p, [64, 32])), g))],
+    ] as const) {
       const p = exe2.run(pv, gv) as GpuArray; // from host data: p is a fresh device array
       const before = (p as unknown as { buffer: unknown }).buffer;
       const next = exe2.run(p, gv) as GpuArray;
       const cpu = w.compile(g2, specs);
       const want = cpu.run(cpu.run(pv, gv) as HostTensor, gv) as HostTensor;
       assertClose(await read(next), want.data, `donated update ${exe2 === inPlace ? "in place" : "read elsewhere too"}`);
-      assert.equal((next as unknown as { buffer: unknown }).buffer === before, exe2 === inPlace, "the buffer is reused only where no thread reads another's element");
+      assert.equal(
+        (next as unknown as { buffer: unknown }).buffer === before,
+        exe2 === inPlace,
+        "the buffer is reused only where no thread reads another's element",
+      );
       next.dispose();
     }
   });
 
   test("the four lanes of a thread run side by side: each lane's first tanh comes before any lane's second", () => {
     const exe = w.compile((t: Tensor) => w.tanh(w.tanh(w.mul(t, 3))), [w.spec([1 << 12])], { backend: ctx });
-    const calls = exe.wgsl().split("\n").flatMap((l) => /^\s*let (\w+)(?::\s*f32)? = tanh_\((\w+)\)/.exec(l)?.slice(1, 3) ?? []);
+    const calls = exe
+      .wgsl()
+      .split("\n")
+      .flatMap((l) => /^\s*let (\w+)(?::\s*f32)? = tanh_\((\w+)\)/.exec(l)?.slice(1, 3) ?? []);
     // calls = [name0, arg0, name1, arg1, ...]: eight tanh, the last four reading the first four.
     const names = calls.filter((_, i) => i % 2 === 0);
     const args = calls.filter((_, i) => i % 2 === 1);
     assert.equal(names.length, 8);
-    assert.ok(args.slice(0, 4).every((a) => !names.includes(a)), "the first four tanh read no tanh");
-    assert.ok(args.slice(4).every((a) => names.slice(0, 4).includes(a)), "the last four read the first four");
+    assert.ok(
+      args.slice(0, 4).every((a) => !names.includes(a)),
+      "the first four tanh read no tanh",
+    );
+    assert.ok(
+      args.slice(4).every((a) => names.slice(0, 4).includes(a)),
+      "the last four read the first four",
+    );
   });
 
   test("tanh and erf keep their relative accuracy at every magnitude, saturate, and propagate NaN", async () => {
     const xs = [0, 1e-30, 1e-8, 3e-4, 5e-4, 1e-3, 0.01, 0.1, 0.5, 0.7, 1, 2, 3, 3.6, 4, 5, 7.9, 8, 9, 20, 1e30, Infinity].flatMap((v) => [v, -v]);
     const spec = [w.spec([xs.length + 1])];
     const x = Float32Array.from([...xs, NaN]);
-    for (const [name, f] of [["tanh", w.tanh], ["erf", w.erf]] as const) {
+    for (const [name, f] of [
+      ["tanh", w.tanh],
+      ["erf", w.erf],
+    ] as const) {
       const out = w.compile(f, spec, { backend: ctx }).run(x) as GpuArray;
       const got = await read(out);
       const want = (w.compile(f, [w.spec([xs.length + 1], "f64")]).run(w.hostTensor(Float64Array.from(x), [x.length], "f64")) as HostTensor).data;
@@ -573,7 +795,12 @@ describe("compiler", () => {
     const exe = w.compile(sgd, specs, { backend: ctx, donate: [0] });
     const cpu = w.compile(sgd, specs);
     const x = new Float32Array([1, 2, 3, 4, -1, 0, 1, 2]);
-    let pHost = { w: w.hostTensor(Float32Array.from({ length: 12 }, (_, i) => i / 12), [4, 3]) };
+    let pHost = {
+      w: w.hostTensor(
+        Float32Array.from({ length: 12 }, (_, i) => i / 12),
+        [4, 3],
+      ),
+    };
     let p = { w: exe.run({ w: pHost.w }, x).w }; // first run from host data
     pHost = cpu.run(pHost, x);
     for (let i = 0; i < 3; i++) {
@@ -605,11 +832,20 @@ describe("compiler", () => {
       await exe.profile(new Float32Array(40)); // the first run makes the executable's upload buffer
       const live = ctx.liveBuffers;
       const prof = await exe.profile(new Float32Array(40));
-      assert.deepEqual(prof.map((p) => p.name), exe.kernelNames());
-      assert.ok(prof.every((p) => Number.isFinite(p.ms) && p.ms >= 0), JSON.stringify(prof));
+      assert.deepEqual(
+        prof.map((p) => p.name),
+        exe.kernelNames(),
+      );
+      assert.ok(
+        prof.every((p) => Number.isFinite(p.ms) && p.ms >= 0),
+        JSON.stringify(prof),
+      );
       assert.equal(ctx.liveBuffers, live, "profiling frees what it made");
       // Dawn's 65 536 ns timestamp rounding is off (dawnFlagsWith), so small kernels are timed.
-      assert.ok(prof.some((p) => Math.round(p.ms * 1e6) % 65536 !== 0), `timestamps are rounded: ${JSON.stringify(prof)}`);
+      assert.ok(
+        prof.some((p) => Math.round(p.ms * 1e6) % 65536 !== 0),
+        `timestamps are rounded: ${JSON.stringify(prof)}`,
+      );
       assert.deepEqual(dawnFlagsWith(["backend=vulkan"]), ["backend=vulkan", "disable-dawn-features=timestamp_quantization"]);
       assert.deepEqual(dawnFlagsWith(["disable-dawn-features=a"]), ["disable-dawn-features=a,timestamp_quantization"]);
     } finally {
@@ -642,7 +878,10 @@ describe("compiler", () => {
     };
     const cpu = messageOf(() => w.compile(f, [w.spec([2])]));
     assert.match(cpu, /^compile: the function uses a placeholder .* another trace/);
-    assert.equal(messageOf(() => w.compile(f, [w.spec([2])], { backend: ctx })), cpu);
+    assert.equal(
+      messageOf(() => w.compile(f, [w.spec([2])], { backend: ctx })),
+      cpu,
+    );
   });
 
   test("run given a string or null names the argument and what was given", () => {
@@ -673,18 +912,33 @@ describe("compiler", () => {
     const n = Math.floor(limit.bytes / 4) + 1; // one element too many
     const side = Math.ceil(Math.sqrt(limit.bytes / 4)) + 1;
     const tooBig = (what: RegExp, shape: readonly number[]) => [
-      /^webgpu: /, what, new RegExp(`f32\\[${shape.join(",")}\\], takes ${4 * shape.reduce((a, b) => a * b, 1)} bytes`),
-      new RegExp(`more than this device's ${limit.name} of ${limit.bytes} bytes`), /smaller batch|CPU backend/,
+      /^webgpu: /,
+      what,
+      new RegExp(`f32\\[${shape.join(",")}\\], takes ${4 * shape.reduce((a, b) => a * b, 1)} bytes`),
+      new RegExp(`more than this device's ${limit.name} of ${limit.bytes} bytes`),
+      /smaller batch|CPU backend/,
     ];
     const live = ctx.liveBuffers;
     throwsClearly(() => w.compile((p: { x: Tensor }) => w.sum(p.x), [{ x: w.spec([n]) }], { backend: ctx }), w.DeviceError, ...tooBig(/argument 0\.x, /, [n]));
-    throwsClearly(() => w.compile((a: Tensor) => ({ y: w.broadcastTo(a, [side, side]) }), [w.spec([side])], { backend: ctx }), w.DeviceError, ...tooBig(/result\.y, /, [side, side]));
+    throwsClearly(
+      () => w.compile((a: Tensor) => ({ y: w.broadcastTo(a, [side, side]) }), [w.spec([side])], { backend: ctx }),
+      w.DeviceError,
+      ...tooBig(/result\.y, /, [side, side]),
+    );
     const outer = (a: Tensor, b: Tensor) => w.sum(w.matmul(w.expandDims(a, 1), w.expandDims(b, 0)));
-    throwsClearly(() => w.compile(outer, [w.spec([side]), w.spec([side])], { backend: ctx }), w.DeviceError, ...tooBig(/the intermediate value kernel k\d+_matmul\w* computes, /, [side, side]));
+    throwsClearly(
+      () => w.compile(outer, [w.spec([side]), w.spec([side])], { backend: ctx }),
+      w.DeviceError,
+      ...tooBig(/the intermediate value kernel k\d+_matmul\w* computes, /, [side, side]),
+    );
     if (limit.bytes <= 2 ** 28) {
       // A constant is held on the host first, so only where the limit is small enough to allocate one beyond it.
       const big = w.constant(new Float32Array(n), "f32", [n]);
-      throwsClearly(() => w.compile((a: Tensor) => w.sum(w.mul(w.broadcastTo(w.sum(a), [n]), big)), [w.spec([2])], { backend: ctx }), w.DeviceError, ...tooBig(/a constant read by kernel /, [n]));
+      throwsClearly(
+        () => w.compile((a: Tensor) => w.sum(w.mul(w.broadcastTo(w.sum(a), [n]), big)), [w.spec([2])], { backend: ctx }),
+        w.DeviceError,
+        ...tooBig(/a constant read by kernel /, [n]),
+      );
     }
     assert.equal(ctx.liveBuffers, live, "refused before allocating anything");
   });
@@ -703,8 +957,10 @@ describe("compiler", () => {
     assert.ok(bad._tag === "Left" && /lavapipeThreads must be a non-negative integer .* got 2.5/.test(bad.left.message));
     for (const pool of [-1, Number.NaN]) {
       const badPool = await w.acquireDevice({ device: ctx.device, bufferPoolBytes: pool })();
-      assert.ok(badPool._tag === "Left" && new RegExp(`bufferPoolBytes must be a non-negative number of bytes .* got ${pool}`).test(badPool.left.message), String(pool));
+      assert.ok(
+        badPool._tag === "Left" && new RegExp(`bufferPoolBytes must be a non-negative number of bytes .* got ${pool}`).test(badPool.left.message),
+        String(pool),
+      );
     }
   });
 });
-

@@ -11,7 +11,14 @@ import { closeSync, mkdirSync, openSync, writeFileSync, writeSync } from "node:f
 import { evaluate, HostTensor } from "../../src/backend/index.js";
 import { loadDataset, mixSeeds, multiCropBatch, multiCropConfig, pixelStats } from "../../src/data/index.js";
 import { randomKey } from "../../src/dsl/index.js";
-import { initIbotState, learningRateSchedule, maskBatch, teacherMomentumSchedule, teacherTempPerIteration, weightDecaySchedule } from "../../src/models/index.js";
+import {
+  initIbotState,
+  learningRateSchedule,
+  maskBatch,
+  teacherMomentumSchedule,
+  teacherTempPerIteration,
+  weightDecaySchedule,
+} from "../../src/models/index.js";
 import { decodeConfig } from "../../src/train/config.js";
 import { normalise, sampleSplit, shuffled } from "../../src/train/features.js";
 import { modelConfig } from "../../src/train/pretrain.js";
@@ -81,7 +88,14 @@ const schedules = {
   lastLayerStep: Array.from({ length: itersPerEpoch * c.epochs }, (_, i) => Math.max(0, i + 1 - frozen)),
 };
 const meta = {
-  config: c, schedules, steps: itersPerEpoch * c.epochs, train: train.count, bank: bank.count, queries: queries.count, mean: stats.mean, std: stats.std,
+  config: c,
+  schedules,
+  steps: itersPerEpoch * c.epochs,
+  train: train.count,
+  bank: bank.count,
+  queries: queries.count,
+  mean: stats.mean,
+  std: stats.std,
   paths: leaves.map((l) => ({ path: l.path, shape: [...l.tensor.shape] })),
 };
 writeFileSync(`${out}/meta.json`, JSON.stringify(meta, null, 1));

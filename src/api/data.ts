@@ -11,4 +11,14 @@ export { pixelStats, type PixelStats } from "../data/stats.js";
 export { createRng, mixSeeds, type Rng } from "../data/rng.js";
 export { multiCropBatch, multiCropConfig, type MultiCropBatch, type MultiCropConfig, type MultiCropOptions } from "../data/multicrop.js";
 export type { ViewSpec } from "../data/view.js";
-export { simulateMarket, seriesViews, standardise, DEFAULT_MARKET, DEFAULT_SERIES_VIEWS, type Market, type MarketConfig, type Regime, type SeriesViewOptions } from "../data/market.js";
+export {
+  simulateMarket,
+  seriesViews,
+  standardise,
+  DEFAULT_MARKET,
+  DEFAULT_SERIES_VIEWS,
+  type Market,
+  type MarketConfig,
+  type Regime,
+  type SeriesViewOptions,
+} from "../data/market.js";

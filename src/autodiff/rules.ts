@@ -6,8 +6,32 @@
  * differentiated.
  */
 import {
-  add, broadcastTo, cast, div, equal, exp, gather, greater, log, matmul, mul, neg, reshape, scatterAdd, sign, sub, sum,
-  swapAxes, transpose, where, make, type Node, type Prim, type Shape, type Tensor, isFloat,
+  add,
+  broadcastTo,
+  cast,
+  div,
+  equal,
+  exp,
+  gather,
+  greater,
+  log,
+  matmul,
+  mul,
+  neg,
+  reshape,
+  scatterAdd,
+  sign,
+  sub,
+  sum,
+  swapAxes,
+  transpose,
+  where,
+  make,
+  type Node,
+  type Prim,
+  type Shape,
+  type Tensor,
+  isFloat,
 } from "../dsl/index.js";
 
 export type VjpRule<P extends Prim> = (node: Node<P>, ct: Tensor) => readonly (Tensor | null)[];
@@ -34,7 +58,13 @@ const chooser = (ct: Tensor, n: Node<"maximum" | "minimum">, aWins: Tensor) => {
 
 /** The reduced output broadcast back over the input's shape. */
 const expandReduced = (t: Tensor, x: Tensor, axes: readonly number[]): Tensor =>
-  broadcastTo(reshape(t, x.shape.map((d, i) => (axes.includes(i) ? 1 : d))), x.shape);
+  broadcastTo(
+    reshape(
+      t,
+      x.shape.map((d, i) => (axes.includes(i) ? 1 : d)),
+    ),
+    x.shape,
+  );
 
 export const vjpRules: { readonly [P in Prim]: VjpRule<P> } = {
   input: none,
@@ -141,4 +171,3 @@ export const vjpRules: { readonly [P in Prim]: VjpRule<P> } = {
   },
   customVjp: (n, ct) => [null, ...n.params.backward(n.inputs.slice(1), n, ct)],
 };
-

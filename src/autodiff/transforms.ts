@@ -4,7 +4,22 @@
  * differentiate again like any other graph.
  */
 import {
-  add, ArgumentError, describeValue, flatten, isFloat, isTensor, leafPaths, make, mul, ones, sum, unflatten, zerosLike, type Tensor, type Tree, type TreeDef,
+  add,
+  ArgumentError,
+  describeValue,
+  flatten,
+  isFloat,
+  isTensor,
+  leafPaths,
+  make,
+  mul,
+  ones,
+  sum,
+  unflatten,
+  zerosLike,
+  type Tensor,
+  type Tree,
+  type TreeDef,
 } from "../dsl/index.js";
 import { backprop } from "./backprop.js";
 
@@ -52,12 +67,20 @@ function prepare(op: string, args: readonly unknown[], argnums: readonly number[
 /** Gradients back in each argument's tree structure; non-float leaves (vjp's integer primals) get zeros. */
 function collect(p: Prepared, grads: readonly (Tensor | null)[]): Tree<Tensor>[] {
   let k = 0;
-  return p.wrt.map((leaves, i) => unflatten(p.defs[i], leaves.map((l) => grads[k++] ?? zerosLike(l))));
+  return p.wrt.map((leaves, i) =>
+    unflatten(
+      p.defs[i],
+      leaves.map((l) => grads[k++] ?? zerosLike(l)),
+    ),
+  );
 }
 
 function scalarLoss(op: string, y: unknown): Tensor {
   if (!isTensor(y) || y.rank !== 0 || !isFloat(y.dtype))
-    throw new ArgumentError(op, `the function must return a float scalar tensor, got ${isTensor(y) ? `${y.dtype}[${y.shape.join(",")}]` : typeof y}; reduce it with sum or mean (or use vjp)`);
+    throw new ArgumentError(
+      op,
+      `the function must return a float scalar tensor, got ${isTensor(y) ? `${y.dtype}[${y.shape.join(",")}]` : typeof y}; reduce it with sum or mean (or use vjp)`,
+    );
   return y;
 }
 
@@ -129,7 +152,12 @@ export function vjp<A extends readonly unknown[], R extends Tree<Tensor>>(
   ...primals: A
 ): [R, (cotangent: R) => { -readonly [K in keyof A]: A[K] }] {
   checkFunction("vjp", f);
-  const p = prepare("vjp", primals, primals.map((_, i) => i), false);
+  const p = prepare(
+    "vjp",
+    primals,
+    primals.map((_, i) => i),
+    false,
+  );
   const out = (f as unknown as (...a: unknown[]) => R)(...p.args);
   const outs = flatten(out, isTensor, "Tensor", { op: "vjp", root: "the function's result" }).leaves;
   const pullback = (ct: R) => {

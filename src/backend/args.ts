@@ -32,9 +32,11 @@ export const leafArguments = (defs: readonly TreeDef[]): number[] => defs.flatMa
 
 /** Where a run-time tree (a) departs from the compiled one (b), in words; undefined where they agree. */
 function structureDifference(a: TreeDef, b: TreeDef, path: string): string | undefined {
-  const what = (d: TreeDef) => (d.kind === "leaf" ? "an array" : d.kind === "array" ? `a list of ${d.children.length}` : `an object with keys {${d.keys.join(", ")}}`);
+  const what = (d: TreeDef) =>
+    d.kind === "leaf" ? "an array" : d.kind === "array" ? `a list of ${d.children.length}` : `an object with keys {${d.keys.join(", ")}}`;
   if (a.kind === "leaf" && b.kind === "leaf") return undefined;
-  if (a.kind === "leaf" || b.kind === "leaf" || a.kind !== b.kind || a.children.length !== b.children.length) return `${path} is ${what(a)}, compiled with ${what(b)}`;
+  if (a.kind === "leaf" || b.kind === "leaf" || a.kind !== b.kind || a.children.length !== b.children.length)
+    return `${path} is ${what(a)}, compiled with ${what(b)}`;
   if (a.kind === "object" && b.kind === "object" && a.keys.some((k, i) => k !== b.keys[i])) return `${path} is ${what(a)}, compiled with ${what(b)}`;
   for (let i = 0; i < a.children.length; i++) {
     const d = structureDifference(a.children[i], b.children[i], b.kind === "object" ? `${path}.${b.keys[i]}` : `${path}[${i}]`);

@@ -4,8 +4,25 @@
  * compiles for the CPU and runs in one call.
  */
 import {
-  ArgumentError, describeValue, dtypeOfData, flatten, isNestedList, isTensor, leafPaths, mapTree, nestedList, spec, trace, unflatten, type Graph, type HostData,
-  type MapLeaves, type NestedNumbers, type Tensor, type TensorSpec, type Tree,
+  ArgumentError,
+  describeValue,
+  dtypeOfData,
+  flatten,
+  isNestedList,
+  isTensor,
+  leafPaths,
+  mapTree,
+  nestedList,
+  spec,
+  trace,
+  unflatten,
+  type Graph,
+  type HostData,
+  type MapLeaves,
+  type NestedNumbers,
+  type Tensor,
+  type TensorSpec,
+  type Tree,
 } from "../dsl/index.js";
 import { flattenArgs } from "./args.js";
 import { CpuProgram, hostBytes } from "./cpu/executable.js";
@@ -61,7 +78,8 @@ export interface Executable<S extends readonly unknown[], R, A extends DeviceArr
 }
 
 /** A compiled function on a WebGPU device, with its kernels open to inspection. */
-export type GpuExecutableOf<S extends readonly unknown[], R> = Executable<S, R, GpuArray> & Pick<GpuExecutable, "ctx" | "kernelNames" | "kernelInfo" | "memoryPlan">;
+export type GpuExecutableOf<S extends readonly unknown[], R> = Executable<S, R, GpuArray> &
+  Pick<GpuExecutable, "ctx" | "kernelNames" | "kernelInfo" | "memoryPlan">;
 
 /** Compiling for a backend by name: the CPU reference interpreter (the default). */
 export interface CompileOptions {
@@ -152,7 +170,14 @@ class CpuExecutable {
     const { graph, program } = this;
     const total = (ns: readonly Tensor[]) => ns.reduce((a, n) => a + hostBytes(n), 0);
     const constants = program.evaluated.filter((n) => n.prim === "constant");
-    return { kernels: program.evaluated.length, pipelines: 0, plannedBytes: 0, peakBytes: program.peakBytes, constantBytes: total(constants), outputBytes: total(graph.outputs) };
+    return {
+      kernels: program.evaluated.length,
+      pipelines: 0,
+      plannedBytes: 0,
+      peakBytes: program.peakBytes,
+      constantBytes: total(constants),
+      outputBytes: total(graph.outputs),
+    };
   }
 
   wgsl(): string {
@@ -167,14 +192,20 @@ class CpuExecutable {
     const inputs = this.graph.inputs;
     return leaves.map((l, k) => {
       if (l instanceof GpuArray)
-        throw new ArgumentError("run", `${paths[k]} is a GpuArray on a WebGPU device, and this executable runs on the CPU: pass \`await x.toHost()\`, or compile for that device`);
+        throw new ArgumentError(
+          "run",
+          `${paths[k]} is a GpuArray on a WebGPU device, and this executable runs on the CPU: pass \`await x.toHost()\`, or compile for that device`,
+        );
       return toHostData(l, inputs[k].shape, inputs[k].dtype, paths[k]);
     });
   }
 
   private results(out: readonly HostData[]): Tree<HostTensor> {
     const { outputs, outputDef } = this.graph;
-    return unflatten(outputDef, out.map((d, i) => new HostTensor(d, outputs[i].shape, outputs[i].dtype)));
+    return unflatten(
+      outputDef,
+      out.map((d, i) => new HostTensor(d, outputs[i].shape, outputs[i].dtype)),
+    );
   }
 }
 
@@ -202,9 +233,13 @@ function evaluateLeaf(x: HostInput | readonly NestedNumbers[], path: string): Ho
  * where the function goes, or a function of arguments called with no values.
  */
 function checkEvaluate(f: unknown, args: readonly unknown[]): void {
-  if (typeof f !== "function") throw new ArgumentError("evaluate", `the first argument must be the function to evaluate, got ${describeValue(f)}: call evaluate(f, ...values)`);
+  if (typeof f !== "function")
+    throw new ArgumentError("evaluate", `the first argument must be the function to evaluate, got ${describeValue(f)}: call evaluate(f, ...values)`);
   if (args.length === 0 && f.length > 0)
-    throw new ArgumentError("evaluate", `the function takes ${f.length} argument${f.length > 1 ? "s" : ""} but no values were given: pass them after it, evaluate(f, x, ...)`);
+    throw new ArgumentError(
+      "evaluate",
+      `the function takes ${f.length} argument${f.length > 1 ? "s" : ""} but no values were given: pass them after it, evaluate(f, x, ...)`,
+    );
 }
 
 /**
@@ -218,9 +253,11 @@ export function evaluate<R>(f: (...args: never[]) => R, ...args: readonly Tree<H
   const values = args.map((a, i) => {
     const { leaves, def } = flatten(a, isEvaluateLeaf, HOST_ARRAY, { op: "evaluate", root: `argument ${i}` });
     const paths = leafPaths(def, `argument ${i}`);
-    return unflatten(def, leaves.map((l, k) => evaluateLeaf(l, paths[k])));
+    return unflatten(
+      def,
+      leaves.map((l, k) => evaluateLeaf(l, paths[k])),
+    );
   });
   const specs = values.map((v) => mapTree(v, isHostInput, specOfHost));
   return new CpuExecutable(trace(f as (...a: never[]) => Tree<Tensor>, specs, "compile")).run(...values) as HostResult<R>;
 }
-

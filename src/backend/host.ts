@@ -1,9 +1,24 @@
-import { allocate, checkShape, coerce, describeValue, dtypeOfData, formatShape, sizeOf, ArgumentError, type DType, type HostData, type Shape } from "../dsl/index.js";
+import {
+  allocate,
+  checkShape,
+  coerce,
+  describeValue,
+  dtypeOfData,
+  formatShape,
+  sizeOf,
+  ArgumentError,
+  type DType,
+  type HostData,
+  type Shape,
+} from "../dsl/index.js";
 
 /** Refuses HostTensor data that is not a typed array wgrad stores: a string or null would fail later as a TypeError. */
 function checkData(data: unknown): void {
   if (!(data instanceof Float32Array || data instanceof Float64Array || data instanceof Int32Array || data instanceof Uint8Array))
-    throw new ArgumentError("HostTensor", `the data must be a Float32Array, Float64Array, Int32Array or Uint8Array, got ${describeValue(data)}; hostTensor(values, shape) converts number lists`);
+    throw new ArgumentError(
+      "HostTensor",
+      `the data must be a Float32Array, Float64Array, Int32Array or Uint8Array, got ${describeValue(data)}; hostTensor(values, shape) converts number lists`,
+    );
 }
 
 /** A tensor's values on the host: a typed array with its shape and dtype (row-major). */
@@ -93,7 +108,8 @@ export function toHostData(x: HostInput, shape: Shape, dtype: DType, where: stri
   if (typeof x === "number") x = [x];
   if (ArrayBuffer.isView(x)) {
     const got = dtypeOfData(x);
-    if (got !== dtype) throw new ArgumentError("run", `${where} expects ${expect}, got a ${x.constructor.name} (${got}); pass a ${allocate(dtype, 0).constructor.name}`);
+    if (got !== dtype)
+      throw new ArgumentError("run", `${where} expects ${expect}, got a ${x.constructor.name} (${got}); pass a ${allocate(dtype, 0).constructor.name}`);
     if (x.length !== n) throw new ArgumentError("run", `${where} expects ${expect} (${n} values), got ${x.length} values`);
     return x;
   }

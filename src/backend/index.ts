@@ -1,5 +1,22 @@
 export { HostTensor, hostTensor, toHostData, isHostInput, type HostInput } from "./host.js";
-export { compile, evaluate, resolveDumpDir, specsOf, treeSize, type AnyCompileOptions, type BackendName, type CompileOptions, type DeviceArray, type Executable, type HostArgs, type HostResult, type KernelTime, type RunArgs, type RunResult, type Traceable } from "./compile.js";
+export {
+  compile,
+  evaluate,
+  resolveDumpDir,
+  specsOf,
+  treeSize,
+  type AnyCompileOptions,
+  type BackendName,
+  type CompileOptions,
+  type DeviceArray,
+  type Executable,
+  type HostArgs,
+  type HostResult,
+  type KernelTime,
+  type RunArgs,
+  type RunResult,
+  type Traceable,
+} from "./compile.js";
 export { CpuProgram } from "./cpu/executable.js";
 export { threefry2x32 } from "./cpu/threefry.js";
 export { type GpuCompileOptions, type GpuArgs, type GpuResult, type GpuExecutableOf } from "./compile.js";
@@ -9,4 +26,13 @@ export { compileWebGpu, type WebGpuCompileOptions } from "./webgpu/compiler.js";
 export { GpuExecutable, type ExecutableStats } from "./webgpu/executable.js";
 export { defaultMatmul, defaultMatmulFor, type MatmulTuning, type Target } from "./webgpu/target.js";
 export type { MatmulParams } from "./webgpu/templates.js";
-export { autotune, tuningOf, interleavedMedians, MATMUL_CANDIDATES, matmulCandidates, SUBGROUP_MATMUL_CANDIDATES, TILED_MATMUL_CANDIDATES, type TuneResult } from "./webgpu/autotune.js";
+export {
+  autotune,
+  tuningOf,
+  interleavedMedians,
+  MATMUL_CANDIDATES,
+  matmulCandidates,
+  SUBGROUP_MATMUL_CANDIDATES,
+  TILED_MATMUL_CANDIDATES,
+  type TuneResult,
+} from "./webgpu/autotune.js";

@@ -24,7 +24,9 @@ pretrain fields (defaults of --recipe default; --recipe paper starts from spec Â
 regimes fields (defaults): ${fields(DEFAULT_REGIMES)}`;
 
 function fields(defaults: object): string {
-  return Object.entries(defaults).map(([k, v]) => `--${kebab(k)} ${JSON.stringify(v)}`).join(" ");
+  return Object.entries(defaults)
+    .map(([k, v]) => `--${kebab(k)} ${JSON.stringify(v)}`)
+    .join(" ");
 }
 
 function kebab(s: string): string {
@@ -100,7 +102,11 @@ async function evalCommand(rest: readonly string[]): Promise<number> {
 async function tokensCommand(rest: readonly string[]): Promise<number> {
   let values: { checkpoint?: string; out?: string; count?: string };
   try {
-    ({ values } = parseArgs({ args: [...rest], options: { checkpoint: { type: "string" }, out: { type: "string" }, count: { type: "string" } }, strict: true }));
+    ({ values } = parseArgs({
+      args: [...rest],
+      options: { checkpoint: { type: "string" }, out: { type: "string" }, count: { type: "string" } },
+      strict: true,
+    }));
   } catch (e) {
     console.error(`${e instanceof Error ? e.message : String(e)}\n\n${USAGE}`);
     return 2;
@@ -156,7 +162,10 @@ async function regimesCommand(rest: readonly string[]): Promise<number> {
   if (!c) return 2;
   // Ctrl-C exits through process.exit, whose exit handlers release the out-dir's lock (a signal's default exit runs none).
   process.on("SIGINT", () => process.exit(130));
-  const bar = new SingleBar({ format: "regimes [{bar}] {percentage}% | step {value}/{total} | loss {loss} | ETA {eta_formatted}", hideCursor: true }, Presets.shades_classic);
+  const bar = new SingleBar(
+    { format: "regimes [{bar}] {percentage}% | step {value}/{total} | loss {loss} | ETA {eta_formatted}", hideCursor: true },
+    Presets.shades_classic,
+  );
   let started = false;
   const r = await trainRegimes(c, {
     log: (line) => (started ? process.stderr.write(`\n${line}\n`) : console.log(line)),
@@ -168,13 +177,17 @@ async function regimesCommand(rest: readonly string[]): Promise<number> {
   });
   if (started) bar.stop();
   const row = (name: string, s: { nmi: number; anomalyAuroc: number; tokensUsed: number }) =>
-    console.log(`  ${name.padEnd(30)} NMI ${s.nmi.toFixed(3)}   anomaly AUROC ${Number.isNaN(s.anomalyAuroc) ? "n/a (no jump in these patches)" : s.anomalyAuroc.toFixed(3)}   tokens used ${s.tokensUsed}`);
+    console.log(
+      `  ${name.padEnd(30)} NMI ${s.nmi.toFixed(3)}   anomaly AUROC ${Number.isNaN(s.anomalyAuroc) ? "n/a (no jump in these patches)" : s.anomalyAuroc.toFixed(3)}   tokens used ${s.tokensUsed}`,
+    );
   console.log(`\npatch tokens against the simulator's truth (held-out period of time):`);
   row("random-init, training assets", r.baselines.randomInit.train);
   row("random-init, held-out asset", r.baselines.randomInit.heldOut);
   row("trained, training assets", r.train);
   row("trained, held-out asset", r.heldOut);
-  console.log(`  baselines on raw returns: realised-volatility terciles NMI ${r.baselines.volatilityTerciles.toFixed(3)}, max |return| anomaly AUROC ${r.baselines.maxAbsReturnAuroc.toFixed(3)}`);
+  console.log(
+    `  baselines on raw returns: realised-volatility terciles NMI ${r.baselines.volatilityTerciles.toFixed(3)}, max |return| anomaly AUROC ${r.baselines.maxAbsReturnAuroc.toFixed(3)}`,
+  );
   console.log(`${r.steps} steps in ${r.seconds.toFixed(0)} s on ${r.backend}; ${c.outDir}/report.json, ${c.outDir}/regimes.svg`);
   return 0;
 }
@@ -195,7 +208,13 @@ async function main(argv: readonly string[]): Promise<number> {
   }
   const cfg = configFrom(rest, DEFAULT_CONFIG, decodeConfig);
   if (!cfg) return 2;
-  const bar = new SingleBar({ format: "pretrain [{bar}] {percentage}% | step {value}/{total} | loss {loss} (cls {cls}, patch {patch}) | {ips} img/s | ETA {eta_formatted}", hideCursor: true }, Presets.shades_classic);
+  const bar = new SingleBar(
+    {
+      format: "pretrain [{bar}] {percentage}% | step {value}/{total} | loss {loss} (cls {cls}, patch {patch}) | {ips} img/s | ETA {eta_formatted}",
+      hideCursor: true,
+    },
+    Presets.shades_classic,
+  );
   let started = false;
   // Ctrl-C: finish the epoch, write its checkpoint, stop; a second Ctrl-C exits at once (the exit releases the out-dir's lock).
   let interrupted = false;
@@ -223,13 +242,18 @@ async function main(argv: readonly string[]): Promise<number> {
   const gain = (x: number) => `${x >= report.baselines.randomInit ? "+" : ""}${(100 * (x - report.baselines.randomInit)).toFixed(1)}`;
   for (const e of report.evals) {
     const seen = e.images !== undefined ? ` (${e.images.toLocaleString("en")} images)` : "";
-    console.log(`  epoch ${e.epoch + 1}${seen}: teacher ${pct(e.knnTeacher)} (${gain(e.knnTeacher)}), student ${pct(e.knnStudent)} (${gain(e.knnStudent)}) against random init`);
+    console.log(
+      `  epoch ${e.epoch + 1}${seen}: teacher ${pct(e.knnTeacher)} (${gain(e.knnTeacher)}), student ${pct(e.knnStudent)} (${gain(e.knnStudent)}) against random init`,
+    );
   }
   const last = report.tokens[report.tokens.length - 1];
   if (last) console.log(`patch tokens in the last epoch: ${last.used[0]}/${last.vocabulary[0]} used, perplexity ${last.perplexity[0].toFixed(1)}`);
-  if (report.finalClsLoss !== undefined) console.log(`[CLS] loss over the last 10 steps ${report.finalClsLoss.toFixed(2)} (uniform targets: ln K = ${report.lnK.toFixed(2)})`);
+  if (report.finalClsLoss !== undefined)
+    console.log(`[CLS] loss over the last 10 steps ${report.finalClsLoss.toFixed(2)} (uniform targets: ln K = ${report.lnK.toFixed(2)})`);
   const tm = report.timings;
-  const times = tm ? ` (compile ${tm.compileSeconds.toFixed(1)} s, first step ${tm.firstStepSeconds.toFixed(1)} s, then ${tm.steadyStepSeconds.toFixed(2)} s a step)` : "";
+  const times = tm
+    ? ` (compile ${tm.compileSeconds.toFixed(1)} s, first step ${tm.firstStepSeconds.toFixed(1)} s, then ${tm.steadyStepSeconds.toFixed(2)} s a step)`
+    : "";
   console.log(`${report.steps} steps in ${report.seconds.toFixed(0)} s${times} on ${report.backend}; metrics in ${cfg.outDir}/metrics.jsonl`);
   if (report.stoppedEarly) {
     console.error(report.stoppedEarly);

@@ -89,7 +89,12 @@ export function decodeCacheHeader(bytes: Uint8Array): E.Either<string, { header:
       (): unknown => JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes.subarray(4, 4 + length))),
       (e) => `the header is not JSON: ${(e as Error).message}`,
     ),
-    E.chain((json) => pipe(CacheHeader.decode(json), E.mapLeft((errs) => `bad header: ${formatDecodeErrors(errs)}`))),
+    E.chain((json) =>
+      pipe(
+        CacheHeader.decode(json),
+        E.mapLeft((errs) => `bad header: ${formatDecodeErrors(errs)}`),
+      ),
+    ),
     E.map((header) => ({ header, payloadOffset: 4 + length })),
   );
 }
@@ -98,7 +103,9 @@ export function decodeCacheHeader(bytes: Uint8Array): E.Either<string, { header:
 function mismatch(h: CacheHeader, id: CacheIdentity): string | undefined {
   const fields = ["dataset", "source", "split", "height", "width"] as const;
   const bad = fields.filter((f) => h[f] !== id[f]);
-  return bad.length ? `the cache was built for ${bad.map((f) => `${f} ${JSON.stringify(h[f])}`).join(", ")}; expected ${bad.map((f) => JSON.stringify(id[f])).join(", ")}` : undefined;
+  return bad.length
+    ? `the cache was built for ${bad.map((f) => `${f} ${JSON.stringify(h[f])}`).join(", ")}; expected ${bad.map((f) => JSON.stringify(id[f])).join(", ")}`
+    : undefined;
 }
 
 /**

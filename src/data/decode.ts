@@ -40,7 +40,8 @@ function nestedBytes(data: readonly unknown[], size: number): E.Either<string, (
     const px = new Uint8Array(size);
     for (let k = 0; k < size; k++) {
       const v: unknown = r[k];
-      if (typeof v !== "number" || !Number.isInteger(v) || v < 0 || v > 255) return E.left(`data[${i}][${k}]: expected an integer 0..255, got ${JSON.stringify(v)}`);
+      if (typeof v !== "number" || !Number.isInteger(v) || v < 0 || v > 255)
+        return E.left(`data[${i}][${k}]: expected an integer 0..255, got ${JSON.stringify(v)}`);
       px[k] = v;
     }
     out.push(px);
@@ -55,7 +56,8 @@ function flatUnitFloats(data: readonly unknown[], size: number): E.Either<string
     const px = new Uint8Array(size);
     for (let k = 0; k < size; k++) {
       const v: unknown = data[i * size + k];
-      if (typeof v !== "number" || !(v >= 0 && v <= 1)) return E.left(`data[${i * size + k}] (image ${i}, pixel ${k}): expected a number in [0, 1], got ${JSON.stringify(v)}`);
+      if (typeof v !== "number" || !(v >= 0 && v <= 1))
+        return E.left(`data[${i * size + k}] (image ${i}, pixel ${k}): expected a number in [0, 1], got ${JSON.stringify(v)}`);
       px[k] = Math.round(v * 255);
     }
     out.push(px);

@@ -26,4 +26,14 @@ export { resampleTaps, resizedCrop, type Interpolation, type Taps } from "./resa
 export { adjustBrightness, adjustContrast, gaussianBlur, gaussianKernel, solarize } from "./photometric.js";
 export { renderView, sampleViewParams, viewScratch, type ViewParams, type ViewSpec } from "./view.js";
 export { DEFAULT_BLUR_KERNEL, multiCropBatch, multiCropConfig, type MultiCropBatch, type MultiCropConfig, type MultiCropOptions } from "./multicrop.js";
-export { DEFAULT_MARKET, DEFAULT_SERIES_VIEWS, seriesViews, simulateMarket, standardise, type Market, type MarketConfig, type Regime, type SeriesViewOptions } from "./market.js";
+export {
+  DEFAULT_MARKET,
+  DEFAULT_SERIES_VIEWS,
+  seriesViews,
+  simulateMarket,
+  standardise,
+  type Market,
+  type MarketConfig,
+  type Regime,
+  type SeriesViewOptions,
+} from "./market.js";

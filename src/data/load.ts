@@ -52,7 +52,11 @@ export function loadFromSource(source: DatasetSource, options: LoadOptions = {})
     source.resolve,
     TE.chain((src) => {
       const done = (splits: DatasetSplits, cache: CacheReport): LoadedDataset => ({ ...splits, name: src.dataset, source: src.id, cache });
-      if (options.cache === false) return pipe(src.build, TE.map((s) => done(s, { status: "disabled" })));
+      if (options.cache === false)
+        return pipe(
+          src.build,
+          TE.map((s) => done(s, { status: "disabled" })),
+        );
       const id: CacheIdentity = { dataset: src.dataset, source: src.id, split: src.split.id, height: src.height, width: src.width };
       const path = cacheFilePath(resolveCacheDir(options.cacheDir), src.dataset);
       const rebuild = (reason: string): TE.TaskEither<DataError, LoadedDataset> =>

@@ -126,7 +126,13 @@ export const DEFAULT_SERIES_VIEWS: SeriesViewOptions = { length: 64, maxShift: 4
  * starting in [from, to − length − maxShift], each view shifted, scaled and noised on its own.
  */
 export function seriesViews(
-  series: Float32Array, steps: number, assets: readonly number[], batch: number, views: number, range: readonly [number, number], seed: number,
+  series: Float32Array,
+  steps: number,
+  assets: readonly number[],
+  batch: number,
+  views: number,
+  range: readonly [number, number],
+  seed: number,
   o: SeriesViewOptions = DEFAULT_SERIES_VIEWS,
 ): Float32Array {
   const rng = createRng(seed);

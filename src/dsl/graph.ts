@@ -59,7 +59,10 @@ export function trace(f: TensorFn, specs: readonly Tree<TensorSpec>[], op = "tra
 function checkTraceable(op: string, f: unknown, specs: unknown): void {
   if (typeof f !== "function") throw new ArgumentError(op, `the first argument must be the function to trace, got ${describeValue(f)}`);
   if (!Array.isArray(specs))
-    throw new ArgumentError(op, `the specs must be a list with one spec tree per argument of the function, got ${describeValue(specs)}; for one argument write [spec(shape)]`);
+    throw new ArgumentError(
+      op,
+      `the specs must be a list with one spec tree per argument of the function, got ${describeValue(specs)}; for one argument write [spec(shape)]`,
+    );
 }
 
 function rebuild(def: TreeDef, leaves: readonly Tensor[]): Tree<Tensor> {

@@ -15,8 +15,7 @@ const dtypes = (xs: readonly Tensor[]) => xs.map((x) => x.dtype);
 
 function sameDType(op: string, xs: readonly Tensor[]): DType {
   const d = xs[0].dtype;
-  if (xs.some((x) => x.dtype !== d))
-    throw new DTypeError(op, dtypes(xs), "operands must share a dtype", `Cast one with cast(x, "${d}")`);
+  if (xs.some((x) => x.dtype !== d)) throw new DTypeError(op, dtypes(xs), "operands must share a dtype", `Cast one with cast(x, "${d}")`);
   return d;
 }
 
@@ -59,7 +58,12 @@ function reduceShape(op: string, x: Tensor, axes: readonly number[]): number[] {
 
 function randomKey(op: string, key: Tensor): void {
   if (key.dtype !== "i32" || !shapesEqual(key.shape, [2]))
-    throw new ShapeError(op, [key.shape], `a key must be i32[2], got ${key.dtype}${formatShape(key.shape)}`, "Make one with randomKey(seed) and derive more with split(key, n)");
+    throw new ShapeError(
+      op,
+      [key.shape],
+      `a key must be i32[2], got ${key.dtype}${formatShape(key.shape)}`,
+      "Make one with randomKey(seed) and derive more with split(key, n)",
+    );
 }
 
 function gatherIndices(op: string, idx: Tensor, others: readonly Tensor[]): void {
@@ -189,7 +193,12 @@ export const inferRules: { readonly [P in Prim]: InferRule<P> } = {
     const [m, k1] = a.shape.slice(-2);
     const [k2, n] = b.shape.slice(-2);
     if (k1 !== k2)
-      throw new ShapeError("matmul", [a.shape, b.shape], `contraction sizes differ: a has ${k1} columns, b has ${k2} rows`, "Transpose or reshape an operand so they match");
+      throw new ShapeError(
+        "matmul",
+        [a.shape, b.shape],
+        `contraction sizes differ: a has ${k1} columns, b has ${k2} rows`,
+        "Transpose or reshape an operand so they match",
+      );
     const batch = broadcastShapes("matmul", a.shape.slice(0, -2), b.shape.slice(0, -2));
     return { shape: [...batch, m, n], dtype };
   },

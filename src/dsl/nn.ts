@@ -5,8 +5,38 @@
 import type { DType } from "./dtype.js";
 import { ArgumentError, DTypeError, ShapeError } from "./errors.js";
 import {
-  abs, add, cast, greaterEqual, sign, tanh, customVjp, div, equal, erf, exp, expandDims, greater, iota, log, matmul, max, maximum, minimum,
-  mul, neg, reciprocal, reshape, sliceAxis, sqrt, stopGradient, sub, sum, swapAxes, transpose, where, type Axes,
+  abs,
+  add,
+  cast,
+  greaterEqual,
+  sign,
+  tanh,
+  customVjp,
+  div,
+  equal,
+  erf,
+  exp,
+  expandDims,
+  greater,
+  iota,
+  log,
+  matmul,
+  max,
+  maximum,
+  minimum,
+  mul,
+  neg,
+  reciprocal,
+  reshape,
+  sliceAxis,
+  sqrt,
+  stopGradient,
+  sub,
+  sum,
+  swapAxes,
+  transpose,
+  where,
+  type Axes,
 } from "./ops.js";
 import { normalizeAxes, normalizeAxis, sizeOf } from "./shape.js";
 import { tensorOperand, type Tensor } from "./tensor.js";
@@ -15,7 +45,13 @@ import { tensorOperand, type Tensor } from "./tensor.js";
 
 function boolOperands(op: string, xs: readonly Tensor[]): void {
   xs.forEach((x, i) => tensorOperand(op, x, i));
-  if (xs.some((x) => x.dtype !== "bool")) throw new DTypeError(op, xs.map((x) => x.dtype), "needs bool operands", "Compare first, e.g. greater(x, 0)");
+  if (xs.some((x) => x.dtype !== "bool"))
+    throw new DTypeError(
+      op,
+      xs.map((x) => x.dtype),
+      "needs bool operands",
+      "Compare first, e.g. greater(x, 0)",
+    );
 }
 /** Elementwise a AND b of bool tensors (broadcast). */
 export const logicalAnd = (a: Tensor, b: Tensor): Tensor => (boolOperands("logicalAnd", [a, b]), where(a, b, 0));
@@ -65,7 +101,12 @@ export function logSumExp(x: Tensor, axes: Axes = -1, keepDims = false): Tensor 
     },
     ([v], out, ct) => [mul(ct, exp(sub(v, out)))],
   )(x);
-  return keepDims ? lse : reshape(lse, x.shape.filter((_, i) => !ax.includes(i)));
+  return keepDims
+    ? lse
+    : reshape(
+        lse,
+        x.shape.filter((_, i) => !ax.includes(i)),
+      );
 }
 
 /** log(softmax(x)) along `axis`, computed stably as x − logSumExp(x) (PyTorch's F.log_softmax). */
@@ -134,15 +175,19 @@ export function layerNorm(x: Tensor, gamma?: Tensor, beta?: Tensor, eps = 1e-5):
 export const gelu = (x: Tensor): Tensor => mul(mul(x, 0.5), add(erf(mul(x, Math.SQRT1_2)), 1));
 
 /** The tanh approximation of GELU (for comparison with models trained with it). */
-export const geluTanh = (x: Tensor): Tensor =>
-  mul(mul(x, 0.5), add(tanh(mul(add(x, mul(mul(mul(x, x), x), 0.044715)), Math.sqrt(2 / Math.PI))), 1));
+export const geluTanh = (x: Tensor): Tensor => mul(mul(x, 0.5), add(tanh(mul(add(x, mul(mul(mul(x, x), x), 0.044715)), Math.sqrt(2 / Math.PI))), 1));
 
 /** x·w + b with w laid out [in, out] (PyTorch stores [out, in]; transpose when importing). */
 export function linear(x: Tensor, w: Tensor, b?: Tensor): Tensor {
   [x, w].forEach((t, i) => tensorOperand("linear", t, i));
   if (w.rank !== 2) throw new ShapeError("linear", [x.shape, w.shape], "the weight must be a matrix [in, out]");
   if (x.shape[x.rank - 1] !== w.shape[0])
-    throw new ShapeError("linear", [x.shape, w.shape], `input features ${x.shape[x.rank - 1]} ≠ weight rows ${w.shape[0]}`, "The weight is [in, out]; transpose a PyTorch [out, in] weight");
+    throw new ShapeError(
+      "linear",
+      [x.shape, w.shape],
+      `input features ${x.shape[x.rank - 1]} ≠ weight rows ${w.shape[0]}`,
+      "The weight is [in, out]; transpose a PyTorch [out, in] weight",
+    );
   const flat = x.rank === 2 ? x : reshape(x, [-1, w.shape[0]]);
   const y = reshape(matmul(flat, w), [...x.shape.slice(0, -1), w.shape[1]]);
   return b ? add(y, b) : y;
@@ -213,8 +258,14 @@ export function erfinv(x: Tensor): Tensor {
   const w = neg(log(mul(sub(1, inside), add(inside, 1))));
   const poly = (t: Tensor, cs: readonly number[]) => cs.slice(2).reduce((p, c) => add(mul(p, t), c), add(mul(t, cs[0]), cs[1]));
   // Each branch sees only inputs from its own domain, so the unused one stays finite (no NaN in gradients).
-  const central = poly(sub(minimum(w, 5), 2.5), [2.81022636e-8, 3.43273939e-7, -3.5233877e-6, -4.39150654e-6, 2.1858087e-4, -1.25372503e-3, -4.17768164e-3, 0.246640727, 1.50140941]);
-  const tail = poly(sub(sqrt(maximum(w, 5)), 3), [-2.00214257e-4, 1.00950558e-4, 1.34934322e-3, -3.67342844e-3, 5.73950773e-3, -7.6224613e-3, 9.43887047e-3, 1.00167406, 2.83297682]);
+  const central = poly(
+    sub(minimum(w, 5), 2.5),
+    [2.81022636e-8, 3.43273939e-7, -3.5233877e-6, -4.39150654e-6, 2.1858087e-4, -1.25372503e-3, -4.17768164e-3, 0.246640727, 1.50140941],
+  );
+  const tail = poly(
+    sub(sqrt(maximum(w, 5)), 3),
+    [-2.00214257e-4, 1.00950558e-4, 1.34934322e-3, -3.67342844e-3, 5.73950773e-3, -7.6224613e-3, 9.43887047e-3, 1.00167406, 2.83297682],
+  );
   const newton = (y: Tensor) => sub(y, div(sub(erf(y), inside), mul(exp(neg(mul(y, y))), 2 / Math.sqrt(Math.PI))));
   const y = newton(newton(mul(where(greater(w, 5), tail, central), inside)));
   return where(edge, mul(sign(x), Infinity), y);

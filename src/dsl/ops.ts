@@ -39,7 +39,12 @@ export function nestedList(op: string, value: NestedNumbers, root = ""): NestedV
   const values: number[] = [];
   const ragged = (path: string, depth: number, got: string) => {
     const want = depth < shape.length ? `a list of ${shape[depth]} like ${firstPath[depth] || "the root"}` : `a number like the rows before it`;
-    return new ShapeError(op, [shape], `ragged nested list: ${path || "the root"} is ${got}, expected ${want}`, "Every row must have the same length; pad the rows, or pass flat values with a shape");
+    return new ShapeError(
+      op,
+      [shape],
+      `ragged nested list: ${path || "the root"} is ${got}, expected ${want}`,
+      "Every row must have the same length; pad the rows, or pass flat values with a shape",
+    );
   };
   const go = (v: unknown, path: string, depth: number): void => {
     if (typeof v === "number") {
@@ -195,7 +200,12 @@ export type Axes = number | readonly number[] | undefined;
 function reduceWith(prim: "sum" | "max", x: Tensor, axes: Axes, keepDims: boolean): Tensor {
   const ax = normalizeAxes(prim, axes, tensorOperand(prim, x).rank);
   const r = ax.length === 0 ? x : make(prim, { axes: ax }, [x]);
-  return keepDims ? reshape(r, x.shape.map((d, i) => (ax.includes(i) ? 1 : d))) : r;
+  return keepDims
+    ? reshape(
+        r,
+        x.shape.map((d, i) => (ax.includes(i) ? 1 : d)),
+      )
+    : r;
 }
 
 /** Sum over `axes` (all by default), dropping them unless `keepDims` (jnp.sum). Not defined on bool: cast to i32 to count. */
@@ -264,7 +274,10 @@ export function expandDims(x: Tensor, axis: number): Tensor {
 export function squeeze(x: Tensor, axes?: Axes): Tensor {
   const ax = axes === undefined ? tensorOperand("squeeze", x).shape.flatMap((d, i) => (d === 1 ? [i] : [])) : normalizeAxes("squeeze", axes, x.rank);
   for (const a of ax) if (x.shape[a] !== 1) throw new ArgumentError("squeeze", `axis ${a} has size ${x.shape[a]}, not 1`);
-  return reshape(x, x.shape.filter((_, i) => !ax.includes(i)));
+  return reshape(
+    x,
+    x.shape.filter((_, i) => !ax.includes(i)),
+  );
 }
 
 /** One axis of a slice spec: [start, stop] or [start, stop, step]; negative bounds count from the end. */
@@ -318,7 +331,10 @@ export function stack(xs: readonly Tensor[], axis = 0): Tensor {
   if (!Array.isArray(xs)) throw new ArgumentError("stack", `needs a list of tensors, got ${describeValue(xs)}`);
   if (xs.length === 0) throw new ArgumentError("stack", "needs at least one tensor");
   const a = normalizeAxis("stack", axis, tensorOperand("stack", xs[0]).rank + 1);
-  return concat(xs.map((x) => expandDims(x, a)), a);
+  return concat(
+    xs.map((x) => expandDims(x, a)),
+    a,
+  );
 }
 
 /** x[..., indices, ...] along `axis`; the index tensor's shape replaces that axis. Indices are clamped. */
@@ -329,8 +345,7 @@ export const gather = (x: Tensor, indices: Tensor, axis = 0): Tensor =>
  * The adjoint of gather: adds each update into position indices[...] of an axis of length `size`
  * placed at `axis`. `updates` holds the index shape at `axis`.
  */
-export const scatterAdd = (updates: Tensor, indices: Tensor, axis: number, size: number): Tensor =>
-  make("scatterAdd", { axis, size }, [updates, indices]);
+export const scatterAdd = (updates: Tensor, indices: Tensor, axis: number, size: number): Tensor => make("scatterAdd", { axis, size }, [updates, indices]);
 
 /** Batched matrix product [..., m, k] x [..., k, n] -> [..., m, n], batch axes broadcast. */
 export const matmul = (a: Tensor, b: Tensor): Tensor => make("matmul", {}, [a, b]);

@@ -17,12 +17,12 @@ export type TreeDef =
 export type MapLeaves<T, L, M> = [Tree<L>] extends [T]
   ? Tree<M> // the unrefined tree type maps to the unrefined tree type
   : T extends L
-  ? M
-  : T extends readonly unknown[]
-    ? { -readonly [K in keyof T]: MapLeaves<T[K], L, M> }
-    : T extends object
+    ? M
+    : T extends readonly unknown[]
       ? { -readonly [K in keyof T]: MapLeaves<T[K], L, M> }
-      : never;
+      : T extends object
+        ? { -readonly [K in keyof T]: MapLeaves<T[K], L, M> }
+        : never;
 
 const isPlainObject = (x: unknown): x is Record<string, unknown> =>
   typeof x === "object" && x !== null && (Object.getPrototypeOf(x) === Object.prototype || Object.getPrototypeOf(x) === null);

@@ -25,8 +25,7 @@ export function split(key: Tensor, n = 2): Tensor[] {
 }
 
 /** The key derived from `key` and the integer `data` (a step number, a layer index...). */
-export const foldIn = (key: Tensor, data: number): Tensor =>
-  make("randomBits", { shape: [2], counterHi: ((data | 0) + 1) | 0 || 1 }, [key]);
+export const foldIn = (key: Tensor, data: number): Tensor => make("randomBits", { shape: [2], counterHi: ((data | 0) + 1) | 0 || 1 }, [key]);
 
 /** Raw 32-bit random words, as i32. */
 export const randomBits = (key: Tensor, shape: Shape): Tensor => make("randomBits", { shape, counterHi: 0 }, [key]);

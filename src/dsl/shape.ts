@@ -29,7 +29,12 @@ export function broadcastShapes(op: string, ...shapes: Shape[]): number[] {
       const d = s[i];
       if (out[o] === 1) out[o] = d;
       else if (d !== 1 && d !== out[o])
-        throw new ShapeError(op, shapes, `shapes do not broadcast at axis ${o - rank} (${out[o]} vs ${d})`, "Sizes must match or be 1; reshape or broadcastTo an operand first");
+        throw new ShapeError(
+          op,
+          shapes,
+          `shapes do not broadcast at axis ${o - rank} (${out[o]} vs ${d})`,
+          "Sizes must match or be 1; reshape or broadcastTo an operand first",
+        );
     }
   }
   return out;
@@ -54,6 +59,5 @@ export function normalizeAxes(op: string, axes: number | readonly number[] | und
 /** Checks a static shape: a list of non-negative integer sizes (a null or a string one is named, not iterated). */
 export function checkShape(op: string, shape: Shape): void {
   if (shape === null || typeof shape !== "object") throw new ArgumentError(op, `the shape must be a list of sizes, got ${describeValue(shape)}`);
-  for (const d of shape)
-    if (!Number.isInteger(d) || d < 0) throw new ArgumentError(op, `shape [${shape.join(",")}] must hold non-negative integers`);
+  for (const d of shape) if (!Number.isInteger(d) || d < 0) throw new ArgumentError(op, `shape [${shape.join(",")}] must hold non-negative integers`);
 }

@@ -57,5 +57,8 @@ export const isTensor = (x: unknown): x is Tensor => x instanceof Tensor;
  */
 export function tensorOperand(op: string, x: unknown, index = 0): Tensor {
   if (x instanceof Tensor) return x;
-  throw new ArgumentError(op, `operand ${index} is ${describeValue(x)}, expected a Tensor (an argument of the traced function, or constant(...) for fixed values)`);
+  throw new ArgumentError(
+    op,
+    `operand ${index} is ${describeValue(x)}, expected a Tensor (an argument of the traced function, or constant(...) for fixed values)`,
+  );
 }

@@ -38,14 +38,15 @@ export function auroc(scores: ArrayLike<number>, labels: ArrayLike<number>): num
   const order = Array.from({ length: scores.length }, (_, i) => i).sort((i, j) => scores[i] - scores[j]);
   let positives = 0;
   let rankSum = 0;
-  for (let s = 0; s < order.length; ) {
+  for (let s = 0; s < order.length;) {
     let e = s;
     while (e + 1 < order.length && scores[order[e + 1]] === scores[order[s]]) e++;
     const midRank = (s + e) / 2 + 1; // ranks are 1-based; ties share their mean rank
-    for (let k = s; k <= e; k++) if (labels[order[k]]) {
-      positives++;
-      rankSum += midRank;
-    }
+    for (let k = s; k <= e; k++)
+      if (labels[order[k]]) {
+        positives++;
+        rankSum += midRank;
+      }
     s = e + 1;
   }
   const negatives = scores.length - positives;

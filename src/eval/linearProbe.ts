@@ -15,7 +15,14 @@ export interface LinearProbeOptions {
 }
 
 /** Trains on (trainX [N, D], trainY) and returns the accuracy on (testX, testY). */
-export function linearProbe(trainX: Float32Array, trainY: ArrayLike<number>, testX: Float32Array, testY: ArrayLike<number>, dim: number, o: LinearProbeOptions): number {
+export function linearProbe(
+  trainX: Float32Array,
+  trainY: ArrayLike<number>,
+  testX: Float32Array,
+  testY: ArrayLike<number>,
+  dim: number,
+  o: LinearProbeOptions,
+): number {
   const { numClasses: k, steps = 300, lr = 0.01, weightDecay = 1e-4 } = o;
   const n = trainY.length;
   // Standardise with the training statistics (features of different scales train alike).
@@ -32,7 +39,13 @@ export function linearProbe(trainX: Float32Array, trainY: ArrayLike<number>, tes
       const next = adamw(p, g, s, { lr, weightDecay, step: t });
       return { p: next.params, s: next.state, l };
     },
-    [{ w: spec([dim, k]), b: spec([k]) }, { m: { w: spec([dim, k]), b: spec([k]) }, v: { w: spec([dim, k]), b: spec([k]) } }, spec([]), spec([n, dim]), spec([n], "i32")],
+    [
+      { w: spec([dim, k]), b: spec([k]) },
+      { m: { w: spec([dim, k]), b: spec([k]) }, v: { w: spec([dim, k]), b: spec([k]) } },
+      spec([]),
+      spec([n, dim]),
+      spec([n], "i32"),
+    ],
   );
   const init = compile(() => {
     const p = { w: zeros([dim, k]), b: zeros([k]) };
@@ -48,7 +61,11 @@ export function linearProbe(trainX: Float32Array, trainY: ArrayLike<number>, tes
     s = r.s;
   }
   const m = testY.length;
-  const logits = compile((w: Tensor, b: Tensor, q: Tensor) => linear(q, w, b), [spec([dim, k]), spec([k]), spec([m, dim])]).run(p.w, p.b, norm(testX)) as HostTensor;
+  const logits = compile((w: Tensor, b: Tensor, q: Tensor) => linear(q, w, b), [spec([dim, k]), spec([k]), spec([m, dim])]).run(
+    p.w,
+    p.b,
+    norm(testX),
+  ) as HostTensor;
   let correct = 0;
   for (let i = 0; i < m; i++) {
     let best = 0;

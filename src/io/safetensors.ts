@@ -49,7 +49,24 @@ const SAFE_DTYPE: Record<DType, string> = { f32: "F32", f64: "F64", i32: "I32", 
 const FROM_SAFE: Readonly<Record<string, DType>> = { F32: "f32", F64: "f64", I32: "i32", BOOL: "bool" };
 const BYTES: Record<DType, number> = { f32: 4, f64: 8, i32: 4, bool: 1 };
 /** safetensors dtypes wgrad has no storage for: named as such, so the fix (convert) is clear. */
-const OTHER_SAFE_DTYPES: ReadonlySet<string> = new Set(["U8", "I8", "I16", "U16", "F16", "BF16", "U32", "I64", "U64", "C64", "F8_E5M2", "F8_E4M3", "F8_E8M0", "F6_E2M3", "F6_E3M2", "F4"]);
+const OTHER_SAFE_DTYPES: ReadonlySet<string> = new Set([
+  "U8",
+  "I8",
+  "I16",
+  "U16",
+  "F16",
+  "BF16",
+  "U32",
+  "I64",
+  "U64",
+  "C64",
+  "F8_E5M2",
+  "F8_E4M3",
+  "F8_E8M0",
+  "F6_E2M3",
+  "F6_E3M2",
+  "F4",
+]);
 
 const DAMAGED = "the file is damaged or was not written by a safetensors writer; write it again (wgrad pretrain, or safetensors' save_file)";
 
@@ -105,10 +122,13 @@ type Checked<A> = E.Either<CheckpointError, A>;
 
 /** The header's length from the first 8 bytes, within the file and the format's limit. */
 function headerLength(bytes: Uint8Array, file: string): Checked<number> {
-  if (bytes.length < 8) return E.left(new CheckpointError(file, undefined, `the file has ${bytes.length} bytes, fewer than the 8 of its header length`, DAMAGED));
+  if (bytes.length < 8)
+    return E.left(new CheckpointError(file, undefined, `the file has ${bytes.length} bytes, fewer than the 8 of its header length`, DAMAGED));
   const n = new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true);
-  if (n > BigInt(MAX_HEADER_BYTES)) return E.left(new CheckpointError(file, undefined, `the header length ${n} is over the format's limit of ${MAX_HEADER_BYTES} bytes`, DAMAGED));
-  if (n > BigInt(bytes.length - 8)) return E.left(new CheckpointError(file, undefined, `the header length ${n} runs past the end of the file (${bytes.length} bytes)`, DAMAGED));
+  if (n > BigInt(MAX_HEADER_BYTES))
+    return E.left(new CheckpointError(file, undefined, `the header length ${n} is over the format's limit of ${MAX_HEADER_BYTES} bytes`, DAMAGED));
+  if (n > BigInt(bytes.length - 8))
+    return E.left(new CheckpointError(file, undefined, `the header length ${n} runs past the end of the file (${bytes.length} bytes)`, DAMAGED));
   return E.right(Number(n));
 }
 
@@ -128,8 +148,17 @@ function headerObject(text: Uint8Array, file: string): Checked<Record<string, un
   } catch (e) {
     return E.left(new CheckpointError(file, undefined, `the header is not JSON (${e instanceof Error ? e.message.slice(0, 120) : "unparsable"})`, DAMAGED));
   }
-  if (!isRecord(raw)) return E.left(new CheckpointError(file, undefined, `the header is ${Array.isArray(raw) ? "a JSON array" : `the JSON value ${show(raw)}`}, not an object {name: {dtype, shape, data_offsets}}`, DAMAGED));
-  if (!body.startsWith("{") || !body.endsWith("}")) return E.left(new CheckpointError(file, undefined, "the header has white space around its JSON object other than trailing spaces (0x20)", DAMAGED));
+  if (!isRecord(raw))
+    return E.left(
+      new CheckpointError(
+        file,
+        undefined,
+        `the header is ${Array.isArray(raw) ? "a JSON array" : `the JSON value ${show(raw)}`}, not an object {name: {dtype, shape, data_offsets}}`,
+        DAMAGED,
+      ),
+    );
+  if (!body.startsWith("{") || !body.endsWith("}"))
+    return E.left(new CheckpointError(file, undefined, "the header has white space around its JSON object other than trailing spaces (0x20)", DAMAGED));
   return E.right(raw);
 }
 
@@ -147,7 +176,14 @@ function metadataOf(header: Record<string, unknown>, file: string): Checked<Reco
 function dtypeOf(name: string, v: unknown, file: string): Checked<DType> {
   if (typeof v === "string" && Object.hasOwn(FROM_SAFE, v)) return E.right(FROM_SAFE[v]);
   if (typeof v === "string" && OTHER_SAFE_DTYPES.has(v))
-    return E.left(new CheckpointError(file, name, `dtype ${v} is a safetensors dtype wgrad does not load (it loads F32, F64, I32 and BOOL)`, "convert the tensor (e.g. tensor.float() in PyTorch) and save the file again"));
+    return E.left(
+      new CheckpointError(
+        file,
+        name,
+        `dtype ${v} is a safetensors dtype wgrad does not load (it loads F32, F64, I32 and BOOL)`,
+        "convert the tensor (e.g. tensor.float() in PyTorch) and save the file again",
+      ),
+    );
   return E.left(new CheckpointError(file, name, `dtype ${show(v)} is not a safetensors dtype`, DAMAGED));
 }
 
@@ -176,7 +212,14 @@ function entryOf(name: string, v: unknown, file: string): Checked<Entry> {
       if (begin > end) return E.left(new CheckpointError(file, name, `data_offsets [${begin}, ${end}] begin after they end`, DAMAGED));
       const bytes = count === undefined ? Infinity : count * BYTES[dtype];
       if (!Number.isSafeInteger(bytes) || end - begin !== bytes)
-        return E.left(new CheckpointError(file, name, `data_offsets [${begin}, ${end}] hold ${end - begin} bytes, but ${SAFE_DTYPE[dtype]}${show(shape)} takes ${Number.isSafeInteger(bytes) ? bytes : "more than 2^53"}`, DAMAGED));
+        return E.left(
+          new CheckpointError(
+            file,
+            name,
+            `data_offsets [${begin}, ${end}] hold ${end - begin} bytes, but ${SAFE_DTYPE[dtype]}${show(shape)} takes ${Number.isSafeInteger(bytes) ? bytes : "more than 2^53"}`,
+            DAMAGED,
+          ),
+        );
       return E.right({ name, dtype, shape: [...shape], begin, end });
     }),
   );
@@ -190,13 +233,23 @@ function checkLayout(entries: readonly Entry[], dataBytes: number, file: string)
   for (const e of sorted) {
     if (e.begin !== at) {
       const where = prev ? `the previous tensor "${prev.name}" ends at byte ${at}` : "the data section starts at byte 0";
-      return E.left(new CheckpointError(file, e.name, `data_offsets [${e.begin}, ${e.end}] begin at byte ${e.begin} but ${where} (${e.begin > at ? "a gap" : "an overlap"})`, DAMAGED));
+      return E.left(
+        new CheckpointError(
+          file,
+          e.name,
+          `data_offsets [${e.begin}, ${e.end}] begin at byte ${e.begin} but ${where} (${e.begin > at ? "a gap" : "an overlap"})`,
+          DAMAGED,
+        ),
+      );
     }
     at = e.end;
     prev = e;
   }
   if (at !== dataBytes) {
-    const problem = at > dataBytes ? `runs past the end of the file: it ends at byte ${at} of a ${dataBytes}-byte data section` : `is the last, ending at byte ${at}, but the data section holds ${dataBytes} bytes`;
+    const problem =
+      at > dataBytes
+        ? `runs past the end of the file: it ends at byte ${at} of a ${dataBytes}-byte data section`
+        : `is the last, ending at byte ${at}, but the data section holds ${dataBytes} bytes`;
     return E.left(new CheckpointError(file, prev?.name, prev ? problem : `the header lists no tensors but ${dataBytes} bytes of data follow it`, DAMAGED));
   }
   return E.right(sorted);
@@ -229,15 +282,28 @@ export function decodeSafetensors(
     E.bindTo("n"),
     E.bind("header", ({ n }) => headerObject(bytes.subarray(8, 8 + n), file)),
     E.bind("metadata", ({ header }) => metadataOf(header, file)),
-    E.bind("entries", ({ header }) => A.traverse(E.Applicative)(([name, v]: [string, unknown]) => entryOf(name, v, file))(Object.entries(header).filter(([k]) => k !== "__metadata__"))),
+    E.bind("entries", ({ header }) =>
+      A.traverse(E.Applicative)(([name, v]: [string, unknown]) => entryOf(name, v, file))(Object.entries(header).filter(([k]) => k !== "__metadata__")),
+    ),
     E.bind("sorted", ({ n, entries }) => checkLayout(entries, bytes.length - 8 - n, file)),
-    E.bind("tensors", ({ n, sorted }) => A.traverse(E.Applicative)((e: Entry) => pipe(tensorOf(bytes, 8 + n, e, alloc, file), E.map((t): [string, HostTensor] => [e.name, t])))([...sorted])),
+    E.bind("tensors", ({ n, sorted }) =>
+      A.traverse(E.Applicative)((e: Entry) =>
+        pipe(
+          tensorOf(bytes, 8 + n, e, alloc, file),
+          E.map((t): [string, HostTensor] => [e.name, t]),
+        ),
+      )([...sorted]),
+    ),
     E.map(({ tensors, metadata }) => ({ tensors: Object.fromEntries(tensors), metadata })),
   );
 }
 
 /** Writes a checkpoint atomically: a temp file `.<name>.<pid>.tmp` in the same folder, then a rename. */
-export const writeSafetensors = (path: string, tensors: Readonly<Record<string, HostTensor>>, metadata: Readonly<Record<string, string>> = {}): TE.TaskEither<CheckpointError, void> =>
+export const writeSafetensors = (
+  path: string,
+  tensors: Readonly<Record<string, HostTensor>>,
+  metadata: Readonly<Record<string, string>> = {},
+): TE.TaskEither<CheckpointError, void> =>
   TE.tryCatch(
     async () => {
       await fs.mkdir(dirname(path), { recursive: true });

@@ -3,9 +3,7 @@
  * function of them. Pre-norm blocks, exact GELU, LayerNorm eps 1e-6, a [CLS] token and learned
  * positional embeddings, as in the iBOT/DINO ViT (see ../shared/ibot-spec.md §1.1).
  */
-import {
-  add, broadcastTo, concat, layerNorm, linear, multiHeadAttention, reshape, transpose, gelu, mul, type Tensor,
-} from "../dsl/index.js";
+import { add, broadcastTo, concat, layerNorm, linear, multiHeadAttention, reshape, transpose, gelu, mul, type Tensor } from "../dsl/index.js";
 
 /** A ViT's architecture: input layout and size, patch size, width D, depth, heads, MLP ratio and qkv bias. */
 export interface ViTConfig {

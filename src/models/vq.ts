@@ -5,7 +5,24 @@
  * codebook updates with Laplace smoothing, and code-usage statistics.
  */
 import {
-  add, argmin, div, exp, gather, log, matmul, maximum, mean, mul, neg, oneHot, reshape, stopGradient, sub, sum, swapAxes, type Tensor,
+  add,
+  argmin,
+  div,
+  exp,
+  gather,
+  log,
+  matmul,
+  maximum,
+  mean,
+  mul,
+  neg,
+  oneHot,
+  reshape,
+  stopGradient,
+  sub,
+  sum,
+  swapAxes,
+  type Tensor,
 } from "../dsl/index.js";
 
 /** quantize's result: each row's nearest code index, the codes, and their straight-through values. */
@@ -67,7 +84,14 @@ export interface EmaCodebook {
  * Laplace smoothing N ← (N + ε)/(n_total + Kε)·n_total, e = m/N. Everything through stopGradient.
  * Optional `weights` [N] count rows fractionally (0 leaves a row out).
  */
-export function emaCodebookUpdate(state: EmaCodebook, z: Tensor, indices: Tensor, decay = 0.99, eps = 1e-5, weights?: Tensor): { state: EmaCodebook; codebook: Tensor } {
+export function emaCodebookUpdate(
+  state: EmaCodebook,
+  z: Tensor,
+  indices: Tensor,
+  decay = 0.99,
+  eps = 1e-5,
+  weights?: Tensor,
+): { state: EmaCodebook; codebook: Tensor } {
   const k = state.counts.shape[0];
   const hard = oneHot(indices, k, z.dtype); // [N, K]
   const assign = weights ? mul(hard, reshape(weights, [weights.shape[0], 1])) : hard;

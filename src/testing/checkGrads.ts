@@ -7,7 +7,20 @@
 import { vjp } from "../autodiff/index.js";
 import { compile, HostTensor, hostTensor } from "../backend/index.js";
 import {
-  add, cast, constant, flatten, isFloat, isTensor, mul, spec, sub, unflatten, WgradError, type Tensor, type TensorSpec, type Tree,
+  add,
+  cast,
+  constant,
+  flatten,
+  isFloat,
+  isTensor,
+  mul,
+  spec,
+  sub,
+  unflatten,
+  WgradError,
+  type Tensor,
+  type TensorSpec,
+  type Tree,
 } from "../dsl/index.js";
 
 /** checkGrads's settings (JAX check_grads's, by the same names where they exist); every one has a default. */
@@ -50,7 +63,11 @@ export function hostRng(seed: number): { uniform(): number; normal(): number } {
 type Fn = (...args: Tensor[]) => Tree<Tensor>;
 
 const randomLike = (t: { shape: readonly number[]; size: number }, rng: ReturnType<typeof hostRng>) =>
-  hostTensor(Float64Array.from({ length: t.size }, () => rng.normal()), t.shape, "f64");
+  hostTensor(
+    Float64Array.from({ length: t.size }, () => rng.normal()),
+    t.shape,
+    "f64",
+  );
 
 const dot = (a: ArrayLike<number>, b: ArrayLike<number>) => {
   let s = 0;
@@ -117,7 +134,12 @@ function checkOrder1(f: Fn, xs: readonly HostTensor[], argnums: readonly number[
       const shifted = (sgn: number) => xsT.map((x, i) => (argnums.includes(i) ? add(x, mul(ts[argnums.indexOf(i)], sgn * tol.eps)) : x));
       const [, back] = vjp((...ys: Tensor[]) => f(...ys), ...xsT);
       const outTree = f(...xsT);
-      const grads = back(rebuildLike(outTree, cs.map((c, i) => cast(c, flatten(outTree, isTensor).leaves[i].dtype))) as never) as readonly Tensor[];
+      const grads = back(
+        rebuildLike(
+          outTree,
+          cs.map((c, i) => cast(c, flatten(outTree, isTensor).leaves[i].dtype)),
+        ) as never,
+      ) as readonly Tensor[];
       const plus = flatten(f(...shifted(1)), isTensor).leaves;
       const minus = flatten(f(...shifted(-1)), isTensor).leaves;
       return { fd: plus.map((p, i) => cast(sub(p, minus[i]), "f64")), grads: argnums.map((i) => cast(grads[i], "f64")) };

@@ -50,14 +50,22 @@ function partner(x: Tensor, pick: Pick, pool: readonly Tensor[]): Tensor {
 }
 
 /** f(x, y) for a broadcasting partner y. */
-const binary = (f: (a: Tensor, b: Tensor) => Tensor): Op => (x, pick, pool) => f(x, partner(x, pick, pool));
+const binary =
+  (f: (a: Tensor, b: Tensor) => Tensor): Op =>
+  (x, pick, pool) =>
+    f(x, partner(x, pick, pool));
 /** where(cmp(x, y), x, 2y): a comparison decides, so it cannot be compared across precisions. */
 const compare = (cmp: (a: Tensor, b: Tensor) => Tensor): OpGenerator => discontinuous(binary((x, y) => w.where(cmp(x, y), x, w.mul(y, 2))));
 
 /** A custom VJP whose backward is exact (d(2x) = 2 dx), so gradient properties hold through it. */
-const double = w.customVjp("double", (a) => w.mul(a, 2), (_xs, _out, ct) => [w.mul(ct, 2)]);
+const double = w.customVjp(
+  "double",
+  (a) => w.mul(a, 2),
+  (_xs, _out, ct) => [w.mul(ct, 2)],
+);
 
-const THREEFRY = 'test/cpu.test.ts "random numbers" (threefry2x32 known answers, moments) and test/webgpu.test.ts "random numbers are bit-identical to the CPU\'s"';
+const THREEFRY =
+  'test/cpu.test.ts "random numbers" (threefry2x32 known answers, moments) and test/webgpu.test.ts "random numbers are bit-identical to the CPU\'s"';
 
 /**
  * One entry per primitive: how random graphs draw it, or where it is tested instead. Keyed by
@@ -201,10 +209,11 @@ export function arbGraph(opts: GraphOptions = {}): fc.Arbitrary<RandomGraph> {
   const names = opts.ops ?? Object.keys(RANDOM_OPS);
   const unknown = names.filter((n) => !Object.hasOwn(RANDOM_OPS, n));
   if (unknown.length || !names.length)
-    throw new w.ArgumentError("arbGraph", `${unknown.length ? `unknown ops ${unknown.map((n) => JSON.stringify(n)).join(", ")}` : "no ops"}; the ops are ${Object.keys(RANDOM_OPS).join(", ")}`);
-  const shape = opts.dims
-    ? fc.array(fc.constantFrom(...opts.dims), { minLength: 0, maxLength: 2 })
-    : arbShape({ maxRank: 3, maxDim });
+    throw new w.ArgumentError(
+      "arbGraph",
+      `${unknown.length ? `unknown ops ${unknown.map((n) => JSON.stringify(n)).join(", ")}` : "no ops"}; the ops are ${Object.keys(RANDOM_OPS).join(", ")}`,
+    );
+  const shape = opts.dims ? fc.array(fc.constantFrom(...opts.dims), { minLength: 0, maxLength: 2 }) : arbShape({ maxRank: 3, maxDim });
   return fc
     .tuple(
       fc.array(shape, { minLength: 1, maxLength: maxInputs }).chain((shapes) => fc.tuple(...shapes.map((s) => arbTensor(s, { dtype })))),

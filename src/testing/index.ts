@@ -2,5 +2,13 @@
 export { checkGrads, GradientCheckError, hostRng, type CheckGradsOptions } from "./checkGrads.js";
 export { arbShape, arbBroadcastShapes, arbTensor, arbShapedTensor, type ShapeOptions, type TensorOptions } from "./arbitraries.js";
 export {
-  arbGraph, COMPOSITES, CONTINUOUS_OPS, GENERATORS, RANDOM_OPS, type CoveredElsewhere, type GraphOptions, type OpGenerator, type RandomGraph,
+  arbGraph,
+  COMPOSITES,
+  CONTINUOUS_OPS,
+  GENERATORS,
+  RANDOM_OPS,
+  type CoveredElsewhere,
+  type GraphOptions,
+  type OpGenerator,
+  type RandomGraph,
 } from "./graphs.js";

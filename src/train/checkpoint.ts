@@ -22,7 +22,15 @@ export function leafPaths(tree: unknown, prefix = ""): [string, Leaf][] {
   return leaves.map((l, i) => [paths[i], l]);
 }
 
-const LINEAR_NAMES: Record<string, string> = { qkv: "attn.qkv", proj: "attn.proj", fc1: "mlp.fc1", fc2: "mlp.fc2", mlp1: "mlp.0", mlp2: "mlp.2", mlp3: "mlp.4" };
+const LINEAR_NAMES: Record<string, string> = {
+  qkv: "attn.qkv",
+  proj: "attn.proj",
+  fc1: "mlp.fc1",
+  fc2: "mlp.fc2",
+  mlp1: "mlp.0",
+  mlp2: "mlp.2",
+  mlp3: "mlp.4",
+};
 
 /** The official name of one of our parameter paths (within a student or teacher tree). */
 export function officialName(path: string): string {
@@ -116,12 +124,28 @@ const OTHER_CONFIG = "was it written by another model configuration? Evaluate or
 function checkedTensor(file: string, name: string, t: HostTensor | undefined, expected: HostTensor, torch: boolean): HostTensor {
   if (!t) throw new CheckpointError(file, name, "is missing", OTHER_CONFIG);
   if (t.dtype !== expected.dtype)
-    throw new CheckpointError(file, name, `is ${safetensorsDType(t.dtype)}${formatShape(t.shape)}, the model expects ${safetensorsDType(expected.dtype)}`, OTHER_CONFIG);
+    throw new CheckpointError(
+      file,
+      name,
+      `is ${safetensorsDType(t.dtype)}${formatShape(t.shape)}, the model expects ${safetensorsDType(expected.dtype)}`,
+      OTHER_CONFIG,
+    );
   const v = torch && isTorchLinear(name, expected) ? fromTorchLayout(t, expected.shape) : t;
   if (v.size !== expected.size || v.shape.length !== expected.shape.length || v.shape.some((d, i) => d !== expected.shape[i]))
-    throw new CheckpointError(file, name, `has shape ${formatShape(t.shape)}, the model expects ${formatShape(expected.shape)} (in PyTorch layout for weights)`, OTHER_CONFIG);
+    throw new CheckpointError(
+      file,
+      name,
+      `has shape ${formatShape(t.shape)}, the model expects ${formatShape(expected.shape)} (in PyTorch layout for weights)`,
+      OTHER_CONFIG,
+    );
   const bad = nonFiniteCount(v);
-  if (bad) throw new CheckpointError(file, name, `holds ${bad} non-finite values (NaN or ±Infinity) among ${v.size}`, "the run that wrote it diverged; use an earlier checkpoint, or train again (e.g. with a lower --lr)");
+  if (bad)
+    throw new CheckpointError(
+      file,
+      name,
+      `holds ${bad} non-finite values (NaN or ±Infinity) among ${v.size}`,
+      "the run that wrote it diverged; use an earlier checkpoint, or train again (e.g. with a lower --lr)",
+    );
   return v;
 }
 
@@ -135,11 +159,15 @@ export function stateFromCheckpoint<S extends { student: unknown; teacher: unkno
   tensors: Readonly<Record<string, HostTensor>>,
   file = "checkpoint",
 ): S {
-  const take = (name: string, expected: HostTensor, torch: boolean): HostTensor => checkedTensor(file, name, Object.hasOwn(tensors, name) ? tensors[name] : undefined, expected, torch);
+  const take = (name: string, expected: HostTensor, torch: boolean): HostTensor =>
+    checkedTensor(file, name, Object.hasOwn(tensors, name) ? tensors[name] : undefined, expected, torch);
   const rebuild = (tree: unknown, name: (path: string) => string, torch: boolean): unknown => {
     const { leaves, def } = flatten(tree, isHost);
     const paths = treePaths(def, "", dotted);
-    return unflatten(def, leaves.map((l, i) => take(name(paths[i]), l, torch)));
+    return unflatten(
+      def,
+      leaves.map((l, i) => take(name(paths[i]), l, torch)),
+    );
   };
   return {
     ...like,

@@ -217,15 +217,27 @@ export const RECIPES = { default: DEFAULT_CONFIG, paper: PAPER_CONFIG } as const
 export type Recipe = keyof typeof RECIPES;
 
 /** Overrides (from a file and flags) applied to `defaults` and decoded by `codec`: errors name the field and value. */
-export function decodeWith<C extends t.Any>(codec: C, defaults: t.TypeOf<C>, overrides: readonly Record<string, unknown>[]): E.Either<ConfigError, t.TypeOf<C>> {
+export function decodeWith<C extends t.Any>(
+  codec: C,
+  defaults: t.TypeOf<C>,
+  overrides: readonly Record<string, unknown>[],
+): E.Either<ConfigError, t.TypeOf<C>> {
   const merged = Object.assign({}, defaults, ...overrides) as Record<string, unknown>;
   const unknown = Object.keys(merged).filter((k) => !(k in defaults));
-  if (unknown.length) return E.left(new ConfigError(`unknown config field${unknown.length > 1 ? "s" : ""} ${unknown.map((k) => `"${k}"`).join(", ")}; known: ${Object.keys(defaults).join(", ")}`));
+  if (unknown.length)
+    return E.left(
+      new ConfigError(
+        `unknown config field${unknown.length > 1 ? "s" : ""} ${unknown.map((k) => `"${k}"`).join(", ")}; known: ${Object.keys(defaults).join(", ")}`,
+      ),
+    );
   return pipe(
     codec.decode(merged),
     E.mapLeft((errs) => {
       const lines = errs.map((e) => {
-        const path = e.context.map((c) => c.key).filter((k) => k).join(".");
+        const path = e.context
+          .map((c) => c.key)
+          .filter((k) => k)
+          .join(".");
         const expected = e.context[e.context.length - 1]?.type.name;
         return `${path || "config"}: got ${JSON.stringify(e.value)}, expected ${expected}`;
       });
@@ -244,8 +256,13 @@ export function decodeWith<C extends t.Any>(codec: C, defaults: t.TypeOf<C>, ove
  * name the field and value. A `recipe` field in any override ("default" or "paper") picks the preset.
  */
 export function decodeConfig(...overrides: readonly Record<string, unknown>[]): E.Either<ConfigError, PretrainConfig> {
-  const named = overrides.map((o) => o.recipe).filter((r) => r !== undefined).pop() ?? "default";
-  if (typeof named !== "string" || !(named in RECIPES)) return E.left(new ConfigError(`invalid config: recipe: got ${JSON.stringify(named)}, expected one of ${Object.keys(RECIPES).join(", ")}`));
+  const named =
+    overrides
+      .map((o) => o.recipe)
+      .filter((r) => r !== undefined)
+      .pop() ?? "default";
+  if (typeof named !== "string" || !(named in RECIPES))
+    return E.left(new ConfigError(`invalid config: recipe: got ${JSON.stringify(named)}, expected one of ${Object.keys(RECIPES).join(", ")}`));
   const fields = overrides.map(({ recipe: _r, ...rest }) => rest);
   return pipe(
     decodeWith(PretrainConfig, RECIPES[named as Recipe], fields),
@@ -266,4 +283,6 @@ export function decodeConfig(...overrides: readonly Record<string, unknown>[]): 
  * would make every epoch 0 steps, and the run would save an untrained checkpoint.
  */
 export const batchTooLarge = (batchSize: number, images: number, what = `trainSubset ${images}`): ConfigError =>
-  new ConfigError(`invalid config: batchSize ${batchSize} is larger than ${what}: an epoch is floor(${images} / ${batchSize}) = 0 steps, so nothing would be trained. Lower batchSize to at most ${images}, or train on more images`);
+  new ConfigError(
+    `invalid config: batchSize ${batchSize} is larger than ${what}: an epoch is floor(${images} / ${batchSize}) = 0 steps, so nothing would be trained. Lower batchSize to at most ${images}, or train on more images`,
+  );

@@ -24,7 +24,10 @@ export interface EvalReport {
 }
 
 /** A checkpoint written by `pretrain`: its configuration (with `overrides`) and its teacher's parameters. */
-export async function loadCheckpoint(path: string, overrides: Record<string, unknown> = {}): Promise<{ config: PretrainConfig; teacher: HostResult<TeacherParams>; epoch: number }> {
+export async function loadCheckpoint(
+  path: string,
+  overrides: Record<string, unknown> = {},
+): Promise<{ config: PretrainConfig; teacher: HostResult<TeacherParams>; epoch: number }> {
   const ck = await readSafetensors(path)();
   if (E.isLeft(ck)) throw ck.left;
   let saved: Record<string, unknown>;
@@ -43,7 +46,10 @@ export async function loadCheckpoint(path: string, overrides: Record<string, unk
 }
 
 /** Evaluates the teacher of a checkpoint written by `pretrain`; `overrides` may change the backend and the k-NN sample sizes. */
-export async function evaluateCheckpoint(path: string, overrides: Partial<Pick<PretrainConfig, "backend" | "knnBank" | "knnQueries">> = {}): Promise<EvalReport> {
+export async function evaluateCheckpoint(
+  path: string,
+  overrides: Partial<Pick<PretrainConfig, "backend" | "knnBank" | "knnQueries">> = {},
+): Promise<EvalReport> {
   const { config: c, teacher, epoch } = await loadCheckpoint(path, overrides);
   const mc = modelConfig(c);
   const data = await loadDataset(c.dataset)();
@@ -54,8 +60,12 @@ export async function evaluateCheckpoint(path: string, overrides: Partial<Pick<P
   const queries = sampleSplit(data.right.test, c.knnQueries, c.seed, 103);
   const fb = await features(teacher.backbone, bank, bank.count, mc, stats, gpu);
   const fq = await features(teacher.backbone, queries, queries.count, mc, stats, gpu);
-  const knn = await knnClassify(fb, bank.labels, fq, queries.labels, c.width, { k: c.knnK, temperature: c.knnTemperature, numClasses: 10, ...(gpu ? { gpu } : {}) });
+  const knn = await knnClassify(fb, bank.labels, fq, queries.labels, c.width, {
+    k: c.knnK,
+    temperature: c.knnTemperature,
+    numClasses: 10,
+    ...(gpu ? { gpu } : {}),
+  });
   const probe = linearProbe(fb, bank.labels, fq, queries.labels, c.width, { numClasses: 10 });
   return { epoch, knn: knn.accuracy, linearProbe: probe, bank: bank.count, queries: queries.count };
 }
-

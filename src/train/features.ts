@@ -7,7 +7,6 @@ import { createRng, mixSeeds, type ImageDataset } from "../data/index.js";
 import { reshape, sliceAxis, spec, type Tensor } from "../dsl/index.js";
 import { backbone, type IbotModelConfig, type ViTParams } from "../models/index.js";
 
-
 /** A run's output as host values; a device array is read back and freed. */
 export async function toHostValues(x: DeviceArray): Promise<ArrayLike<number>> {
   if (!(x instanceof GpuArray)) return x.data;

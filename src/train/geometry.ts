@@ -23,7 +23,10 @@ export interface Geometry {
 export const DATASET_IMAGE = { height: 28, width: 28 } as const;
 
 /** The geometry of square images of `image`'s side cut into `patchSize` patches, with local crops of `localSize`. */
-export function geometryOf(c: { readonly patchSize: number; readonly localSize: number }, image: { readonly height: number; readonly width: number } = DATASET_IMAGE): Geometry {
+export function geometryOf(
+  c: { readonly patchSize: number; readonly localSize: number },
+  image: { readonly height: number; readonly width: number } = DATASET_IMAGE,
+): Geometry {
   if (image.height !== image.width) throw new Error(`pretrain: the images are ${image.height}×${image.width}; the ViT takes square images`);
   const grid = image.height / c.patchSize;
   return { size: image.height, channels: 1, patch: c.patchSize, grid, tokens: grid * grid, localSize: c.localSize };

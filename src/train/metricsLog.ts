@@ -73,8 +73,11 @@ function rowOf(value: unknown): MetricsRow | string {
     if (!isCount(value.step)) return `a step row whose step is ${show(value.step)}, not a non-negative integer`;
     for (const f of ["loss", "cls", "patch"]) if (typeof value[f] !== "number") return `a step row whose ${f} is ${show(value[f])}, not a number`;
   }
-  if (kind === "tokens") for (const f of ["used", "vocabulary", "perplexity"]) if (!isNumberArray(value[f])) return `a tokens row whose ${f} is ${show(value[f])}, not a list of numbers`;
-  if (kind === "eval") for (const f of ["knnTeacher", "knnStudent"]) if (typeof value[f] !== "number") return `an eval row whose ${f} is ${show(value[f])}, not a number`;
+  if (kind === "tokens")
+    for (const f of ["used", "vocabulary", "perplexity"])
+      if (!isNumberArray(value[f])) return `a tokens row whose ${f} is ${show(value[f])}, not a list of numbers`;
+  if (kind === "eval")
+    for (const f of ["knnTeacher", "knnStudent"]) if (typeof value[f] !== "number") return `an eval row whose ${f} is ${show(value[f])}, not a number`;
   return value as unknown as MetricsRow;
 }
 
@@ -168,7 +171,12 @@ export function stepLogOf(r: StepRow): StepLog {
 }
 
 /** An eval row as the report lists it: epoch, images (where recorded), the two accuracies, nothing else. */
-export const evalLogOf = (r: EvalRow): EvalLog => ({ epoch: r.epoch, ...(r.images !== undefined ? { images: r.images } : {}), knnTeacher: r.knnTeacher, knnStudent: r.knnStudent });
+export const evalLogOf = (r: EvalRow): EvalLog => ({
+  epoch: r.epoch,
+  ...(r.images !== undefined ? { images: r.images } : {}),
+  knnTeacher: r.knnTeacher,
+  knnStudent: r.knnStudent,
+});
 
 /** A tokens row as the report lists it. */
 export const tokenLogOf = (r: TokensRow): TokenLog => ({ epoch: r.epoch, used: r.used, vocabulary: r.vocabulary, perplexity: r.perplexity });

@@ -33,17 +33,24 @@ export function lossPlot(steps: readonly Pick<StepLog, "step" | "loss" | "cls" |
 
 /** Teacher and student k-NN accuracy per epoch, with the raw-pixel and random-init baselines as dashed rules. */
 export function knnPlot(evals: readonly EvalLog[], baselines: { rawPixels: number; randomInit: number }): Promise<string> {
-  const color = { field: "series", type: "nominal", title: null, scale: { domain: ["iBOT teacher", "iBOT student", "raw pixels", "random-init ViT"] } } as const;
+  const color = {
+    field: "series",
+    type: "nominal",
+    title: null,
+    scale: { domain: ["iBOT teacher", "iBOT student", "raw pixels", "random-init ViT"] },
+  } as const;
   return render({
     title: "k-NN accuracy on TEST (k = 20)",
     width: 560,
     height: 260,
     layer: [
       {
-        data: { values: evals.flatMap((e) => [
-          { epoch: e.epoch + 1, accuracy: 100 * e.knnTeacher, series: "iBOT teacher" },
-          { epoch: e.epoch + 1, accuracy: 100 * e.knnStudent, series: "iBOT student" },
-        ]) },
+        data: {
+          values: evals.flatMap((e) => [
+            { epoch: e.epoch + 1, accuracy: 100 * e.knnTeacher, series: "iBOT teacher" },
+            { epoch: e.epoch + 1, accuracy: 100 * e.knnStudent, series: "iBOT student" },
+          ]),
+        },
         mark: { type: "line", point: true },
         encoding: {
           x: { field: "epoch", type: "quantitative", title: "epoch", axis: { tickMinStep: 1 } },
@@ -52,7 +59,12 @@ export function knnPlot(evals: readonly EvalLog[], baselines: { rawPixels: numbe
         },
       },
       {
-        data: { values: [{ series: "raw pixels", accuracy: 100 * baselines.rawPixels }, { series: "random-init ViT", accuracy: 100 * baselines.randomInit }] },
+        data: {
+          values: [
+            { series: "raw pixels", accuracy: 100 * baselines.rawPixels },
+            { series: "random-init ViT", accuracy: 100 * baselines.randomInit },
+          ],
+        },
         mark: { type: "rule", strokeDash: [4, 4] },
         encoding: { y: { field: "accuracy", type: "quantitative" }, color },
       },
@@ -81,9 +93,19 @@ export function regimesPlot(points: readonly SeriesPoint[], title: string): Prom
         width: 720,
         height: 240,
         layer: [
-          { mark: { type: "line", color: "#bbb", strokeWidth: 1 }, encoding: { x, y: { field: "price", type: "quantitative", title: "cumulative log return", scale: { zero: false } } } },
-          { mark: { type: "circle", size: 14 }, encoding: { x, y: { field: "price", type: "quantitative" }, color: { field: "token", type: "nominal", title: "token" } } },
-          { transform: [{ filter: "datum.anomaly" }], mark: { type: "point", shape: "triangle-down", size: 80, color: "black" }, encoding: { x, y: { field: "price", type: "quantitative" } } },
+          {
+            mark: { type: "line", color: "#bbb", strokeWidth: 1 },
+            encoding: { x, y: { field: "price", type: "quantitative", title: "cumulative log return", scale: { zero: false } } },
+          },
+          {
+            mark: { type: "circle", size: 14 },
+            encoding: { x, y: { field: "price", type: "quantitative" }, color: { field: "token", type: "nominal", title: "token" } },
+          },
+          {
+            transform: [{ filter: "datum.anomaly" }],
+            mark: { type: "point", shape: "triangle-down", size: 80, color: "black" },
+            encoding: { x, y: { field: "price", type: "quantitative" } },
+          },
         ],
       },
       {

@@ -10,8 +10,14 @@ import { randomKey } from "../dsl/index.js";
 import { loadDataset, mixSeeds, multiCropBatch, multiCropConfig, pixelStats, type ImageDataset, type MultiCropConfig, type PixelStats } from "../data/index.js";
 import { knnClassify } from "../eval/knn.js";
 import {
-  learningRateSchedule, maskBatch, teacherMomentumSchedule, teacherTempPerIteration, weightDecaySchedule,
-  initIbotState, type IbotModelConfig, type ViTParams,
+  learningRateSchedule,
+  maskBatch,
+  teacherMomentumSchedule,
+  teacherTempPerIteration,
+  weightDecaySchedule,
+  initIbotState,
+  type IbotModelConfig,
+  type ViTParams,
 } from "../models/index.js";
 import { readSafetensors } from "../io/safetensors.js";
 import { checkpointTensors, saveCheckpoint, stateFromCheckpoint } from "./checkpoint.js";
@@ -53,7 +59,16 @@ export interface PretrainHooks {
 
 /** The iBOT model of a run's settings, for images of `geometry` (the datasets' 28×28 by default). */
 export const modelConfig = (c: PretrainConfig, geometry: Geometry = geometryOf(c)): IbotModelConfig => ({
-  vit: { imageSize: geometry.size, channels: geometry.channels, patchSize: geometry.patch, width: c.width, depth: c.depth, heads: c.heads, mlpRatio: c.mlpRatio, qkvBias: true },
+  vit: {
+    imageSize: geometry.size,
+    channels: geometry.channels,
+    patchSize: geometry.patch,
+    width: c.width,
+    depth: c.depth,
+    heads: c.heads,
+    mlpRatio: c.mlpRatio,
+    qkvBias: true,
+  },
   head: { inDim: c.width, hiddenDim: c.headHidden, bottleneckDim: c.headBottleneck, outDim: c.outDim },
   globalCrops: 2,
   localCrops: c.localCrops,
@@ -83,7 +98,9 @@ export function schedulesOf(c: PretrainConfig, itersPerEpoch: number): Schedules
     lr: learningRateSchedule({ ...run, batchSize: c.batchSize, lr: c.lr, minLr: c.minLr, warmupEpochs: c.warmupEpochs }),
     weightDecay: weightDecaySchedule({ ...run, weightDecay: c.weightDecay, weightDecayEnd: c.weightDecayEnd }),
     // In VQ mode the teacher is the momentum tokenizer, with its own τ.
-    momentum: teacherMomentumSchedule(c.tokenizer === "vq" ? { ...run, momentum: c.vqMomentum } : { ...run, momentum: c.momentumTeacher, end: c.momentumTeacherEnd }),
+    momentum: teacherMomentumSchedule(
+      c.tokenizer === "vq" ? { ...run, momentum: c.vqMomentum } : { ...run, momentum: c.momentumTeacher, end: c.momentumTeacherEnd },
+    ),
     teacherTemp: teacherTempPerIteration(c.warmupTeacherTemp, c.teacherTemp, warm, run, c.temperatureWarmup),
     teacherPatchTemp: teacherTempPerIteration(c.warmupTeacherPatchTemp, c.teacherPatchTemp, warm, run, c.temperatureWarmup),
     frozenSteps: Math.round(c.freezeLastLayer * itersPerEpoch),
@@ -110,13 +127,22 @@ function firstDifference(a: Float64Array, b: Float64Array, n: number): number {
  * whole run: only a cosine that holds its value, start = end, does not). A ConfigError says which
  * fields or schedules differ and what would allow it.
  */
-export function checkResume(saved: Readonly<Record<string, unknown>>, c: PretrainConfig, at: { readonly epoch: number; readonly step: number }, itersPerEpoch: number): void {
+export function checkResume(
+  saved: Readonly<Record<string, unknown>>,
+  c: PretrainConfig,
+  at: { readonly epoch: number; readonly step: number },
+  itersPerEpoch: number,
+): void {
   const here = c as unknown as Record<string, unknown>;
   const differs = Object.keys(c).filter((k) => !(RESUME_MAY_CHANGE as readonly string[]).includes(k) && JSON.stringify(saved[k]) !== JSON.stringify(here[k]));
   if (!Number.isSafeInteger(saved.epochs) || (saved.epochs as number) < 1) differs.push("epochs");
-  if (differs.length) throw new ConfigError(`--resume: the checkpoint was made with other settings for ${differs.map((k) => `${k} (${JSON.stringify(saved[k])} there, ${JSON.stringify(here[k])} here)`).join(", ")}`);
+  if (differs.length)
+    throw new ConfigError(
+      `--resume: the checkpoint was made with other settings for ${differs.map((k) => `${k} (${JSON.stringify(saved[k])} there, ${JSON.stringify(here[k])} here)`).join(", ")}`,
+    );
   const before = saved.epochs as number;
-  if (at.epoch > c.epochs) throw new ConfigError(`--resume: the checkpoint holds ${at.epoch} epochs, more than --epochs ${c.epochs}: pass --epochs ${before} (its run's) or more`);
+  if (at.epoch > c.epochs)
+    throw new ConfigError(`--resume: the checkpoint holds ${at.epoch} epochs, more than --epochs ${c.epochs}: pass --epochs ${before} (its run's) or more`);
   if (before === c.epochs) return;
   const now = schedulesOf(c, itersPerEpoch);
   const then = schedulesOf({ ...c, epochs: before }, itersPerEpoch);
@@ -126,15 +152,31 @@ export function checkResume(saved: Readonly<Record<string, unknown>>, c: Pretrai
   };
   const base = (c.lr * c.batchSize) / 256;
   const why = [
-    [changed("lr"), `the learning rate${changed("lr")} follows, after its warm-up, a cosine from lr·batchSize/256 = ${base} to minLr ${c.minLr} over the whole run (minLr ${base} holds it)`],
-    [changed("weightDecay"), `the weight decay${changed("weightDecay")} follows a cosine from weightDecay ${c.weightDecay} to weightDecayEnd ${c.weightDecayEnd} over the whole run (weightDecayEnd = weightDecay holds it)`],
-    [changed("momentum"), c.tokenizer === "vq"
-      ? `the tokenizer momentum${changed("momentum")} follows a cosine from vqMomentum ${c.vqMomentum} to 1 over the whole run (only vqMomentum 1 holds it)`
-      : `the teacher momentum${changed("momentum")} follows a cosine from momentumTeacher ${c.momentumTeacher} to momentumTeacherEnd ${c.momentumTeacherEnd} over the whole run (momentumTeacherEnd = momentumTeacher holds it)`],
-    [changed("teacherTemp") || changed("teacherPatchTemp"), `the teacher temperatures${changed("teacherTemp") || changed("teacherPatchTemp")} warm up over warmupTeacherTempEpochs ${c.warmupTeacherTempEpochs} epochs, cut to the run's length (${before} epochs there)`],
-  ].filter(([d]) => d).map(([, w]) => w);
+    [
+      changed("lr"),
+      `the learning rate${changed("lr")} follows, after its warm-up, a cosine from lr·batchSize/256 = ${base} to minLr ${c.minLr} over the whole run (minLr ${base} holds it)`,
+    ],
+    [
+      changed("weightDecay"),
+      `the weight decay${changed("weightDecay")} follows a cosine from weightDecay ${c.weightDecay} to weightDecayEnd ${c.weightDecayEnd} over the whole run (weightDecayEnd = weightDecay holds it)`,
+    ],
+    [
+      changed("momentum"),
+      c.tokenizer === "vq"
+        ? `the tokenizer momentum${changed("momentum")} follows a cosine from vqMomentum ${c.vqMomentum} to 1 over the whole run (only vqMomentum 1 holds it)`
+        : `the teacher momentum${changed("momentum")} follows a cosine from momentumTeacher ${c.momentumTeacher} to momentumTeacherEnd ${c.momentumTeacherEnd} over the whole run (momentumTeacherEnd = momentumTeacher holds it)`,
+    ],
+    [
+      changed("teacherTemp") || changed("teacherPatchTemp"),
+      `the teacher temperatures${changed("teacherTemp") || changed("teacherPatchTemp")} warm up over warmupTeacherTempEpochs ${c.warmupTeacherTempEpochs} epochs, cut to the run's length (${before} epochs there)`,
+    ],
+  ]
+    .filter(([d]) => d)
+    .map(([, w]) => w);
   if (why.length)
-    throw new ConfigError(`--resume with --epochs ${c.epochs}, the checkpoint's run having ${before}: ${why.join("; ")}. These depend on the run's length, so its ${at.step} steps so far took other values than a ${c.epochs}-epoch run gives them, and the continued run would be neither. Resume with --epochs ${before}; a run can be lengthened only when its schedules do not depend on its length`);
+    throw new ConfigError(
+      `--resume with --epochs ${c.epochs}, the checkpoint's run having ${before}: ${why.join("; ")}. These depend on the run's length, so its ${at.step} steps so far took other values than a ${c.epochs}-epoch run gives them, and the continued run would be neither. Resume with --epochs ${before}; a run can be lengthened only when its schedules do not depend on its length`,
+    );
 }
 
 /**
@@ -150,7 +192,9 @@ export function checkSchedules(c: PretrainConfig): void {
     schedulesOf(c, steps);
   } catch (e) {
     if (!(e instanceof RangeError)) throw e;
-    throw new ConfigError(`invalid config: ${e.message} (an epoch is floor(trainSubset ${c.trainSubset} / batchSize ${c.batchSize}) = ${steps} steps); choose epoch fractions that give whole steps, or a trainSubset that does`);
+    throw new ConfigError(
+      `invalid config: ${e.message} (an epoch is floor(trainSubset ${c.trainSubset} / batchSize ${c.batchSize}) = ${steps} steps); choose epoch fractions that give whole steps, or a trainSubset that does`,
+    );
   }
 }
 
@@ -194,14 +238,17 @@ async function resumeFrom(c: PretrainConfig, itersPerEpoch: number, metricsPath:
   const whole = Number.isSafeInteger(epoch) && epoch >= 0 && step === epoch * itersPerEpoch;
   checkResume(saved, c, whole ? { epoch, step } : { epoch: 0, step: 0 }, itersPerEpoch);
   if (!whole)
-    throw new ConfigError(`--resume ${c.resume}: its metadata says epoch ${JSON.stringify(meta.epoch)}, step ${JSON.stringify(meta.step)}, not a whole number of epochs of ${itersPerEpoch} steps, as this program writes them`);
+    throw new ConfigError(
+      `--resume ${c.resume}: its metadata says epoch ${JSON.stringify(meta.epoch)}, step ${JSON.stringify(meta.step)}, not a whole number of epochs of ${itersPerEpoch} steps, as this program writes them`,
+    );
   log(`resuming from ${c.resume} after epoch ${epoch} (step ${step})`);
   if (!existsSync(metricsPath)) {
     log(`${metricsPath} does not exist: the log, the plots and the report start at step ${step}`);
     return { tensors: ck.right.tensors, epoch, step };
   }
   const parsed = parseMetricsLog(readFileSync(metricsPath, "utf8"), metricsPath);
-  if (parsed.torn) log(`${metricsPath} line ${parsed.torn.line} was cut off by the interrupted run (${parsed.torn.text.length} characters, not a whole row): dropped`);
+  if (parsed.torn)
+    log(`${metricsPath} line ${parsed.torn.line} was cut off by the interrupted run (${parsed.torn.text.length} characters, not a whole row): dropped`);
   const kept = rowsUpTo(parsed, { epoch, step });
   if (kept.dropped) log(`${metricsPath}: dropping ${kept.dropped} row${kept.dropped > 1 ? "s" : ""} written after the checkpoint (they will be written again)`);
   if (kept.duplicates) log(`${metricsPath}: dropping ${kept.duplicates} earlier cop${kept.duplicates > 1 ? "ies" : "y"} of rows that a later one repeats`);
@@ -231,7 +278,9 @@ async function runData(c: PretrainConfig, log: (line: string) => void): Promise<
   const stats = pixelStats(trainAll);
   const geometry = geometryOf(c, trainAll);
   const crops = multiCropConfig(stats, { globalSize: geometry.size, localCrops: c.localCrops, localSize: geometry.localSize });
-  log(`data: ${data.right.source}, training on ${train.count} images (cache ${data.right.cache.status}); pixel mean ${stats.mean.toFixed(4)}, std ${stats.std.toFixed(4)}`);
+  log(
+    `data: ${data.right.source}, training on ${train.count} images (cache ${data.right.cache.status}); pixel mean ${stats.mean.toFixed(4)}, std ${stats.std.toFixed(4)}`,
+  );
   const itersPerEpoch = Math.floor(train.count / c.batchSize);
   if (itersPerEpoch === 0) throw batchTooLarge(c.batchSize, train.count, `the ${train.count} training images`);
   const bank = sampleSplit(trainAll, c.knnBank, c.seed, 102);
@@ -243,8 +292,15 @@ async function runData(c: PretrainConfig, log: (line: string) => void): Promise<
 function knnEvaluator(c: PretrainConfig, d: RunData, mc: IbotModelConfig, gpu: GpuContext | null) {
   const { bank, queries, stats } = d;
   const knn = (bankFeatures: Float32Array, queryFeatures: Float32Array, dim: number) =>
-    knnClassify(bankFeatures, bank.labels, queryFeatures, queries.labels, dim, { k: c.knnK, temperature: c.knnTemperature, numClasses: 10, ...(gpu ? { gpu } : {}) });
-  const pixels = async () => (await knn(normalise(bank, 0, bank.count, stats.mean, stats.std), normalise(queries, 0, queries.count, stats.mean, stats.std), bank.height * bank.width)).accuracy;
+    knnClassify(bankFeatures, bank.labels, queryFeatures, queries.labels, dim, {
+      k: c.knnK,
+      temperature: c.knnTemperature,
+      numClasses: 10,
+      ...(gpu ? { gpu } : {}),
+    });
+  const pixels = async () =>
+    (await knn(normalise(bank, 0, bank.count, stats.mean, stats.std), normalise(queries, 0, queries.count, stats.mean, stats.std), bank.height * bank.width))
+      .accuracy;
   // The student is evaluated through the same backbone function (its mask token is unused without masks).
   const network = async ({ backbone }: { readonly backbone: RunResult<ViTParams> }) =>
     (await knn(await features(backbone, bank, bank.count, mc, stats, gpu), await features(backbone, queries, queries.count, mc, stats, gpu), c.width)).accuracy;
@@ -264,7 +320,19 @@ function stepLog(epoch: number, step: number, lr: number, seconds: number, batch
   const vq = m.tokenizer !== undefined && m.restarts !== undefined ? { tokenizer: m.tokenizer, restarts: m.restarts } : {};
   const koleo = m.koleo !== undefined ? { koleo: m.koleo } : {};
   const agreed = m.maskedAgreement !== undefined ? { maskedAgreement: m.maskedAgreement } : {};
-  return { epoch, step, loss: m.loss, cls: m.cls, patch: m.patch, lr, imagesPerSecond: batch / seconds, tokenPerplexity: histogramUsage(m.tokenCounts[0]).perplexity, ...vq, ...koleo, ...agreed };
+  return {
+    epoch,
+    step,
+    loss: m.loss,
+    cls: m.cls,
+    patch: m.patch,
+    lr,
+    imagesPerSecond: batch / seconds,
+    tokenPerplexity: histogramUsage(m.tokenCounts[0]).perplexity,
+    ...vq,
+    ...koleo,
+    ...agreed,
+  };
 }
 
 /** Token usage over an epoch from the summed per-step histograms. */
@@ -300,14 +368,21 @@ async function pretrainIn(c: PretrainConfig, hooks: PretrainHooks, log: (line: s
   const mc = modelConfig(c, d.geometry);
   // Initial state, computed once on the CPU; the first step uploads it.
   const init = evaluate(() => initIbotState(randomKey(c.seed), mc));
-  const targets = c.tokenizer === "vq" ? `VQ tokens from ${c.vqCodebooks.length} codebook${c.vqCodebooks.length > 1 ? "s" : ""} of ${c.vqCodebooks.join(", ")} codes` : "iBOT soft tokens";
-  log(`model: ViT width ${c.width}, depth ${c.depth}, ${c.heads} heads, patch ${c.patchSize}; head → ${c.outDim} prototypes; patch targets: ${targets}; ${treeSize(init.student).toLocaleString("en")} student parameters`);
+  const targets =
+    c.tokenizer === "vq"
+      ? `VQ tokens from ${c.vqCodebooks.length} codebook${c.vqCodebooks.length > 1 ? "s" : ""} of ${c.vqCodebooks.join(", ")} codes`
+      : "iBOT soft tokens";
+  log(
+    `model: ViT width ${c.width}, depth ${c.depth}, ${c.heads} heads, patch ${c.patchSize}; head → ${c.outDim} prototypes; patch targets: ${targets}; ${treeSize(init.student).toLocaleString("en")} student parameters`,
+  );
 
   // Baselines: raw pixels and the random-init teacher through the same k-NN.
   const knn = knnEvaluator(c, d, mc, gpu);
   const rawPixels = await knn.pixels();
   const randomInit = await knn.network(init.teacher);
-  log(`k-NN (k=${c.knnK}, T=${c.knnTemperature}; ${d.bank.count} TRAIN bank, ${d.queries.count} TEST queries): raw pixels ${percent(rawPixels)}, random-init ViT ${percent(randomInit)}`);
+  log(
+    `k-NN (k=${c.knnK}, T=${c.knnTemperature}; ${d.bank.count} TRAIN bank, ${d.queries.count} TEST queries): raw pixels ${percent(rawPixels)}, random-init ViT ${percent(randomInit)}`,
+  );
 
   const tc = performance.now();
   const trainer = new IbotTrainer(mc, resumed ? stateFromCheckpoint(init, resumed.tensors, c.resume) : init, batchSpecOf(d.geometry, B, c.localCrops), gpu);
@@ -350,9 +425,16 @@ async function pretrainIn(c: PretrainConfig, hooks: PretrainHooks, log: (line: s
     const tl = tokenLog(epoch, epochCounts);
     logged.tokens.push(tl);
     metrics.append({ kind: "tokens", ...tl });
-    log(`epoch ${epoch + 1}/${c.epochs}: patch tokens used ${tl.used.map((u, i) => `${u}/${tl.vocabulary[i]}`).join(", ")} (perplexity ${tl.perplexity.map((p) => p.toFixed(1)).join(", ")})`);
+    log(
+      `epoch ${epoch + 1}/${c.epochs}: patch tokens used ${tl.used.map((u, i) => `${u}/${tl.vocabulary[i]}`).join(", ")} (perplexity ${tl.perplexity.map((p) => p.toFixed(1)).join(", ")})`,
+    );
     if ((epoch + 1) % c.evalEvery === 0 || epoch === c.epochs - 1) {
-      const e: EvalLog = { epoch, images: step * B, knnTeacher: await knn.network(trainer.state.teacher), knnStudent: await knn.network(trainer.state.student) };
+      const e: EvalLog = {
+        epoch,
+        images: step * B,
+        knnTeacher: await knn.network(trainer.state.teacher),
+        knnStudent: await knn.network(trainer.state.student),
+      };
       logged.evals.push(e);
       metrics.append({ kind: "eval", ...e });
       log(`epoch ${epoch + 1}/${c.epochs}: k-NN teacher ${percent(e.knnTeacher)}, student ${percent(e.knnStudent)}`);
@@ -361,7 +443,12 @@ async function pretrainIn(c: PretrainConfig, hooks: PretrainHooks, log: (line: s
     if (logged.evals.length) writeFileSync(join(c.outDir, "knn.svg"), await knnPlot(logged.evals, { rawPixels, randomInit }));
     // A checkpoint per epoch, written atomically: a later NaN leaves the last good one in place.
     const tensors = await checkpointTensors(trainer.state, { channels: d.geometry.channels, size: c.patchSize });
-    const saved = await saveCheckpoint(checkpointPath, tensors, { format: "wgrad-ibot-1", epoch: String(epoch + 1), step: String(step), config: JSON.stringify(c) })();
+    const saved = await saveCheckpoint(checkpointPath, tensors, {
+      format: "wgrad-ibot-1",
+      epoch: String(epoch + 1),
+      step: String(step),
+      config: JSON.stringify(c),
+    })();
     if (saved._tag === "Left") throw saved.left;
     lastCheckpoint = `${checkpointPath} (after epoch ${epoch + 1}, step ${step})`;
     if (hooks.stopAfterEpoch?.(epoch)) break;

@@ -15,8 +15,17 @@ import { randomKey, spec, type Tensor } from "../dsl/index.js";
 import { DEFAULT_MARKET, mixSeeds, seriesViews, simulateMarket, standardise, DEFAULT_SERIES_VIEWS, type Market } from "../data/index.js";
 import { auroc, normalizedMutualInformation } from "../eval/agreement.js";
 import {
-  initIbotState, learningRateSchedule, maskBatch, teacherMomentumSchedule, teacherTokens, tokenLogProb, weightDecaySchedule,
-  type IbotModelConfig, type IbotState, type StudentParams, type TeacherParams,
+  initIbotState,
+  learningRateSchedule,
+  maskBatch,
+  teacherMomentumSchedule,
+  teacherTokens,
+  tokenLogProb,
+  weightDecaySchedule,
+  type IbotModelConfig,
+  type IbotState,
+  type StudentParams,
+  type TeacherParams,
 } from "../models/index.js";
 import { ConfigError, decodeWith, DEFAULT_TOKENIZER, Fraction, NonNegInt, optimizerProps, Positive, PositiveInt, tokenizerProps, vqOf } from "./config.js";
 import { chooseBackend, toHostValues } from "./features.js";
@@ -100,12 +109,17 @@ export function decodeRegimes(...overrides: readonly Record<string, unknown>[]):
     decodeWith(RegimesConfig, DEFAULT_REGIMES, overrides),
     E.chain((c) => {
       const problem =
-        c.heldOutAsset >= c.assets ? `heldOutAsset ${c.heldOutAsset} must be below assets ${c.assets}`
-        : c.assets < 2 ? "needs at least 2 assets (one is held out)"
-        : c.window % c.patchSize !== 0 ? `window ${c.window} must be a multiple of patchSize ${c.patchSize}`
-        : c.width % c.heads !== 0 ? `width ${c.width} must be divisible by heads ${c.heads}`
-        : c.steps * (1 - c.trainFraction) < c.window || c.steps * c.trainFraction < c.window + DEFAULT_SERIES_VIEWS.maxShift ? `steps ${c.steps} with trainFraction ${c.trainFraction} leave less than a window (${c.window}) for training or scoring`
-        : undefined;
+        c.heldOutAsset >= c.assets
+          ? `heldOutAsset ${c.heldOutAsset} must be below assets ${c.assets}`
+          : c.assets < 2
+            ? "needs at least 2 assets (one is held out)"
+            : c.window % c.patchSize !== 0
+              ? `window ${c.window} must be a multiple of patchSize ${c.patchSize}`
+              : c.width % c.heads !== 0
+                ? `width ${c.width} must be divisible by heads ${c.heads}`
+                : c.steps * (1 - c.trainFraction) < c.window || c.steps * c.trainFraction < c.window + DEFAULT_SERIES_VIEWS.maxShift
+                  ? `steps ${c.steps} with trainFraction ${c.trainFraction} leave less than a window (${c.window}) for training or scoring`
+                  : undefined;
       return problem ? E.left(new ConfigError(`invalid config: ${problem}`)) : E.right(c);
     }),
   );
@@ -125,14 +139,28 @@ export interface RegimesReport {
   readonly steps: number;
   readonly seconds: number;
   /** The random-init model and simple statistics of the raw returns, through the same scores. */
-  readonly baselines: { readonly randomInit: { readonly train: TokenScores; readonly heldOut: TokenScores }; readonly volatilityTerciles: number; readonly maxAbsReturnAuroc: number };
+  readonly baselines: {
+    readonly randomInit: { readonly train: TokenScores; readonly heldOut: TokenScores };
+    readonly volatilityTerciles: number;
+    readonly maxAbsReturnAuroc: number;
+  };
   /** Assets seen in training (on the held-out period of time) and the held-out asset. */
   readonly train: TokenScores;
   readonly heldOut: TokenScores;
 }
 
 export const regimesModelConfig = (c: RegimesConfig): IbotModelConfig => ({
-  vit: { dims: 1, imageSize: c.window, channels: channelsOf(c), patchSize: c.patchSize, width: c.width, depth: c.depth, heads: c.heads, mlpRatio: 4, qkvBias: true },
+  vit: {
+    dims: 1,
+    imageSize: c.window,
+    channels: channelsOf(c),
+    patchSize: c.patchSize,
+    width: c.width,
+    depth: c.depth,
+    heads: c.heads,
+    mlpRatio: 4,
+    qkvBias: true,
+  },
   head: { inDim: c.width, hiddenDim: c.headHidden, bottleneckDim: c.headBottleneck, outDim: c.outDim },
   globalCrops: 2,
   localCrops: 0,
@@ -214,9 +242,11 @@ async function tokenEval(state: Pick<RunResult<IbotState>, "student" | "teacher"
   const backend = gpu ?? "cpu";
   const tokensExe = compile((tp: TeacherParams, inputs: Tensor) => teacherTokens(inputs, tp, mc), [specsOf(state.teacher), x], { backend });
   const tokens = Int32Array.from(await toHostValues(tokensExe.run(state.teacher, inputs)));
-  const logpExe = compile((sp: StudentParams, tp: TeacherParams, inputs: Tensor, masks: Tensor) => tokenLogProb(inputs, masks, sp, tp, mc), [
-    specsOf(state.student), specsOf(state.teacher), x, spec([e.count, n]),
-  ], { backend });
+  const logpExe = compile(
+    (sp: StudentParams, tp: TeacherParams, inputs: Tensor, masks: Tensor) => tokenLogProb(inputs, masks, sp, tp, mc),
+    [specsOf(state.student), specsOf(state.teacher), x, spec([e.count, n])],
+    { backend },
+  );
   const surprise = new Float32Array(e.count * n);
   const passes = 4;
   for (let r = 0; r < passes; r++) {
@@ -281,7 +311,9 @@ async function trainRegimesIn(c: RegimesConfig, hooks: RegimesHooks, log: (line:
   const trainEnd = Math.floor(c.steps * c.trainFraction);
   const series = standardise(market, 0, trainEnd); // statistics of the training period only
   const trainAssets = Array.from({ length: c.assets }, (_, a) => a).filter((a) => a !== c.heldOutAsset);
-  log(`market: ${c.assets} assets × ${c.steps} steps, regimes ${market.config.regimes.map((r) => r.name).join("/")}, ${market.anomalies.reduce((s, v) => s + v, 0)} injected jumps; training on assets ${trainAssets.join(",")} over steps 0–${trainEnd}, asset ${c.heldOutAsset} held out`);
+  log(
+    `market: ${c.assets} assets × ${c.steps} steps, regimes ${market.config.regimes.map((r) => r.name).join("/")}, ${market.anomalies.reduce((s, v) => s + v, 0)} injected jumps; training on assets ${trainAssets.join(",")} over steps 0–${trainEnd}, asset ${c.heldOutAsset} held out`,
+  );
   const gpu = await chooseBackend(c.backend, log);
   log(`backend: ${gpu ? `webgpu on ${gpu.adapterName}` : "cpu"}`);
 
@@ -298,7 +330,9 @@ async function trainRegimesIn(c: RegimesConfig, hooks: RegimesHooks, log: (line:
   const before = await both(init);
   const volatilityTerciles = normalizedMutualInformation(terciles(test.realizedVol), test.regimes);
   const maxAbsReturnAuroc = auroc(test.maxAbs, test.anomalies);
-  log(`baselines: random-init tokens NMI ${before.train.nmi.toFixed(3)} (held-out asset ${before.heldOut.nmi.toFixed(3)}); realised-volatility terciles NMI ${volatilityTerciles.toFixed(3)}; max |return| anomaly AUROC ${maxAbsReturnAuroc.toFixed(3)}`);
+  log(
+    `baselines: random-init tokens NMI ${before.train.nmi.toFixed(3)} (held-out asset ${before.heldOut.nmi.toFixed(3)}); realised-volatility terciles NMI ${volatilityTerciles.toFixed(3)}; max |return| anomaly AUROC ${maxAbsReturnAuroc.toFixed(3)}`,
+  );
 
   const total = c.epochs * c.itersPerEpoch;
   const sch = regimesSchedules(c);
@@ -331,7 +365,13 @@ async function trainRegimesIn(c: RegimesConfig, hooks: RegimesHooks, log: (line:
     Array.from({ length: c.window }, (_, k) => {
       const step = test.start[w] + k;
       const p = Math.floor(k / c.patchSize);
-      return { step, logReturn: market.returns[c.heldOutAsset * c.steps + step], token: after.r.tokens[w * n + p], regime: market.config.regimes[market.regimes[step]].name, anomaly: market.anomalies[c.heldOutAsset * c.steps + step] === 1 };
+      return {
+        step,
+        logReturn: market.returns[c.heldOutAsset * c.steps + step],
+        token: after.r.tokens[w * n + p],
+        regime: market.config.regimes[market.regimes[step]].name,
+        anomaly: market.anomalies[c.heldOutAsset * c.steps + step] === 1,
+      };
     }),
   );
   writeFileSync(join(c.outDir, "regimes.svg"), await regimesPlot(points, `asset ${c.heldOutAsset} (held out of training)`));

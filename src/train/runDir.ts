@@ -190,9 +190,17 @@ export function checkUnused(dir: string, options: RunDirOptions): void {
   const { command, checkpoint, resume } = options;
   if (resume && sameFolder(dirname(resume), dir)) return;
   if (resume)
-    throw new RunDirError("used", dir, `--out-dir ${dir} already holds another run (${found.join(", ")}), and --resume ${resume} is not in it: resuming there would append to that run's metrics and replace its checkpoint. Pass --out-dir ${dirname(resume)} to resume into the checkpoint's own folder, or another --out-dir`);
+    throw new RunDirError(
+      "used",
+      dir,
+      `--out-dir ${dir} already holds another run (${found.join(", ")}), and --resume ${resume} is not in it: resuming there would append to that run's metrics and replace its checkpoint. Pass --out-dir ${dirname(resume)} to resume into the checkpoint's own folder, or another --out-dir`,
+    );
   const canResume = checkpoint !== undefined && found.includes(checkpoint);
-  throw new RunDirError("used", dir, `--out-dir ${dir} already holds a run (${found.join(", ")}): ${command} would overwrite it. ${canResume ? `To continue that run, pass --resume ${join(dir, checkpoint)}; to start another, pass` : "To start another run, pass"} another --out-dir, or delete ${dir} first`);
+  throw new RunDirError(
+    "used",
+    dir,
+    `--out-dir ${dir} already holds a run (${found.join(", ")}): ${command} would overwrite it. ${canResume ? `To continue that run, pass --resume ${join(dir, checkpoint)}; to start another, pass` : "To start another run, pass"} another --out-dir, or delete ${dir} first`,
+  );
 }
 
 /**
@@ -215,7 +223,8 @@ export function removeStaleTemps(dir: string, outputs: readonly string[], notice
       if (errorCode(e) !== "ENOENT") notice(`could not remove ${join(dir, name)}, left by an interrupted write: ${String(e)}; delete it by hand`);
     }
   }
-  if (removed.length) notice(`${dir}: removed ${removed.length === 1 ? "a temp file" : `${removed.length} temp files`} left by an interrupted run (${removed.join(", ")})`);
+  if (removed.length)
+    notice(`${dir}: removed ${removed.length === 1 ? "a temp file" : `${removed.length} temp files`} left by an interrupted run (${removed.join(", ")})`);
   return removed;
 }
 
@@ -240,7 +249,11 @@ export function acquireLock(dir: string, command: string, env: RunDirEnv): RunLo
     if (removeStale(path, text, env.pid))
       env.notice(`${dir}: taking over the lock of pid ${other.pid} (${other.command}, started ${other.startedAt}), which is no longer running`);
   }
-  throw new RunDirError("locked", dir, `--out-dir ${dir}: its lock ${path} kept changing while this run tried to take it (several runs starting at once?): pass another --out-dir`);
+  throw new RunDirError(
+    "locked",
+    dir,
+    `--out-dir ${dir}: its lock ${path} kept changing while this run tried to take it (several runs starting at once?): pass another --out-dir`,
+  );
 }
 
 /** A lock is stale when its process is gone: same host, and its pid is not alive (or is ours without our holding it). */
@@ -323,7 +336,11 @@ function lockedError(dir: string, path: string, other: LockInfo | undefined): Ru
   const who = other
     ? `pid ${other.pid} on host ${other.hostname} (${other.command}, started ${other.startedAt})`
     : "a process whose lock cannot be read (being written, or damaged)";
-  return new RunDirError("locked", dir, `--out-dir ${dir} is in use by another run: ${who} holds ${path}. Wait for it to finish or pass another --out-dir; if that process is no longer running, delete ${path}`);
+  return new RunDirError(
+    "locked",
+    dir,
+    `--out-dir ${dir} is in use by another run: ${who} holds ${path}. Wait for it to finish or pass another --out-dir; if that process is no longer running, delete ${path}`,
+  );
 }
 
 function notWritable(dir: string, e: unknown): RunDirError {

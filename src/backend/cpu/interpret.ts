@@ -3,10 +3,31 @@
  * missing rule is a type error. f32 values are rounded to float32 after every op (a true f32
  * reference); f64 graphs run in float64 throughout.
  */
-import { allocate, hostErf, sizeOf, stridesOf, type BinaryPrim, type ComparePrim, type HostData, type Node, type Prim, type UnaryPrim } from "../../dsl/index.js";
 import {
-  argReduce, broadcastIndex, broadcastStrides, gatherAxis, mapBinary, mapUnary, matmulInto, reduceMax, reduceSum, scatterAddAxis,
-  stridedIndex, take,
+  allocate,
+  hostErf,
+  sizeOf,
+  stridesOf,
+  type BinaryPrim,
+  type ComparePrim,
+  type HostData,
+  type Node,
+  type Prim,
+  type UnaryPrim,
+} from "../../dsl/index.js";
+import {
+  argReduce,
+  broadcastIndex,
+  broadcastStrides,
+  gatherAxis,
+  mapBinary,
+  mapUnary,
+  matmulInto,
+  reduceMax,
+  reduceSum,
+  scatterAddAxis,
+  stridedIndex,
+  take,
 } from "./kernels.js";
 import { threefry2x32 } from "./threefry.js";
 
@@ -138,13 +159,28 @@ export const evalRules: { readonly [P in Prim]: EvalRule<P> } = {
   reshape: (_n, [x]) => x,
   permute: (n, [x]) => {
     const s = stridesOf(n.inputs[0].shape);
-    return take(x, stridedIndex(n.shape, n.params.perm.map((a) => s[a])), n.dtype);
+    return take(
+      x,
+      stridedIndex(
+        n.shape,
+        n.params.perm.map((a) => s[a]),
+      ),
+      n.dtype,
+    );
   },
   broadcastTo: (n, [x]) => take(x, stridedIndex(n.shape, broadcastStrides(n.inputs[0].shape, n.shape)), n.dtype),
   slice: (n, [x]) => {
     const s = stridesOf(n.inputs[0].shape);
     const offset = n.params.starts.reduce((acc, st, i) => acc + st * s[i], 0);
-    return take(x, stridedIndex(n.shape, s.map((v, i) => v * n.params.steps[i]), offset), n.dtype);
+    return take(
+      x,
+      stridedIndex(
+        n.shape,
+        s.map((v, i) => v * n.params.steps[i]),
+        offset,
+      ),
+      n.dtype,
+    );
   },
   pad: (n, [x]) => {
     const out = allocate(n.dtype, n.size).fill(n.params.value);

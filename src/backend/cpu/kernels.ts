@@ -53,7 +53,15 @@ export function mapUnary(x: HostData, dtype: DType, f: (v: number) => number): H
   return out;
 }
 
-export function mapBinary(a: HostData, aShape: Shape, b: HostData, bShape: Shape, outShape: Shape, dtype: DType, f: (x: number, y: number) => number): HostData {
+export function mapBinary(
+  a: HostData,
+  aShape: Shape,
+  b: HostData,
+  bShape: Shape,
+  outShape: Shape,
+  dtype: DType,
+  f: (x: number, y: number) => number,
+): HostData {
   const n = sizeOf(outShape);
   const out = allocate(dtype, n);
   // A one-element operand needs no index map: read it once.

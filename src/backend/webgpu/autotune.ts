@@ -61,7 +61,8 @@ export function matmulCandidates(ctx: GpuContext): readonly MatmulParams[] {
 const MARGIN = 0.9;
 
 /** The tile choices of tuning results, by shape class: what `compile(..., { tuning })` takes. */
-export const tuningOf = (results: readonly TuneResult[], known: MatmulTuning = new Map()): MatmulTuning => new Map([...known, ...results.map((r) => [r.key, r.params] as const)]);
+export const tuningOf = (results: readonly TuneResult[], known: MatmulTuning = new Map()): MatmulTuning =>
+  new Map([...known, ...results.map((r) => [r.key, r.params] as const)]);
 
 /** The autotuner's choice for one matmul shape class (`key`): the winning tiles, and every candidate timed with its median time. */
 export interface TuneResult {
@@ -88,7 +89,10 @@ export async function autotune(
   const results: TuneResult[] = [];
   // Operands live on the device, so that uploads do not dilute the kernels' differences.
   const onDevice = (shape: readonly number[]) => {
-    const upload = compileWebGpu(trace((t: Tensor) => add(t, 0), [spec(shape)]), ctx);
+    const upload = compileWebGpu(
+      trace((t: Tensor) => add(t, 0), [spec(shape)]),
+      ctx,
+    );
     const x = upload.run(new Float32Array(sizeOf(shape)).fill(0.5)) as GpuArray;
     upload.dispose(); // its staging buffer; x is the caller's
     return x;

@@ -67,12 +67,14 @@ function check(graph: Graph, ctx: GpuContext): void {
   checkClosed(graph);
   checkBufferLimits(ctx, graphBuffers(graph));
   for (const n of [...graph.inputs, ...graph.outputs])
-    if (n.dtype === "f64") throw new ArgumentError("compile", `webgpu: ${n} is f64; the GPU runs f32 (f64 exists for CPU gradient checks). Cast or use f32 specs`);
+    if (n.dtype === "f64")
+      throw new ArgumentError("compile", `webgpu: ${n} is f64; the GPU runs f32 (f64 exists for CPU gradient checks). Cast or use f32 specs`);
 }
 
 /** Refuses f64 computed inside the graph (inputs and outputs were checked before simplifying). */
 function checkNoF64(inputs: readonly Tensor[], outputs: readonly Tensor[]): void {
-  for (const n of schedule(inputs, outputs, new Set()).order) if (n.dtype === "f64") throw new ArgumentError("compile", `webgpu: ${n.prim} computes f64; the GPU runs f32`);
+  for (const n of schedule(inputs, outputs, new Set()).order)
+    if (n.dtype === "f64") throw new ArgumentError("compile", `webgpu: ${n.prim} computes f64; the GPU runs f32`);
 }
 
 /** Each generated kernel named after what it fuses (k12_matmul_add_erf_mul), with its in-place alias where the memory plan made one. */
@@ -101,7 +103,12 @@ export function compileWebGpu(graph: Graph, ctx: GpuContext, opts: WebGpuCompile
   const { plan, kernels: generated } = planAndGenerate(s.inputs, outputs, target, everything);
   const donate = opts.donate ?? [];
   const argOfLeaf = leafArguments(graph.inputDefs);
-  const buffers = planBuffers(generated.map((k) => k.body), s.inputs, outputs, (leaf) => donate.includes(argOfLeaf[leaf]));
+  const buffers = planBuffers(
+    generated.map((k) => k.body),
+    s.inputs,
+    outputs,
+    (leaf) => donate.includes(argOfLeaf[leaf]),
+  );
   const kernels = nameKernels(plan, generated, buffers.aliases, target);
   checkBufferLimits(ctx, kernelBuffers(kernels)); // intermediates and constants, known once scheduled
   if (opts.dumpWgsl) dumpWgsl(opts.dumpWgsl, kernels);

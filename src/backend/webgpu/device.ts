@@ -217,7 +217,13 @@ export function acquireDevice(opts: WebGpuOptions = {}): TE.TaskEither<DeviceErr
   if (opts.device) {
     // GPUDevice.adapterInfo is newer than some implementations.
     const info = (opts.device as GPUDevice & { adapterInfo?: GPUAdapterInfo }).adapterInfo;
-    return TE.right(new GpuContext(opts.device, "injected device", { subgroupSize: info?.subgroupMinSize, cpu: info?.isFallbackAdapter, bufferPoolBytes: opts.bufferPoolBytes }));
+    return TE.right(
+      new GpuContext(opts.device, "injected device", {
+        subgroupSize: info?.subgroupMinSize,
+        cpu: info?.isFallbackAdapter,
+        bufferPoolBytes: opts.bufferPoolBytes,
+      }),
+    );
   }
   const t = opts.lavapipeThreads;
   if (t !== undefined && !(Number.isInteger(t) && t >= 0)) {
@@ -262,7 +268,12 @@ export function acquireDevice(opts: WebGpuOptions = {}): TE.TaskEither<DeviceErr
           const device = await adapter.requestDevice({ requiredLimits, requiredFeatures });
           const info = adapter.info;
           const name = [info.description || info.device, info.vendor].filter((s) => s).join(" / ") || "unknown adapter";
-          return new GpuContext(device, name, { instance: gpu, subgroupSize: info.subgroupMinSize, cpu: info.isFallbackAdapter, bufferPoolBytes: opts.bufferPoolBytes });
+          return new GpuContext(device, name, {
+            instance: gpu,
+            subgroupSize: info.subgroupMinSize,
+            cpu: info.isFallbackAdapter,
+            bufferPoolBytes: opts.bufferPoolBytes,
+          });
         },
         (e) => new DeviceError(`webgpu: the adapter refused a device: ${String(e)}`),
       ),

@@ -121,7 +121,12 @@ export class KernelGen {
       return r;
     });
     const defined = (l: string) => /^(?:let|var) (\w+)/.exec(l)?.[1];
-    const pending = new Set(segments.flat().map(defined).filter((n) => n !== undefined));
+    const pending = new Set(
+      segments
+        .flat()
+        .map(defined)
+        .filter((n) => n !== undefined),
+    );
     const ready = (l: string) => !(l.match(/\b[a-z]\w*\b/g) ?? []).some((w) => w !== defined(l) && pending.has(w));
     const heads = segments.map(() => 0);
     while (heads.some((h, j) => h < segments[j].length)) {
@@ -258,10 +263,19 @@ export class KernelGen {
   broadcastIdx(idx: Idx, from: Shape): Idx {
     const to = idx.shape;
     if (from.length === to.length && from.every((d, i) => d === to[i])) return idx;
-    if (sizeOf(from) === 1) return this.idx(from, "0u", from.map(() => "0u"));
+    if (sizeOf(from) === 1)
+      return this.idx(
+        from,
+        "0u",
+        from.map(() => "0u"),
+      );
     const c = this.coords(idx);
     const lead = to.length - from.length;
-    return this.idx(from, null, from.map((d, i) => (d === 1 ? "0u" : c[lead + i])));
+    return this.idx(
+      from,
+      null,
+      from.map((d, i) => (d === 1 ? "0u" : c[lead + i])),
+    );
   }
 }
 

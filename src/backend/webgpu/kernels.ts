@@ -10,7 +10,17 @@ import { matmulClass } from "./matmulClass.js";
 import { matmulTiledKernel, tiledApplicable } from "./matmulTiled.js";
 import { matmulVec4Kernel, vec4Applicable } from "./matmulVec4.js";
 import type { Target } from "./target.js";
-import { DEFAULT_MATMUL, fitColumns, matmulKernel, reduceKernel, scatterKernel, threadPerOutput, type KernelBody, type MatmulParams, type ReducePrim } from "./templates.js";
+import {
+  DEFAULT_MATMUL,
+  fitColumns,
+  matmulKernel,
+  reduceKernel,
+  scatterKernel,
+  threadPerOutput,
+  type KernelBody,
+  type MatmulParams,
+  type ReducePrim,
+} from "./templates.js";
 
 /** How a kernel template is asked for a kernel: the node it computes and what it stores. */
 export interface KernelRequest<P extends Prim> {

@@ -89,7 +89,10 @@ function reshapeIdx(n: Tensor, idx: Idx, g: KernelGen): Idx {
       if (po < pi) po *= to[i++];
       else pi *= from[j++];
     }
-    const outAxes = to.slice(i0, i).map((d, k) => ({ d, e: c[i0 + k] })).filter((a) => a.d !== 1);
+    const outAxes = to
+      .slice(i0, i)
+      .map((d, k) => ({ d, e: c[i0 + k] }))
+      .filter((a) => a.d !== 1);
     const inAxes = from.slice(j0, j);
     if (inAxes.filter((d) => d !== 1).length <= 1 && outAxes.length <= 1) {
       for (const d of inAxes) inC.push(d === 1 ? "0u" : (outAxes[0]?.e ?? "0u"));
@@ -180,7 +183,9 @@ export const lowerings: { readonly [P in Prim]: Lowering<P> } = {
   slice: (n, idx, g) => {
     const c = g.coords(idx);
     const { starts, steps } = n.params;
-    const inC = c.map((e, k) => (e === "0u" ? `${starts[k]}u` : steps[k] === 1 ? (starts[k] ? `(${e} + ${starts[k]}u)` : e) : `(${e} * ${steps[k]}u + ${starts[k]}u)`));
+    const inC = c.map((e, k) =>
+      e === "0u" ? `${starts[k]}u` : steps[k] === 1 ? (starts[k] ? `(${e} + ${starts[k]}u)` : e) : `(${e} * ${steps[k]}u + ${starts[k]}u)`,
+    );
     return g.val(n.inputs[0], g.idx(n.inputs[0].shape, null, inC));
   },
   pad: (n, idx, g) => {

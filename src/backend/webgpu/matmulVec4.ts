@@ -119,8 +119,7 @@ export function matmulVec4Kernel(g: KernelGen, root: Tensor, epilogue: Tensor, p
     if (S) {
       const aCol = Array.from({ length: tm / (4 * S) }, (_, q) => g.let(`${aOff} + min(row0 / 4u + sg + ${q * S}u, ${M4 - 1}u)`, "ac"));
       for (let j = 0; j < 4; j++) aCol.forEach((base, q) => loop.push(`let al${j}_${q} = ${A}[${base} + ka + ${j * M4}u];`));
-      for (let j = 0; j < 4; j++)
-        for (let q = 0; q < tm / 4; q++) loop.push(`let at${j}_${q} = subgroupBroadcast(al${j}_${Math.floor(q / S)}, ${q % S}u);`);
+      for (let j = 0; j < 4; j++) for (let q = 0; q < tm / 4; q++) loop.push(`let at${j}_${q} = subgroupBroadcast(al${j}_${Math.floor(q / S)}, ${q % S}u);`);
     } else {
       const aCol = Array.from({ length: tm / 4 }, (_, q) => g.let(`${aOff} + min(row0 / 4u + ${q}u, ${M4 - 1}u)`, "ac"));
       for (let j = 0; j < 4; j++) aCol.forEach((base, q) => loop.push(`let at${j}_${q} = ${A}[${base} + ka + ${j * M4}u];`));
@@ -138,9 +137,7 @@ export function matmulVec4Kernel(g: KernelGen, root: Tensor, epilogue: Tensor, p
     for (let j = 0; j < 4; j++)
       for (let v = 0; v < nv; v++) loop.push(`let b${j}_${v} = vec4<f32>(bt${v}_0[${j}], bt${v}_1[${j}], bt${v}_2[${j}], bt${v}_3[${j}]);`);
   }
-  for (let t = 0; t < tm; t++)
-    for (let v = 0; v < nv; v++)
-      loop.push(`acc${t}_${v} += ${[0, 1, 2, 3].map((j) => `${aElem(t, j)} * b${j}_${v}`).join(" + ")};`);
+  for (let t = 0; t < tm; t++) for (let v = 0; v < nv; v++) loop.push(`acc${t}_${v} += ${[0, 1, 2, 3].map((j) => `${aElem(t, j)} * b${j}_${v}`).join(" + ")};`);
   g.line(`for (var k4 = 0u; k4 < ${K4}u; k4++) {\n${indent(loop, 2)}\n  }`);
   storeVec4Tile(g, root, epilogue, tm, cols);
   const gx = Math.ceil(N / (tn * p.wx));

@@ -89,7 +89,11 @@ export function planMemory(intermediates: readonly Tensor[], writer: ReadonlyMap
   }
   // The most bytes alive at once, at some kernel where a value is written: no plan needs fewer.
   let peak = 0;
-  for (const { def } of lives) peak = Math.max(peak, lives.reduce((a, u) => (u.def <= def && u.lastUse >= def ? a + u.size : a), 0));
+  for (const { def } of lives)
+    peak = Math.max(
+      peak,
+      lives.reduce((a, u) => (u.def <= def && u.lastUse >= def ? a + u.size : a), 0),
+    );
   return { placements, slots, peakBytes: peak };
 }
 
@@ -108,7 +112,12 @@ export interface BufferPlan {
  * output's kernel starts, or that kernel's threads read it only at the elements they write (then
  * the kernel reads it through its output binding: one buffer, bound once).
  */
-export function planBuffers(kernels: readonly KernelBody[], inputs: readonly Tensor[], outputs: readonly Tensor[], donatable: (leaf: number) => boolean): BufferPlan {
+export function planBuffers(
+  kernels: readonly KernelBody[],
+  inputs: readonly Tensor[],
+  outputs: readonly Tensor[],
+  donatable: (leaf: number) => boolean,
+): BufferPlan {
   const writer = new Map<Tensor, number>();
   const lastRead = new Map<Tensor, number>();
   kernels.forEach((k, i) => {
@@ -116,7 +125,11 @@ export function planBuffers(kernels: readonly KernelBody[], inputs: readonly Ten
     for (const r of k.reads) lastRead.set(r, i);
   });
   const outSet = new Set(outputs);
-  const memory = planMemory([...writer.keys()].filter((n) => !outSet.has(n)), writer, lastRead);
+  const memory = planMemory(
+    [...writer.keys()].filter((n) => !outSet.has(n)),
+    writer,
+    lastRead,
+  );
   const donation = new Map<number, number>();
   const aliases = new Map<number, Tensor>();
   const taken = new Set<number>();
@@ -125,7 +138,9 @@ export function planBuffers(kernels: readonly KernelBody[], inputs: readonly Ten
     const k = kernels[w];
     const last = (inp: Tensor) => lastRead.get(inp) ?? -1;
     const inPlace = (inp: Tensor) => [...(k.readKeys.get(inp) ?? [])].every((key) => k.storeKeys.has(key));
-    const li = inputs.findIndex((inp, l) => donatable(l) && !taken.has(l) && inp.dtype === o.dtype && inp.size === o.size && (last(inp) < w || (last(inp) === w && inPlace(inp))));
+    const li = inputs.findIndex(
+      (inp, l) => donatable(l) && !taken.has(l) && inp.dtype === o.dtype && inp.size === o.size && (last(inp) < w || (last(inp) === w && inPlace(inp))),
+    );
     if (li < 0) return;
     taken.add(li);
     donation.set(oi, li);

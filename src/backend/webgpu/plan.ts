@@ -61,7 +61,12 @@ export function plan(inputs: readonly Tensor[], outputs: readonly Tensor[], targ
  * its widest inlined node is stored instead; where an epilogue reads its core at another element,
  * that fusion is given up. Either way the graph is planned again.
  */
-export function planAndGenerate(inputs: readonly Tensor[], outputs: readonly Tensor[], target: Target, materialize: ReadonlySet<Tensor>): { plan: KernelPlan; kernels: Generated[] } {
+export function planAndGenerate(
+  inputs: readonly Tensor[],
+  outputs: readonly Tensor[],
+  target: Target,
+  materialize: ReadonlySet<Tensor>,
+): { plan: KernelPlan; kernels: Generated[] } {
   const extra = new Set(materialize);
   const noFuse = new Set<Tensor>();
   for (;;) {

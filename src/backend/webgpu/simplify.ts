@@ -10,12 +10,16 @@ import { evalRules } from "../cpu/interpret.js";
 const FOLD_LIMIT = 16;
 
 const isAlias = (n: Tensor): boolean =>
-  n.prim === "stopGradient" || n.prim === "customVjp" || (n.prim === "reshape" && n.inputs[0].shape.length === n.shape.length && n.shape.every((d, i) => d === n.inputs[0].shape[i]));
+  n.prim === "stopGradient" ||
+  n.prim === "customVjp" ||
+  (n.prim === "reshape" && n.inputs[0].shape.length === n.shape.length && n.shape.every((d, i) => d === n.inputs[0].shape[i]));
 
 /** A key that is equal for nodes computing the same value (same op, params and input nodes). */
 function keyOf(n: Tensor, ids: Map<Tensor, number>): string | null {
   if (n.prim === "input") return null;
-  const params = JSON.stringify(n.params, (_k, v) => (ArrayBuffer.isView(v) ? ((v as HostData).length <= 64 ? Array.from(v as HostData) : `#${ids.get(n)}`) : v));
+  const params = JSON.stringify(n.params, (_k, v) =>
+    ArrayBuffer.isView(v) ? ((v as HostData).length <= 64 ? Array.from(v as HostData) : `#${ids.get(n)}`) : v,
+  );
   return `${n.prim}|${n.dtype}|${n.shape.join(",")}|${params}|${n.inputs.map((i) => ids.get(i)).join(",")}`;
 }
 

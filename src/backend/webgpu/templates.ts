@@ -52,7 +52,11 @@ export function assembleKernel(g: KernelGen, output: Tensor, main: string, dispa
   const decls = g.bindings.flatMap((b, i) =>
     i === aliased ? [] : [b.vec4 ? `@group(0) @binding(${i}) var<storage, read> in${i}: array<vec4<f32>>;` : bindingDecl(i, `in${i}`, b.node.dtype, "read")],
   );
-  decls.push(g.vec4Lanes.size ? `@group(0) @binding(${reads.length}) var<storage, read_write> out: array<vec4<f32>>;` : bindingDecl(reads.length, "out", output.dtype, "read_write"));
+  decls.push(
+    g.vec4Lanes.size
+      ? `@group(0) @binding(${reads.length}) var<storage, read_write> out: array<vec4<f32>>;`
+      : bindingDecl(reads.length, "out", output.dtype, "read_write"),
+  );
   const helpers = g.helperSource();
   const usesBits = (helpers + main).includes(`${F32_BITS}(`);
   const enables = /\bsubgroup[A-Z]/.test(main) ? "enable subgroups;" : "";
@@ -152,14 +156,26 @@ function reducer(kind: ReducePrim, t: string): Reducer {
     case "sum":
       // Kahan-compensated for floats.
       return t === "f32"
-        ? { init: ["var acc = 0.0;", "var comp = 0.0;"], step: (v) => [`let y_ = ${v} - comp;`, "let t_ = acc + y_;", "comp = (t_ - acc) - y_;", "acc = t_;"], result: "acc" }
+        ? {
+            init: ["var acc = 0.0;", "var comp = 0.0;"],
+            step: (v) => [`let y_ = ${v} - comp;`, "let t_ = acc + y_;", "comp = (t_ - acc) - y_;", "acc = t_;"],
+            result: "acc",
+          }
         : { init: ["var acc = 0i;"], step: (v) => [`acc += ${v};`], result: "acc" };
     case "max":
       return { init: [`var acc = ${lowest};`], step: (v) => [`acc = max(acc, ${v});`], result: "acc" };
     case "argmax":
-      return { init: [`var best = ${lowest};`, "var acc = 0i;"], step: (v, p) => [`if (${v} > best || (acc == 0i && ${p} == 0u)) { best = ${v}; acc = i32(${p}); }`], result: "acc" };
+      return {
+        init: [`var best = ${lowest};`, "var acc = 0i;"],
+        step: (v, p) => [`if (${v} > best || (acc == 0i && ${p} == 0u)) { best = ${v}; acc = i32(${p}); }`],
+        result: "acc",
+      };
     case "argmin":
-      return { init: [`var best = ${highest};`, "var acc = 0i;"], step: (v, p) => [`if (${v} < best || (acc == 0i && ${p} == 0u)) { best = ${v}; acc = i32(${p}); }`], result: "acc" };
+      return {
+        init: [`var best = ${highest};`, "var acc = 0i;"],
+        step: (v, p) => [`if (${v} < best || (acc == 0i && ${p} == 0u)) { best = ${v}; acc = i32(${p}); }`],
+        result: "acc",
+      };
     default:
       return kind satisfies never;
   }
@@ -182,7 +198,11 @@ function reductionGeometry(root: Node<ReducePrim>): { x: Tensor; axes: number[];
 function inputIdx(g: KernelGen, x: Tensor, axes: readonly number[], oCoords: readonly string[], rCoords: readonly string[]): Idx {
   let ko = 0;
   let kr = 0;
-  return g.idx(x.shape, null, x.shape.map((_, i) => (axes.includes(i) ? rCoords[kr++] : oCoords[ko++])));
+  return g.idx(
+    x.shape,
+    null,
+    x.shape.map((_, i) => (axes.includes(i) ? rCoords[kr++] : oCoords[ko++])),
+  );
 }
 
 function reductionCoords(g: KernelGen, r: string, rShape: Shape): string[] {

@@ -5,8 +5,29 @@
  * uses the old centres).
  */
 import {
-  add, ArgumentError, cast, div, equal, exp, iota, l2Normalize, log, logSoftmax, matmul, max, maximum, mean, mul, softmax, sqrt, stopGradient, sub, sum, sliceAxis,
-  swapAxes, type Tensor,
+  add,
+  ArgumentError,
+  cast,
+  div,
+  equal,
+  exp,
+  iota,
+  l2Normalize,
+  log,
+  logSoftmax,
+  matmul,
+  max,
+  maximum,
+  mean,
+  mul,
+  softmax,
+  sqrt,
+  stopGradient,
+  sub,
+  sum,
+  sliceAxis,
+  swapAxes,
+  type Tensor,
 } from "../../dsl/index.js";
 
 /** What ibotLoss takes: teacher and student logits, the patch masks, the centres and the teacher temperatures. */

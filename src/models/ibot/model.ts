@@ -6,8 +6,39 @@
  */
 import { valueAndGrad } from "../../autodiff/index.js";
 import {
-  add, argmax, argmin, bernoulli, cast, concat, div, equal, flatten, foldIn, isTensor, layerNorm, less, maximum, minimum, mul, oneHot, reshape, sliceAxis, split, sqrt,
-  sub, sum, unflatten, where, zeros, linear, logSoftmax, spec, ArgumentError, ShapeError, type Tensor, type TensorSpec,
+  add,
+  argmax,
+  argmin,
+  bernoulli,
+  cast,
+  concat,
+  div,
+  equal,
+  flatten,
+  foldIn,
+  isTensor,
+  layerNorm,
+  less,
+  maximum,
+  minimum,
+  mul,
+  oneHot,
+  reshape,
+  sliceAxis,
+  split,
+  sqrt,
+  sub,
+  sum,
+  unflatten,
+  where,
+  zeros,
+  linear,
+  logSoftmax,
+  spec,
+  ArgumentError,
+  ShapeError,
+  type Tensor,
+  type TensorSpec,
 } from "../../dsl/index.js";
 import { adamInit, adamw, type AdamState } from "../optim.js";
 import { squaredDistances } from "../vq.js";
@@ -109,7 +140,13 @@ export interface BackboneOptions {
 /** Positional embeddings for n patches: images resize theirs bicubically to other grids; series take windows of the trained length. */
 function positions(posEmbed: Tensor, n: number, cfg: ViTConfig): Tensor {
   if (cfg.dims !== 1) return interpolatePosEmbed(posEmbed, Math.round(Math.sqrt(n)));
-  if (n + 1 !== posEmbed.shape[1]) throw new ShapeError("backbone", [posEmbed.shape], `a series of ${n} patches, but the positional embedding was made for ${posEmbed.shape[1] - 1}`, "Use windows of the trained length");
+  if (n + 1 !== posEmbed.shape[1])
+    throw new ShapeError(
+      "backbone",
+      [posEmbed.shape],
+      `a series of ${n} patches, but the positional embedding was made for ${posEmbed.shape[1] - 1}`,
+      "Use windows of the trained length",
+    );
   return posEmbed;
 }
 
@@ -172,7 +209,14 @@ export interface IbotSchedule {
 
 /** Specs of the per-step schedule values (scalars, and the step's i32[2] key): what a compiled `ibotStep` takes as its third argument. */
 export const scheduleSpec = (): { readonly [K in keyof IbotSchedule]: TensorSpec } => ({
-  lr: spec([]), weightDecay: spec([]), momentum: spec([]), teacherTemp: spec([]), teacherPatchTemp: spec([]), step: spec([]), lastLayerStep: spec([]), key: spec([2], "i32"),
+  lr: spec([]),
+  weightDecay: spec([]),
+  momentum: spec([]),
+  teacherTemp: spec([]),
+  teacherPatchTemp: spec([]),
+  step: spec([]),
+  lastLayerStep: spec([]),
+  key: spec([2], "i32"),
 });
 
 /** Everything a training step carries to the next: student, teacher, AdamW moments, centres (and VQ statistics). */
@@ -216,14 +260,31 @@ const patchTokens = (z: Tensor) => sliceAxis(z, 1, 1, z.shape[1]);
  * the step needs back: loss parts, new centres, each step's patch tokens, and the VQ features.
  */
 export function studentLoss(
-  student: StudentParams, teacher: TeacherParams, centers: Centers, batch: IbotBatch, s: IbotSchedule, cfg: IbotModelConfig,
+  student: StudentParams,
+  teacher: TeacherParams,
+  centers: Centers,
+  batch: IbotBatch,
+  s: IbotSchedule,
+  cfg: IbotModelConfig,
 ): readonly [Tensor, StudentLossAux] {
   const [kg, kl] = split(s.key);
   const tz = bottleneck(backbone(batch.globals, teacher.backbone, cfg.vit), teacher.head);
-  const studentTokens = backbone(batch.globals, student.backbone, cfg.vit, { mask: batch.masks, maskedEmbed: student.maskedEmbed, dropKey: kg, dropPath: cfg.dropPath });
+  const studentTokens = backbone(batch.globals, student.backbone, cfg.vit, {
+    mask: batch.masks,
+    maskedEmbed: student.maskedEmbed,
+    dropKey: kg,
+    dropPath: cfg.dropPath,
+  });
   const sz = bottleneck(studentTokens, student.head);
   // KoLeo (an option, off in iBOT): spread each global crop's [CLS] tokens over the batch.
-  const spread = cfg.koleo ? mul(chunks(firstToken(studentTokens), cfg.globalCrops).map((c) => koleoLoss(c)).reduce((a, b) => add(a, b)), cfg.koleo / cfg.globalCrops) : undefined;
+  const spread = cfg.koleo
+    ? mul(
+        chunks(firstToken(studentTokens), cfg.globalCrops)
+          .map((c) => koleoLoss(c))
+          .reduce((a, b) => add(a, b)),
+        cfg.koleo / cfg.globalCrops,
+      )
+    : undefined;
   // λ1·L_cls + λ2·(patch part) + KoLeo; the logged parts stay unweighted, as the official ones.
   const total = (cls: Tensor, patch: Tensor) => {
     const l = add(mul(cls, cfg.lambda1 ?? 1), mul(patch, cfg.lambda2 ?? 1));
@@ -242,7 +303,13 @@ export function studentLoss(
   if (!cfg.vq || !student.vq || !teacher.vq) {
     const teacherPatch = prototypeLogits(patchTokens(tz), teacher.head);
     const studentPatch = prototypeLogits(patchTokens(sz), student.head);
-    const { patch, center2 } = maskedPatchLoss({ teacherPatch, studentPatch, masks: batch.masks, center2: centers.center2, teacherPatchTemp: s.teacherPatchTemp });
+    const { patch, center2 } = maskedPatchLoss({
+      teacherPatch,
+      studentPatch,
+      masks: batch.masks,
+      center2: centers.center2,
+      teacherPatchTemp: s.teacherPatchTemp,
+    });
     // The patch token of a patch is the teacher's most probable prototype.
     const tokens = [argmax(sub(teacherPatch, centers.center2), -1)];
     const maskedAgreement = agreement(argmax(studentPatch, -1), tokens[0], batch.masks);
@@ -251,7 +318,16 @@ export function studentLoss(
   const v = vqPatchLoss({ studentZ: patchTokens(sz), teacherZ: patchTokens(tz), masks: batch.masks, student: student.vq, teacher: teacher.vq }, cfg.vq);
   return [
     total(cls, v.loss),
-    { cls, patch: v.recon, tokenizer: v.tokenizer, center, center2: centers.center2, tokens: v.targets, online: v.online, ...(spread ? { koleo: spread } : {}) },
+    {
+      cls,
+      patch: v.recon,
+      tokenizer: v.tokenizer,
+      center,
+      center2: centers.center2,
+      tokens: v.targets,
+      online: v.online,
+      ...(spread ? { koleo: spread } : {}),
+    },
   ];
 }
 
@@ -263,12 +339,14 @@ const clip = (g: Tensor, c: number) => mul(g, minimum(div(c, add(sqrt(sum(mul(g,
 
 /** One full iBOT training step. */
 export function ibotStep(state: IbotState, batch: IbotBatch, s: IbotSchedule, cfg: IbotModelConfig) {
-  const [[loss, aux], grads] = valueAndGrad(
-    (st: StudentParams) => studentLoss(st, state.teacher, state.centers, batch, s, cfg),
-    { hasAux: true },
-  )(state.student);
+  const [[loss, aux], grads] = valueAndGrad((st: StudentParams) => studentLoss(st, state.teacher, state.centers, batch, s, cfg), { hasAux: true })(
+    state.student,
+  );
   const { leaves: gLeaves, def } = flatten(grads, isTensor);
-  const clipped = unflatten(def, gLeaves.map((g) => clip(g, cfg.clipGrad))) as unknown as StudentParams;
+  const clipped = unflatten(
+    def,
+    gLeaves.map((g) => clip(g, cfg.clipGrad)),
+  ) as unknown as StudentParams;
   const { leaves: pLeaves } = flatten(state.student, isTensor);
   const codebooks = new Set(state.student.vq?.codebooks ?? []);
   const prototypes = pLeaves.indexOf(state.student.head.lastLayer.v);
@@ -300,7 +378,10 @@ export function ibotStep(state: IbotState, batch: IbotBatch, s: IbotSchedule, cf
   return {
     state: { student, teacher, opt, centers: { center: aux.center, center2: aux.center2 }, ...(vq ? { vq: vq.state } : {}) },
     metrics: {
-      loss, cls: aux.cls, patch: aux.patch, tokenCounts,
+      loss,
+      cls: aux.cls,
+      patch: aux.patch,
+      tokenCounts,
       ...(aux.tokenizer ? { tokenizer: aux.tokenizer } : {}),
       ...(aux.koleo ? { koleo: aux.koleo } : {}),
       ...(aux.maskedAgreement ? { maskedAgreement: aux.maskedAgreement } : {}),
@@ -312,7 +393,10 @@ export function ibotStep(state: IbotState, batch: IbotBatch, s: IbotSchedule, cf
 function zipTrees<T>(a: T, b: T, f: (x: Tensor, y: Tensor) => Tensor): T {
   const { leaves: as, def } = flatten(a, isTensor);
   const bs = flatten(b, isTensor).leaves;
-  return unflatten(def, as.map((x, i) => f(x, bs[i]))) as unknown as T;
+  return unflatten(
+    def,
+    as.map((x, i) => f(x, bs[i])),
+  ) as unknown as T;
 }
 
 /**

@@ -34,14 +34,7 @@ export function linspace(start: number, stop: number, num: number): Float64Array
  * `warmupEpochs` may be fractional (for short runs) as long as warmupEpochs·itersPerEpoch is a
  * whole number of iterations; the official code takes whole epochs only.
  */
-export function cosineScheduler(
-  base: number,
-  final: number,
-  epochs: number,
-  itersPerEpoch: number,
-  warmupEpochs = 0,
-  startWarmupValue = 0,
-): Float64Array {
+export function cosineScheduler(base: number, final: number, epochs: number, itersPerEpoch: number, warmupEpochs = 0, startWarmupValue = 0): Float64Array {
   if (!Number.isSafeInteger(epochs) || epochs < 0 || !Number.isSafeInteger(itersPerEpoch) || itersPerEpoch < 0) {
     throw new RangeError(`cosineScheduler: epochs and itersPerEpoch must be non-negative integers, got ${epochs} and ${itersPerEpoch}`);
   }
@@ -78,8 +71,12 @@ export interface RunLength {
  * T = epochs·itersPerEpoch. A short run may hold it (end = m), so the teacher keeps following the
  * student instead of freezing while the student still improves.
  */
-export const teacherMomentumSchedule = ({ epochs, itersPerEpoch, momentum = 0.996, end = 1 }: RunLength & { readonly momentum?: number; readonly end?: number }): Float64Array =>
-  cosineScheduler(momentum, end, epochs, itersPerEpoch);
+export const teacherMomentumSchedule = ({
+  epochs,
+  itersPerEpoch,
+  momentum = 0.996,
+  end = 1,
+}: RunLength & { readonly momentum?: number; readonly end?: number }): Float64Array => cosineScheduler(momentum, end, epochs, itersPerEpoch);
 
 /** The learning-rate flags of `main_ibot.py`. */
 export interface LearningRateOptions extends RunLength {
@@ -98,7 +95,12 @@ export const learningRateSchedule = ({ epochs, itersPerEpoch, batchSize, lr = 5e
   cosineScheduler((lr * batchSize) / 256, minLr, epochs, itersPerEpoch, warmupEpochs);
 
 /** The weight decay per iteration (`--weight_decay` → `--weight_decay_end`, default 0.04 → 0.4), cosine, no warmup. */
-export const weightDecaySchedule = ({ epochs, itersPerEpoch, weightDecay = 0.04, weightDecayEnd = 0.4 }: RunLength & {
+export const weightDecaySchedule = ({
+  epochs,
+  itersPerEpoch,
+  weightDecay = 0.04,
+  weightDecayEnd = 0.4,
+}: RunLength & {
   readonly weightDecay?: number;
   readonly weightDecayEnd?: number;
 }): Float64Array => cosineScheduler(weightDecay, weightDecayEnd, epochs, itersPerEpoch);
@@ -111,7 +113,11 @@ export const weightDecaySchedule = ({ epochs, itersPerEpoch, weightDecay = 0.04,
  * warmup starts at epoch P. Throws when P + warmupEpochs exceeds `epochs`, as NumPy would.
  */
 export function teacherTempSchedule(warmupTemp: number, temp: number, warmupEpochs: number, epochs: number, predStartEpoch = 0): Float64Array {
-  for (const [name, value] of [["warmupEpochs", warmupEpochs], ["epochs", epochs], ["predStartEpoch", predStartEpoch]] as const) {
+  for (const [name, value] of [
+    ["warmupEpochs", warmupEpochs],
+    ["epochs", epochs],
+    ["predStartEpoch", predStartEpoch],
+  ] as const) {
     if (!Number.isSafeInteger(value) || value < 0) throw new RangeError(`teacherTempSchedule: ${name} must be a non-negative integer, got ${value}`);
   }
   if (predStartEpoch + warmupEpochs > epochs) {
@@ -130,7 +136,11 @@ export function teacherTempSchedule(warmupTemp: number, temp: number, warmupEpoc
  * short runs, where a jump from 0.04 to 0.07 after one epoch collapsed the [CLS] outputs (RESULTS.md).
  */
 export function teacherTempPerIteration(
-  warmupTemp: number, temp: number, warmupEpochs: number, { epochs, itersPerEpoch }: RunLength, by: "epoch" | "iteration",
+  warmupTemp: number,
+  temp: number,
+  warmupEpochs: number,
+  { epochs, itersPerEpoch }: RunLength,
+  by: "epoch" | "iteration",
 ): Float64Array {
   const total = epochs * itersPerEpoch;
   if (by === "epoch") {
@@ -139,7 +149,9 @@ export function teacherTempPerIteration(
   }
   const warm = wholeIterations(warmupEpochs * itersPerEpoch);
   if (!(warmupEpochs >= 0) || warm === undefined || warm > total) {
-    throw new RangeError(`teacherTempPerIteration: a warm-up of ${warmupEpochs} epochs × ${itersPerEpoch} iterations must be a whole number of iterations within the ${total} of the run`);
+    throw new RangeError(
+      `teacherTempPerIteration: a warm-up of ${warmupEpochs} epochs × ${itersPerEpoch} iterations must be a whole number of iterations within the ${total} of the run`,
+    );
   }
   const out = new Float64Array(total).fill(temp);
   out.set(linspace(warmupTemp, temp, warm));

@@ -7,8 +7,27 @@
  * are restarted. Several codebooks give several prediction heads over the same encoder output.
  */
 import {
-  add, argmin, cast, div, gather, l2Normalize, less, linear, logSoftmax, mul, normal, oneHot, reshape, split, stopGradient, sub, sum, uniform,
-  where, zeros, type Tensor,
+  add,
+  argmin,
+  cast,
+  div,
+  gather,
+  l2Normalize,
+  less,
+  linear,
+  logSoftmax,
+  mul,
+  normal,
+  oneHot,
+  reshape,
+  split,
+  stopGradient,
+  sub,
+  sum,
+  uniform,
+  where,
+  zeros,
+  type Tensor,
 } from "../../dsl/index.js";
 import { initLinear } from "../init.js";
 import { emaCodebookUpdate, quantize, squaredDistances, vqLoss, type EmaCodebook } from "../vq.js";
@@ -109,7 +128,11 @@ export function vqPatchLoss(x: VqPatchInputs, cfg: VqTokenizerConfig): VqPatchLo
     const tokenizer = cfg.ema ? mul(terms.commitment, cfg.beta) : terms.loss; // EMA mode moves codes without gradients
     return { recon, tokenizer, target: reshape(target, [gb, n]), indices: q.indices };
   });
-  const avg = (f: (h: (typeof heads)[number]) => Tensor) => div(heads.map(f).reduce((a, b) => add(a, b)), heads.length);
+  const avg = (f: (h: (typeof heads)[number]) => Tensor) =>
+    div(
+      heads.map(f).reduce((a, b) => add(a, b)),
+      heads.length,
+    );
   const recon = avg((h) => h.recon);
   const tokenizer = avg((h) => h.tokenizer);
   return {
