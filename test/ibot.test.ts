@@ -268,33 +268,17 @@ describe("iBOT step", () => {
       const student = w.initStudent(w.randomKey(1), cfg);
       return { student, teacher: w.teacherOf(student), opt: w.adamInit(student), centers: w.initCenters(16) };
     });
-    const specOf = (t: w.HostTensor) => w.spec(t.shape, t.dtype);
-    const stateSpec = w.mapTree(init as unknown as w.Tree<w.HostTensor>, (x): x is w.HostTensor => x instanceof w.HostTensor, specOf);
     const batchSpec = { globals: w.spec([2 * B, 1, 8, 8]), locals: w.spec([2 * B, 1, 4, 4]), masks: w.spec([2 * B, 4]) };
-    const schedSpec = {
-      lr: w.spec([]),
-      weightDecay: w.spec([]),
-      momentum: w.spec([]),
-      teacherTemp: w.spec([]),
-      teacherPatchTemp: w.spec([]),
-      step: w.spec([]),
-      lastLayerStep: w.spec([]),
-      key: w.spec([2], "i32"),
-    };
-    const exe = w.compile((st: w.IbotState, b: w.IbotBatch, s: w.IbotSchedule) => w.ibotStep(st, b, s, cfg), [
-      stateSpec,
-      batchSpec,
-      schedSpec,
-    ] as never) as unknown as { run: (...a: unknown[]) => unknown };
+    const exe = w.compile((st: w.IbotState, b: w.IbotBatch, s: w.IbotSchedule) => w.ibotStep(st, b, s, cfg), [w.specsOf(init), batchSpec, w.scheduleSpec()]);
     // Views that share content (the same images, and pooled copies as local crops), so that they can agree.
     const batch = w.evaluate(() => {
       const x = w.uniform(w.randomKey(2), [B, 1, 8, 8]);
       const small = w.mean(w.reshape(x, [B, 1, 4, 2, 4, 2]), [3, 5]);
       return { globals: w.concat([x, x], 0), locals: w.concat([small, small], 0), masks: w.cast(w.bernoulli(w.randomKey(5), 0.4, [2 * B, 4]), "f32") };
     });
-    let state: unknown = init;
+    let state = init;
     const losses: number[] = [];
-    let last: { state: w.IbotState; metrics: { loss: w.HostTensor } } | null = null;
+    let last: typeof init | null = null;
     for (let i = 1; i <= 40; i++) {
       const sched = {
         lr: 3e-4,
@@ -306,22 +290,19 @@ describe("iBOT step", () => {
         lastLayerStep: Math.max(0, i - 5),
         key: new Int32Array([0, i]),
       };
-      const r = exe.run(state, batch, sched) as { state: w.IbotState; metrics: { loss: w.HostTensor } };
-      if (i === 5) {
-        const v0 = (init.student.head.lastLayer.v as unknown as w.HostTensor).data;
-        assert.deepEqual([...(r.state.student.head.lastLayer.v as unknown as w.HostTensor).data], [...v0], "prototypes frozen");
-      }
+      const r = exe.run(state, batch, sched);
+      if (i === 5) assert.deepEqual([...r.state.student.head.lastLayer.v.data], [...init.student.head.lastLayer.v.data], "prototypes frozen");
       losses.push(r.metrics.loss.item());
       state = r.state;
-      last = r;
+      last = r.state;
     }
     assert.ok(losses.every(Number.isFinite));
     const tail = losses.slice(-5).reduce((a, b) => a + b, 0) / 5;
     assert.ok(tail < losses[0] / 2, `loss ${losses.map((l) => l.toFixed(3)).join(" ")}`);
     // The teacher is an EMA of the student: it moved, but not onto the student.
-    const t = (last!.state.teacher.backbone.patchEmbed.w as unknown as w.HostTensor).data;
-    const s0 = (init.student.backbone.patchEmbed.w as unknown as w.HostTensor).data;
-    const s1 = (last!.state.student.backbone.patchEmbed.w as unknown as w.HostTensor).data;
+    const t = last!.teacher.backbone.patchEmbed.w.data;
+    const s0 = init.student.backbone.patchEmbed.w.data;
+    const s1 = last!.student.backbone.patchEmbed.w.data;
     assert.ok(t.some((v, i) => v !== s0[i]) && t.some((v, i) => v !== s1[i]));
   });
 });

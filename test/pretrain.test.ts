@@ -5,39 +5,23 @@ import { existsSync, mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as E from "fp-ts/lib/Either.js";
-import { decodeConfig } from "../src/train/config.js";
 import { pretrain } from "../src/train/pretrain.js";
 import { readSafetensors } from "../src/io/safetensors.js";
 import { evaluateCheckpoint } from "../src/train/evaluate.js";
+import { tinyConfig } from "./tinyRun.js";
 
-const tiny = (outDir: string, extra: Record<string, unknown> = {}) => {
-  const c = decodeConfig({
-    backend: "cpu",
+const tiny = (outDir: string, extra: Record<string, unknown> = {}) =>
+  tinyConfig({
     outDir,
-    trainSubset: 96,
-    batchSize: 16,
     epochs: 2,
-    width: 16,
-    depth: 1,
-    heads: 2,
-    mlpRatio: 2,
-    headHidden: 32,
-    headBottleneck: 16,
-    outDim: 64,
-    localCrops: 2,
     lr: 0.02,
     momentumTeacher: 0.9,
     warmupEpochs: 0,
     evalEvery: 1,
     freezeLastLayer: 0,
     warmupTeacherTempEpochs: 0,
-    knnBank: 300,
-    knnQueries: 100,
     ...extra,
   });
-  if (E.isLeft(c)) throw c.left;
-  return c.right;
-};
 const quiet = { log: () => {} };
 
 test("a short run on a tiny subset: the loss falls in the first epoch, a checkpoint follows every epoch, and a resumed run equals an uninterrupted one", async () => {

@@ -16,35 +16,20 @@ import { ConfigError, decodeConfig, type PretrainConfig } from "../src/train/con
 import { pretrain, REPORT_TIMING_FIELDS } from "../src/train/pretrain.js";
 import { MetricsLogError, parseMetricsLog, ROW_TIMING_FIELDS, rowsUpTo } from "../src/train/metricsLog.js";
 import { readSafetensors } from "../src/io/safetensors.js";
+import { TINY_RUN, tinyConfig } from "./tinyRun.js";
 
 /** 6 steps an epoch, 3 epochs; evaluated after epochs 2 and 3 (evalEvery 2, and the last): 23 rows. */
 const FIELDS = {
-  backend: "cpu",
-  trainSubset: 96,
-  batchSize: 16,
+  ...TINY_RUN,
   epochs: 3,
-  width: 16,
-  depth: 1,
-  heads: 2,
-  mlpRatio: 2,
-  headHidden: 32,
-  headBottleneck: 16,
-  outDim: 64,
-  localCrops: 2,
   lr: 0.02,
   momentumTeacher: 0.9,
   warmupEpochs: 0,
   evalEvery: 2,
   freezeLastLayer: 0,
   warmupTeacherTempEpochs: 0,
-  knnBank: 300,
-  knnQueries: 100,
 };
-const config = (extra: Record<string, unknown>): PretrainConfig => {
-  const c = decodeConfig({ ...FIELDS, ...extra });
-  if (E.isLeft(c)) throw c.left;
-  return c.right;
-};
+const config = (extra: Record<string, unknown>): PretrainConfig => tinyConfig({ ...FIELDS, ...extra });
 const fresh = (name: string) => mkdtempSync(join(tmpdir(), `resume-${name}-`));
 const lines = (dir: string) =>
   existsSync(join(dir, "metrics.jsonl"))

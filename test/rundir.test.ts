@@ -6,7 +6,6 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFil
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import * as E from "fp-ts/lib/Either.js";
 import {
   LOCK_FILE,
   openRunDir,
@@ -19,9 +18,9 @@ import {
   type RunDirOptions,
 } from "../src/train/runDir.js";
 import { CACHE_DIR_ENV } from "../src/data/index.js";
-import { decodeConfig } from "../src/train/config.js";
 import { pretrain, PRETRAIN_OUTPUTS } from "../src/train/pretrain.js";
 import { DEFAULT_REGIMES, trainRegimes } from "../src/train/regimes.js";
+import { tinyConfig } from "./tinyRun.js";
 
 const fresh = (name: string) => mkdtempSync(join(tmpdir(), `rundir-${name}-`));
 const pretrainOpts = (resume = ""): RunDirOptions => ({ command: "wgrad pretrain", outputs: PRETRAIN_OUTPUTS, checkpoint: "checkpoint.safetensors", resume });
@@ -254,30 +253,7 @@ test("across processes: a second process is refused with the holder's pid; exit,
 // The entry points check first: a used, file or locked out-dir fails before the data are loaded
 // (here: an empty dataset cache stays empty, where loading would build it) and nothing is logged.
 // Half-epoch warm-ups: 3 of its 6 steps, a whole number.
-const tiny = (outDir: string) => {
-  const c = decodeConfig({
-    backend: "cpu",
-    outDir,
-    trainSubset: 96,
-    batchSize: 16,
-    epochs: 1,
-    width: 16,
-    depth: 1,
-    heads: 2,
-    mlpRatio: 2,
-    headHidden: 32,
-    headBottleneck: 16,
-    outDim: 64,
-    localCrops: 2,
-    knnBank: 300,
-    knnQueries: 100,
-    warmupEpochs: 0.5,
-    freezeLastLayer: 0.5,
-    warmupTeacherTempEpochs: 0.5,
-  });
-  if (E.isLeft(c)) throw c.left;
-  return c.right;
-};
+const tiny = (outDir: string) => tinyConfig({ outDir, epochs: 1, warmupEpochs: 0.5, freezeLastLayer: 0.5, warmupTeacherTempEpochs: 0.5 });
 
 test("pretrain and regimes refuse a used, file or locked out-dir before any work", async () => {
   const cache = fresh("cache");
