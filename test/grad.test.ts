@@ -297,6 +297,63 @@ describe("composites", () => {
   });
 });
 
+describe("cotangents are checked against their primals", () => {
+  const gradOf = (f: (x: Tensor) => Tensor, shape: readonly number[]) => () =>
+    w.evaluate((x: Tensor) => w.grad((t: Tensor) => w.sum(f(t)))(x), w.hostTensor(new Float32Array(w.sizeOf(shape)), shape));
+
+  test("a custom VJP returning a cotangent of another shape is refused where the gradient is built, naming it and the input", () => {
+    // The issue's case: a rank-0 gradient for a [3] parameter used to broadcast into the update.
+    const s2 = w.customVjp(
+      "s2",
+      (x) => w.mul(x, 2),
+      (_x, _y, ct) => [w.sum(ct)],
+    );
+    assert.throws(
+      gradOf(s2, [3]),
+      (e: unknown) => e instanceof w.ShapeError && /customVjp "s2" returned a cotangent of shape \[\] for input 0, of shape \[3\]/.test(e.message),
+    );
+    fc.assert(
+      fc.property(arbShape({ maxRank: 3, maxDim: 4 }), arbShape({ maxRank: 3, maxDim: 4 }), (shape, wrong) => {
+        fc.pre(wrong.length !== shape.length || wrong.some((d, k) => d !== shape[k]));
+        const f = w.customVjp(
+          "wrong",
+          (x) => w.mul(x, 2),
+          () => [w.zeros(wrong)],
+        );
+        assert.throws(
+          gradOf(f, shape),
+          (e: unknown) => e instanceof w.ShapeError && e.message.includes(`returned a cotangent of shape ${w.formatShape(wrong)} for input 0`),
+        );
+      }),
+      RUNS,
+    );
+  });
+
+  test("a custom VJP with the right shapes passes; one returning too few cotangents or an integer one is refused", () => {
+    const ok = w.customVjp(
+      "ok",
+      (x) => w.mul(x, 2),
+      (_x, _y, ct) => [w.mul(ct, 2)],
+    );
+    assert.deepEqual([...(gradOf(ok, [3])() as w.HostTensor).data], [2, 2, 2]);
+    const pair = w.customVjp(
+      "pair",
+      (a, b) => w.mul(a, b),
+      (_xs, _y, ct) => [ct],
+    );
+    assert.throws(
+      () => w.evaluate((a: Tensor, b: Tensor) => w.grad((x: Tensor, y: Tensor) => w.sum(pair(x, y)), { argnums: [0, 1] })(a, b), [1, 2], [3, 4]),
+      /customVjp "pair" returned 1 cotangents for 2 inputs/,
+    );
+    const int = w.customVjp(
+      "int",
+      (x) => w.mul(x, 2),
+      (_x, _y, ct) => [w.cast(ct, "i32")],
+    );
+    assert.throws(gradOf(int, [2]), (e: unknown) => e instanceof w.DTypeError && /customVjp "int" returned a i32 cotangent for input 0/.test(e.message));
+  });
+});
+
 describe("stopGradient", () => {
   const fns: ((x: Tensor) => Tensor)[] = [w.tanh, w.exp, (x) => w.mul(x, x), w.sigmoid, (x) => w.softmax(x)];
   const arbFns = fc.tuple(fc.constantFrom(...fns), fc.constantFrom(...fns));

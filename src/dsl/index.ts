@@ -2,7 +2,7 @@ export * from "./dtype.js";
 export * from "./errors.js";
 export * from "./shape.js";
 export * from "./prims.js";
-export { Tensor, dispatch, isTensor, tensorOperand, type Node, type RuleTable } from "./tensor.js";
+export { Tensor, dispatch, isPrim, isTensor, tensorOperand, type Node, type RuleTable } from "./tensor.js";
 export { make, inferRules } from "./infer.js";
 export * from "./ops.js";
 export * from "./nn.js";

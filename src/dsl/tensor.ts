@@ -51,6 +51,9 @@ export function dispatch<P extends Prim, R, Args extends unknown[]>(table: RuleT
 /** True if `x` is a Tensor (a graph node); a type guard, used as the leaf test for pytrees of tensors. */
 export const isTensor = (x: unknown): x is Tensor => x instanceof Tensor;
 
+/** Whether `n` is a node of primitive `p`, narrowing its parameters to that primitive's. */
+export const isPrim = <P extends Prim>(n: Tensor, p: P): n is Node<P> => n.prim === p;
+
 /**
  * `x` if it is a Tensor, else an ArgumentError naming the op, the operand and what it got: a
  * string, null or a host array given to an op would otherwise fail deep inside as a TypeError.
