@@ -85,7 +85,7 @@ export {
 export { mean, variance, square, rsqrt, clip, erfinv, logicalAnd, logicalOr, logicalNot } from "./dsl/nn.js";
 
 // Transformations.
-export { grad, valueAndGrad, vjp, hvp, type GradOptions, type AuxOptions } from "./autodiff/transforms.js";
+export { grad, valueAndGrad, vjp, jvp, jacfwd, jacrev, hvp, type GradOptions, type AuxOptions } from "./autodiff/transforms.js";
 
 // Compiling and running.
 export {

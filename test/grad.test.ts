@@ -394,6 +394,75 @@ describe("stopGradient", () => {
   });
 });
 
+describe("forward mode and Jacobians", () => {
+  // A smooth function of two arguments mixing elementwise, reduction, movement and matmul ops.
+  const f = (a: Tensor, b: Tensor) => w.add(w.tanh(w.matmul(a, b)), w.mul(w.sum(w.mul(a, a), -1, true), w.softmax(w.matmul(a, w.exp(b)))));
+  const arbPair = fc
+    .tuple(fc.integer({ min: 1, max: 4 }), fc.integer({ min: 1, max: 4 }))
+    .chain(([m, k]) => fc.tuple(arbTensor([m, k]), arbTensor([k, m]), arbTensor([m, k]), arbTensor([k, m]), arbTensor([m, m])));
+
+  test("jvp agrees with vjp: ⟨J·t, c⟩ = ⟨t, Jᵀ·c⟩ for random points, tangents and cotangents (f64)", () => {
+    fc.assert(
+      fc.property(arbPair, ([a, b, ta, tb, c]) => {
+        const [lhs, rhs] = w.evaluate(
+          (x: Tensor, y: Tensor, tx: Tensor, ty: Tensor, ct: Tensor) => {
+            const [, jt] = w.jvp(f, [x, y], [tx, ty]);
+            const [, pullback] = w.vjp(f, x, y);
+            const [gx, gy] = pullback(ct);
+            return [w.sum(w.mul(jt, ct)), w.add(w.sum(w.mul(tx, gx)), w.sum(w.mul(ty, gy)))];
+          },
+          a,
+          b,
+          ta,
+          tb,
+          c,
+        );
+        assert.ok(Math.abs(lhs.item() - rhs.item()) <= 1e-10 * (1 + Math.abs(rhs.item())), `${lhs.item()} vs ${rhs.item()}`);
+      }),
+      RUNS,
+    );
+  });
+
+  test("jvp's primal output is f's, its tangent is linear in the tangent, and it composes with grad", () => {
+    const r = w.evaluate(
+      (x: Tensor, t: Tensor) => {
+        const g = (u: Tensor) => w.sum(w.mul(w.tanh(u), w.mul(u, u)));
+        const [y, jt] = w.jvp(w.exp, [x], [t]);
+        const [, jt2] = w.jvp(w.exp, [x], [w.mul(t, 3)]);
+        // d/dx of (∇g · t) is the Hessian-vector product: jvp of grad (forward over reverse) equals hvp.
+        const [, fwdOverRev] = w.jvp(w.grad(g), [x], [t]);
+        return { y, jt, jt2, fwdOverRev, hvp: w.hvp(g, x, t) };
+      },
+      w.hostTensor([0.5, -1, 2], [3], "f64"),
+      w.hostTensor([1, 2, -0.5], [3], "f64"),
+    );
+    assert.deepEqual([...r.y.data], [0.5, -1, 2].map(Math.exp));
+    [...r.jt.data].forEach((v, i) => assert.ok(Math.abs(v - Math.exp([0.5, -1, 2][i]) * [1, 2, -0.5][i]) < 1e-12));
+    [...r.jt2.data].forEach((v, i) => assert.ok(Math.abs(v - 3 * r.jt.data[i]) < 1e-12));
+    [...r.fwdOverRev.data].forEach((v, i) => assert.ok(Math.abs(v - r.hvp.data[i]) < 1e-12, `${v} vs ${r.hvp.data[i]}`));
+  });
+
+  test("jacfwd equals jacrev, shaped [...out, ...in], and matches a closed form", () => {
+    fc.assert(
+      fc.property(arbShapedTensor({ maxRank: 2, maxDim: 3 }), (x) => {
+        const g = (u: Tensor) => w.mul(w.tanh(u), w.sum(w.mul(u, u)));
+        const [jf, jr] = w.evaluate((t: Tensor) => [w.jacfwd(g)(t), w.jacrev(g)(t)], x);
+        assert.deepEqual(jf.shape, [...x.shape, ...x.shape]);
+        assert.deepEqual(jr.shape, jf.shape);
+        jf.data.forEach((v, i) => assert.ok(Math.abs(v - jr.data[i]) < 1e-10, `element ${i}: ${v} vs ${jr.data[i]}`));
+      }),
+      RUNS,
+    );
+    // d/dx (x ⊙ x) = diag(2x).
+    const j = w.evaluate((t: Tensor) => w.jacrev((u: Tensor) => w.mul(u, u))(t), w.hostTensor([1, 2], [2], "f64"));
+    assert.deepEqual([...j.data], [2, 0, 0, 4]);
+  });
+
+  test("tangents must match their primals", () => {
+    assert.throws(() => w.evaluate((x: Tensor) => w.jvp(w.exp, [x], [w.zeros([3])])[1], [1, 2]), /jvp: tangent 0 has shape \[3\] but its primal has \[2\]/);
+  });
+});
+
 describe("transformations", () => {
   test("grad over pytrees with argnums, and valueAndGrad with aux", () => {
     const loss = (p: { w: Tensor; b: Tensor }, x: Tensor) => w.sum(w.square(w.add(w.matmul(x, p.w), p.b)));

@@ -1,3 +1,3 @@
-export { grad, valueAndGrad, vjp, hvp, type GradOptions, type AuxOptions } from "./transforms.js";
+export { grad, valueAndGrad, vjp, jvp, jacfwd, jacrev, hvp, type GradOptions, type AuxOptions } from "./transforms.js";
 export { backprop } from "./backprop.js";
 export { vjpRules, unbroadcast, type VjpRule } from "./rules.js";

@@ -1,11 +1,16 @@
 /**
- * grad, valueAndGrad and vjp: function transformations over pytrees of tensors, in the manner of
+ * grad, valueAndGrad, vjp, jvp and the Jacobians: function transformations over pytrees of tensors, in the manner of
  * JAX. They build the backward graph symbolically (nothing runs), so results compile, fuse and
  * differentiate again like any other graph.
  */
 import {
   add,
   ArgumentError,
+  constant,
+  reshape,
+  stack,
+  zeros,
+  type DType,
   describeValue,
   flatten,
   isFloat,
@@ -182,3 +187,73 @@ export function hvp<T extends Tree<Tensor>>(f: (x: T) => Tensor, x: T, v: T): T 
   };
   return grad(dot)(x) as T;
 }
+
+/** Refuses tangents that are not one tree per primal with the primal's structure and shapes. */
+function checkTangents(primals: readonly unknown[], tangents: readonly unknown[]): void {
+  if (tangents.length !== primals.length) throw new ArgumentError("jvp", `expected ${primals.length} tangents (one per primal), got ${tangents.length}`);
+  primals.forEach((p, a) => {
+    const ps = flatten(p, isTensor, "Tensor", { op: "jvp", root: `primal ${a}` });
+    const ts = flatten(tangents[a], isTensor, "Tensor", { op: "jvp", root: `tangent ${a}` });
+    const paths = leafPaths(ps.def, `tangent ${a}`);
+    if (ts.leaves.length !== ps.leaves.length) throw new ArgumentError("jvp", `tangent ${a} has ${ts.leaves.length} leaves, its primal ${ps.leaves.length}`);
+    ts.leaves.forEach((t, i) => {
+      const x = ps.leaves[i];
+      if (t.rank !== x.rank || t.shape.some((d, k) => d !== x.shape[k]))
+        throw new ArgumentError("jvp", `${paths[i]} has shape [${t.shape}] but its primal has [${x.shape}]: a tangent has its primal's shape`);
+    });
+  });
+}
+
+/**
+ * Forward mode: `jvp(f, primals, tangents)` is `[f(...primals), J·tangents]`, the directional
+ * derivative of `f` along one tangent tree per primal (JAX's `jvp`). It is built as the
+ * transpose of the pullback: the pullback is linear in its cotangent, and differentiating it
+ * gives J·t, exactly, as a graph that compiles and differentiates again like any other (two
+ * reverse passes rather than one forward pass; integer primals take no tangent effect).
+ */
+export function jvp<A extends readonly unknown[], R extends Tree<Tensor>>(f: Fn<A, R>, primals: A, tangents: A): [R, R] {
+  checkFunction("jvp", f);
+  checkTangents(primals, tangents);
+  const [out, pullback] = vjp(f, ...primals);
+  const u0 = unflatten(flatten(out, isTensor).def, flatten(out, isTensor).leaves.map(zerosLike)) as R;
+  const [, transpose] = vjp((u: R) => pullback(u) as unknown as Tree<Tensor>, u0);
+  const [tangentOut] = transpose(tangents as unknown as Tree<Tensor>);
+  return [out, tangentOut as R];
+}
+
+/** The shape a Jacobian of `out` with respect to `x` has: the output's axes, then the input's. */
+const jacobianShape = (out: Tensor, x: Tensor) => [...out.shape, ...x.shape];
+
+/**
+ * The Jacobian of `f` at `x` (one tensor in, one tensor out), shaped [...out, ...in], by reverse
+ * mode: one pullback per output element, on the rows of the identity. Cheap where the output is
+ * small (a loss's few components); see jacfwd for few inputs.
+ */
+export function jacrev(f: (x: Tensor) => Tensor): (x: Tensor) => Tensor {
+  checkFunction("jacrev", f);
+  return (x) => {
+    const [out, pullback] = vjp(f, x);
+    const rows = Array.from({ length: out.size }, (_, i) => reshape(pullback(reshape(oneHotAt(out.size, i, out.dtype), out.shape))[0], [x.size]));
+    return reshape(rows.length ? stack(rows, 0) : zeros([0, x.size], x.dtype), jacobianShape(out, x));
+  };
+}
+
+/**
+ * The Jacobian of `f` at `x`, shaped [...out, ...in], by forward mode: one jvp per input element,
+ * along the columns of the identity. Cheap where the input is small; see jacrev for few outputs.
+ */
+export function jacfwd(f: (x: Tensor) => Tensor): (x: Tensor) => Tensor {
+  checkFunction("jacfwd", f);
+  return (x) => {
+    const out = f(x);
+    const cols = Array.from({ length: x.size }, (_, j) => reshape(jvp(f, [x], [reshape(oneHotAt(x.size, j, x.dtype), x.shape)])[1], [out.size]));
+    return reshape(cols.length ? stack(cols, 1) : zeros([out.size, 0], out.dtype), jacobianShape(out, x));
+  };
+}
+
+/** Row `i` of the n×n identity, as a constant vector of `dtype`. */
+const oneHotAt = (n: number, i: number, dtype: DType): Tensor =>
+  constant(
+    Array.from({ length: n }, (_, k) => (k === i ? 1 : 0)),
+    dtype,
+  );
