@@ -109,6 +109,7 @@ export {
   type GpuCompileOptions,
   type AnyCompileOptions,
 } from "./backend/compile.js";
+export { jit, type Jitted, type JitArgs } from "./backend/jit.js";
 export { HostTensor, hostTensor, type HostInput } from "./backend/host.js";
 export { GpuArray } from "./backend/webgpu/array.js";
 export { GpuContext, DeviceError, acquireDevice, webgpu, type WebGpuOptions } from "./backend/webgpu/device.js";

@@ -1,2 +1,12 @@
 /** `tree`: pytrees (nested arrays and plain objects with tensors or arrays at the leaves): flatten, rebuild, map. */
-export { flatten, unflatten, mapTree as map, leafPaths as paths, leafCount, type Tree, type TreeDef, type MapLeaves } from "../dsl/pytree.js";
+export {
+  flatten,
+  unflatten,
+  mapTrees as map,
+  mapTree as mapWhere,
+  leafPaths as paths,
+  leafCount,
+  type Tree,
+  type TreeDef,
+  type MapLeaves,
+} from "../dsl/pytree.js";

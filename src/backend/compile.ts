@@ -212,7 +212,7 @@ class CpuExecutable {
 const isCpuLeaf = (x: unknown): x is HostInput | GpuArray => x instanceof GpuArray || isHostInput(x);
 
 /** The spec a host value stands for (plain number arrays are taken as f32 vectors). */
-function specOfHost(x: HostInput) {
+export function specOfHost(x: HostInput) {
   if (x instanceof HostTensor) return spec(x.shape, x.dtype);
   if (typeof x === "number") return spec([], "f32");
   if (ArrayBuffer.isView(x)) return spec([x.length], dtypeOfData(x));

@@ -20,6 +20,7 @@ export {
 export { CpuProgram } from "./cpu/executable.js";
 export { threefry2x32 } from "./cpu/threefry.js";
 export { type GpuCompileOptions, type GpuArgs, type GpuResult, type GpuExecutableOf } from "./compile.js";
+export { jit, type Jitted, type JitArgs } from "./jit.js";
 export { GpuArray } from "./webgpu/array.js";
 export { GpuContext, DeviceError, acquireDevice, webgpu, lavapipeThreadCount, NO_ADAPTER_HELP, type WebGpuOptions } from "./webgpu/device.js";
 export { compileWebGpu, type WebGpuCompileOptions } from "./webgpu/compiler.js";

@@ -98,3 +98,31 @@ export function mapTree<L, M>(tree: Tree<L>, isLeaf: (x: unknown) => x is L, f: 
   const { leaves, def } = flatten(tree, isLeaf);
   return unflatten(def, leaves.map(f));
 }
+
+/** A leaf for `mapTrees`: anything that is not an array or a plain object (a tensor, an array of the host or device, a number). */
+const isAnyLeaf = (x: unknown): x is unknown => !Array.isArray(x) && !isPlainObject(x);
+
+/**
+ * `f` applied leaf by leaf across trees of one structure (JAX's `tree.map(f, a, b)`): the result
+ * has the first tree's structure, with `f(a_i, b_i, ...)` at leaf i. A tree of another structure
+ * is an ArgumentError naming the tree and where it departs.
+ */
+export function mapTrees<R>(f: (...leaves: never[]) => R, tree: unknown, ...rest: readonly unknown[]): Tree<R> {
+  const first = flatten(tree, isAnyLeaf, "leaf", { op: "tree.map", root: "tree 0" });
+  const others = rest.map((t, i) => {
+    const o = flatten(t, isAnyLeaf, "leaf", { op: "tree.map", root: `tree ${i + 1}` });
+    if (JSON.stringify(o.def) !== JSON.stringify(first.def))
+      throw new ArgumentError(
+        "tree.map",
+        `tree ${i + 1} does not have tree 0's structure (paths ${leafPaths(o.def, `tree ${i + 1}`)
+          .slice(0, 4)
+          .join(", ")}… against ${leafPaths(first.def, "tree 0").slice(0, 4).join(", ")}…)`,
+      );
+    return o.leaves;
+  });
+  const g = f as (...leaves: unknown[]) => R;
+  return unflatten(
+    first.def,
+    first.leaves.map((l, i) => g(l, ...others.map((o) => o[i]))),
+  );
+}
