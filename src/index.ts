@@ -86,6 +86,7 @@ export { mean, variance, square, rsqrt, clip, erfinv, logicalAnd, logicalOr, log
 
 // Transformations.
 export { grad, valueAndGrad, vjp, jvp, jacfwd, jacrev, hvp, type GradOptions, type AuxOptions } from "./autodiff/transforms.js";
+export { vmap, type VmapOptions } from "./autodiff/vmap.js";
 
 // Compiling and running.
 export {
@@ -126,3 +127,4 @@ export * as tree from "./api/tree.js";
 export * as optim from "./api/optim.js";
 export * as models from "./api/models.js";
 export * as data from "./api/data.js";
+export * as io from "./api/io.js";
