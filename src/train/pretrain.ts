@@ -17,6 +17,7 @@ import {
   weightDecaySchedule,
   initIbotState,
   type IbotModelConfig,
+  type IbotState,
   type ViTParams,
 } from "../models/index.js";
 import { readSafetensors } from "../io/safetensors.js";
@@ -353,6 +354,43 @@ function loggedRows(resumed: Resumed | undefined) {
 
 const percent = (x: number) => `${(100 * x).toFixed(2)}%`;
 
+/** The model, in the line a run logs before it trains. */
+function modelLine(c: PretrainConfig, studentParams: number): string {
+  const targets =
+    c.tokenizer === "vq"
+      ? `VQ tokens from ${c.vqCodebooks.length} codebook${c.vqCodebooks.length > 1 ? "s" : ""} of ${c.vqCodebooks.join(", ")} codes`
+      : "iBOT soft tokens";
+  return `model: ViT width ${c.width}, depth ${c.depth}, ${c.heads} heads, patch ${c.patchSize}; head → ${c.outDim} prototypes; patch targets: ${targets}; ${studentParams.toLocaleString("en")} student parameters`;
+}
+
+/** The loss curve, and the k-NN curve against its baselines once there is an evaluation. */
+async function writePlots(outDir: string, logged: ReturnType<typeof loggedRows>, baselines: { rawPixels: number; randomInit: number }): Promise<void> {
+  writeFileSync(join(outDir, "loss.svg"), await lossPlot(logged.steps));
+  if (logged.evals.length) writeFileSync(join(outDir, "knn.svg"), await knnPlot(logged.evals, baselines));
+}
+
+/** The epoch's checkpoint, written atomically (a later NaN leaves the last good one in place); returns how the run names it. */
+async function writeCheckpoint(c: PretrainConfig, state: RunResult<IbotState>, g: Geometry, epoch: number, step: number): Promise<string> {
+  const path = join(c.outDir, "checkpoint.safetensors");
+  const tensors = await checkpointTensors(state, { channels: g.channels, size: g.patch });
+  const saved = await saveCheckpoint(path, tensors, { format: "wgrad-ibot-1", epoch: String(epoch + 1), step: String(step), config: JSON.stringify(c) })();
+  if (saved._tag === "Left") throw saved.left;
+  return `${path} (after epoch ${epoch + 1}, step ${step})`;
+}
+
+/** The report's timings: absent when the process ran fewer than two steps. */
+function timingsOf(compileSeconds: number, stepSeconds: readonly number[]): { timings?: RunTimings } {
+  if (stepSeconds.length < 2) return {};
+  const later = stepSeconds.slice(1).sort((a, b) => a - b);
+  return { timings: { compileSeconds, firstStepSeconds: stepSeconds[0], steadyStepSeconds: later[later.length >> 1] } };
+}
+
+/** The [CLS] loss over the last 10 steps, to set against ln K (uniform teacher targets). */
+function finalClsOf(steps: readonly StepLog[]): { finalClsLoss?: number } {
+  const last = steps.slice(-10).map((l) => l.cls);
+  return last.length ? { finalClsLoss: last.reduce((a, b) => a + b, 0) / last.length } : {};
+}
+
 async function pretrainIn(c: PretrainConfig, hooks: PretrainHooks, log: (line: string) => void): Promise<PretrainReport> {
   const t0 = performance.now();
   const d = await runData(c, log);
@@ -368,13 +406,7 @@ async function pretrainIn(c: PretrainConfig, hooks: PretrainHooks, log: (line: s
   const mc = modelConfig(c, d.geometry);
   // Initial state, computed once on the CPU; the first step uploads it.
   const init = evaluate(() => initIbotState(randomKey(c.seed), mc));
-  const targets =
-    c.tokenizer === "vq"
-      ? `VQ tokens from ${c.vqCodebooks.length} codebook${c.vqCodebooks.length > 1 ? "s" : ""} of ${c.vqCodebooks.join(", ")} codes`
-      : "iBOT soft tokens";
-  log(
-    `model: ViT width ${c.width}, depth ${c.depth}, ${c.heads} heads, patch ${c.patchSize}; head → ${c.outDim} prototypes; patch targets: ${targets}; ${treeSize(init.student).toLocaleString("en")} student parameters`,
-  );
+  log(modelLine(c, treeSize(init.student)));
 
   // Baselines: raw pixels and the random-init teacher through the same k-NN.
   const knn = knnEvaluator(c, d, mc, gpu);
@@ -398,7 +430,6 @@ async function pretrainIn(c: PretrainConfig, hooks: PretrainHooks, log: (line: s
   const metrics = new MetricsWriter(metricsPath, runSeconds, resumed ? (resumed.log ? (resumed.log.changed ? resumed.log.lines : undefined) : []) : undefined);
   if (!resumed) writeFileSync(metricsPath, "");
   let step = resumed?.step ?? 0;
-  const checkpointPath = join(c.outDir, "checkpoint.safetensors");
   // The checkpoint a NaN would fall back to.
   let lastCheckpoint = resumed ? `${c.resume} (after epoch ${resumed.epoch}, step ${resumed.step})` : undefined;
   let stoppedEarly: string | undefined;
@@ -439,23 +470,11 @@ async function pretrainIn(c: PretrainConfig, hooks: PretrainHooks, log: (line: s
       metrics.append({ kind: "eval", ...e });
       log(`epoch ${epoch + 1}/${c.epochs}: k-NN teacher ${percent(e.knnTeacher)}, student ${percent(e.knnStudent)}`);
     }
-    writeFileSync(join(c.outDir, "loss.svg"), await lossPlot(logged.steps));
-    if (logged.evals.length) writeFileSync(join(c.outDir, "knn.svg"), await knnPlot(logged.evals, { rawPixels, randomInit }));
-    // A checkpoint per epoch, written atomically: a later NaN leaves the last good one in place.
-    const tensors = await checkpointTensors(trainer.state, { channels: d.geometry.channels, size: c.patchSize });
-    const saved = await saveCheckpoint(checkpointPath, tensors, {
-      format: "wgrad-ibot-1",
-      epoch: String(epoch + 1),
-      step: String(step),
-      config: JSON.stringify(c),
-    })();
-    if (saved._tag === "Left") throw saved.left;
-    lastCheckpoint = `${checkpointPath} (after epoch ${epoch + 1}, step ${step})`;
+    await writePlots(c.outDir, logged, { rawPixels, randomInit });
+    lastCheckpoint = await writeCheckpoint(c, trainer.state, d.geometry, epoch, step);
     if (hooks.stopAfterEpoch?.(epoch)) break;
   }
   metrics.flush();
-  const later = stepSeconds.slice(1).sort((a, b) => a - b);
-  const lastCls = logged.steps.slice(-10).map((l) => l.cls);
   const report: PretrainReport = {
     backend: gpu ? `webgpu (${gpu.adapterName})` : "cpu",
     baselines: { rawPixels, randomInit },
@@ -463,8 +482,8 @@ async function pretrainIn(c: PretrainConfig, hooks: PretrainHooks, log: (line: s
     tokens: logged.tokens,
     steps: step,
     seconds: runSeconds(),
-    ...(stepSeconds.length > 1 ? { timings: { compileSeconds, firstStepSeconds: stepSeconds[0], steadyStepSeconds: later[later.length >> 1] } } : {}),
-    ...(lastCls.length ? { finalClsLoss: lastCls.reduce((a, b) => a + b, 0) / lastCls.length } : {}),
+    ...timingsOf(compileSeconds, stepSeconds),
+    ...finalClsOf(logged.steps),
     lnK: Math.log(c.outDim),
     ...(stoppedEarly ? { stoppedEarly } : {}),
   };
