@@ -20,8 +20,21 @@ import { loadCheckpoint } from "../src/train/evaluate.js";
 import { modelConfig } from "../src/train/pretrain.js";
 
 const FILE = "mutant.safetensors";
-const SIZE: Record<string, number> = { F32: 4, F64: 8, I32: 4, BOOL: 1 };
+const SIZE: Record<string, number> = { F32: 4, F64: 8, I32: 4, BOOL: 1, F16: 2, BF16: 2 };
 const DT: Record<DType, string> = { f32: "F32", f64: "F64", i32: "I32", bool: "BOOL" };
+/** The 16-bit float dtypes, which the reader widens to F32. */
+const WIDENED = new Set(["F16", "BF16"]);
+
+/** An IEEE half's value by the formula (not the reader's bit shuffling): (−1)^s · 2^(e−15) · (1 + m/1024), subnormals 2^−14 · m/1024. */
+function halfValue(h: number): number {
+  const s = h & 0x8000 ? -1 : 1;
+  const e = (h >> 10) & 31;
+  const m = h & 1023;
+  if (e === 31) return m ? NaN : s * Infinity;
+  return s * (e ? 2 ** (e - 15) * (1 + m / 1024) : 2 ** -14 * (m / 1024));
+}
+/** A bfloat16's value: the top half of a float32. */
+const bfloat16Value = (h: number): number => new Float32Array(Uint32Array.of(h << 16).buffer)[0];
 const isObj = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
 const isNat = (v: unknown): v is number => typeof v === "number" && Number.isSafeInteger(v) && v >= 0;
 
@@ -147,7 +160,8 @@ function checkFile(bytes: Uint8Array): "accepted" | "refused" {
     assert.fail(`the reader threw ${String(e)} instead of returning a CheckpointError`);
   }
   const { r, sizes } = out;
-  assert.ok(sizes.reduce((a, b) => a + b, 0) <= bytes.length, `allocated ${sizes.join("+")} bytes for a ${bytes.length}-byte file`);
+  // F16/BF16 tensors widen to F32 (twice their bytes); everything else is allocated exactly as stored.
+  assert.ok(sizes.reduce((a, b) => a + b, 0) <= 2 * bytes.length, `allocated ${sizes.join("+")} bytes for a ${bytes.length}-byte file`);
   const want = oracle(bytes);
   if (E.isLeft(r)) {
     assert.ok(r.left instanceof CheckpointError, `refused with ${r.left.constructor.name}`);
@@ -161,8 +175,20 @@ function checkFile(bytes: Uint8Array): "accepted" | "refused" {
   assert.deepEqual(Object.keys(r.right.tensors).sort(), [...want.tensors.keys()].sort());
   for (const [name, t] of want.tensors) {
     const got: HostTensor = r.right.tensors[name];
-    assert.equal(DT[got.dtype], t.dtype, name);
+    assert.equal(DT[got.dtype], WIDENED.has(t.dtype) ? "F32" : t.dtype, name);
     assert.deepEqual([...got.shape], t.shape, name);
+    if (WIDENED.has(t.dtype)) {
+      const stored = bytes.slice(want.base + t.begin, want.base + t.end);
+      for (let k = 0; k < got.size; k++) {
+        const h = stored[2 * k] | (stored[2 * k + 1] << 8);
+        const v = t.dtype === "F16" ? halfValue(h) : bfloat16Value(h);
+        assert.ok(
+          Object.is(got.data[k], v) || (Number.isNaN(v) && Number.isNaN(got.data[k])),
+          `${name}[${k}]: ${t.dtype} 0x${h.toString(16)} read as ${got.data[k]}, is ${v}`,
+        );
+      }
+      continue;
+    }
     const raw = new Uint8Array(got.data.buffer, got.data.byteOffset, got.data.byteLength);
     assert.deepEqual(raw, bytes.slice(want.base + t.begin, want.base + t.end), `${name}: bytes come from exactly [${t.begin}, ${t.end})`);
   }
@@ -316,6 +342,12 @@ const arbMutation: fc.Arbitrary<Mutation> = fc.oneof(
   i.map((t) =>
     onEntry(t, (e) => {
       if (Array.isArray(e.data_offsets)) e.data_offsets = [...e.data_offsets].reverse();
+    }),
+  ),
+  // a 4-byte tensor relabelled as twice as many 16-bit floats: still valid, its bytes read as F16/BF16
+  fc.tuple(i, fc.constantFrom("F16", "BF16")).map(([t, d]) =>
+    onEntry(t, (e) => {
+      if ((e.dtype === "F32" || e.dtype === "I32") && Array.isArray(e.shape)) [e.dtype, e.shape] = [d, [...e.shape, 2]];
     }),
   ),
   fc.tuple(i, fc.integer({ min: -8, max: 8 })).map(([t, d]) =>
@@ -521,8 +553,8 @@ test("the other rules, each refused with the tensor or field at fault", () => {
       /tensor "x": is the last, ending at byte 72, but the data section holds 75 bytes/,
     ],
     [
-      rewrite(small(), (h) => ({ ...h, w: { dtype: "F16", shape: [32], data_offsets: [0, 64] } })),
-      /tensor "w": dtype F16 is a safetensors dtype wgrad does not load/,
+      rewrite(small(), (h) => ({ ...h, w: { dtype: "I64", shape: [8], data_offsets: [0, 64] } })),
+      /tensor "w": dtype I64 is a safetensors dtype wgrad does not load/,
     ],
     [rewrite(small(), (h) => ({ ...h, w: { dtype: "f32", shape: [16], data_offsets: [0, 64] } })), /tensor "w": dtype "f32" is not a safetensors dtype/],
     [rewrite(small(), (h) => ({ ...h, w: { shape: [16], data_offsets: [0, 64] } })), /tensor "w": dtype missing is not a safetensors dtype/],

@@ -83,7 +83,7 @@ test("safetensors: round trip with metadata, written atomically; a corrupt heade
   broken.set(new TextEncoder().encode('{"x":{"dtype":"F16"'), 8);
   const err = decodeSafetensors(broken);
   assert.ok(E.isLeft(err) && /header is not JSON|bad header/.test(err.left.message));
-  const wrongDtype = new TextEncoder().encode(JSON.stringify({ x: { dtype: "F16", shape: [1], data_offsets: [0, 2] } }));
+  const wrongDtype = new TextEncoder().encode(JSON.stringify({ x: { dtype: "U16", shape: [1], data_offsets: [0, 2] } }));
   const file = new Uint8Array(8 + wrongDtype.length + 2);
   new DataView(file.buffer).setBigUint64(0, BigInt(wrongDtype.length), true);
   file.set(wrongDtype, 8);

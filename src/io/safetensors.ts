@@ -8,14 +8,16 @@
  * - the header length fits in the file (at most its size minus 8) and is at most 100 MB;
  * - the header is UTF-8 text of one JSON object, starting with "{" and padded at most with
  *   trailing spaces; `__metadata__`, when present, maps strings to strings;
- * - each tensor has a dtype wgrad holds (F32, F64, I32, BOOL; other safetensors dtypes are named
- *   as such), a shape of non-negative integers and data_offsets [begin, end] of non-negative
- *   integers, begin ≤ end, end − begin the byte length of dtype × shape;
+ * - each tensor has a dtype wgrad reads (F32, F64, I32, BOOL, and F16 and BF16, which it widens
+ *   to F32 because it computes in F32; other safetensors dtypes are named as such), a shape of
+ *   non-negative integers and data_offsets [begin, end] of non-negative integers, begin ≤ end,
+ *   end − begin the byte length of the stored dtype × shape;
  * - sorted by offset, the tensors cover the data section exactly: the first begins at 0, each
  *   begins where the previous ends (no gap, no overlap), the last ends at the end of the file;
  * - BOOL bytes are 0 or 1 (how wgrad and PyTorch store booleans).
- * Every check runs before any tensor storage is allocated, and the storage allocated is exactly
- * the data section, so a hostile header cannot make the reader allocate more than the file holds.
+ * Every check runs before any tensor storage is allocated, and the storage allocated is the data
+ * section (twice the bytes of F16/BF16 tensors, widened to F32), so a hostile header cannot make
+ * the reader allocate more than twice what the file holds.
  */
 import { promises as fs } from "node:fs";
 import { dirname, join, basename } from "node:path";
@@ -46,16 +48,54 @@ export class CheckpointError extends WgradError {
 export const MAX_HEADER_BYTES = 100_000_000;
 
 const SAFE_DTYPE: Record<DType, string> = { f32: "F32", f64: "F64", i32: "I32", bool: "BOOL" };
-const FROM_SAFE: Readonly<Record<string, DType>> = { F32: "f32", F64: "f64", I32: "i32", BOOL: "bool" };
 const BYTES: Record<DType, number> = { f32: 4, f64: 8, i32: 4, bool: 1 };
+
+/** How a stored safetensors dtype is read: into which of our dtypes, from how many bytes an element, widened how (16-bit floats). */
+interface StoredDType {
+  readonly name: string;
+  readonly dtype: DType;
+  readonly bytes: number;
+  /** Little-endian 16-bit patterns → float32 bit patterns, for dtypes we hold wider than they are stored. */
+  readonly widen?: (bits: number) => number;
+}
+
+/**
+ * IEEE binary16 → the binary32 bit pattern of the same value (exact: every half is a float).
+ * Subnormal halves become normal floats; infinities and NaNs keep their sign and payload.
+ */
+function halfToFloatBits(h: number): number {
+  const sign = (h & 0x8000) << 16;
+  const exp = (h >> 10) & 0x1f;
+  let mant = h & 0x3ff;
+  if (exp === 0x1f) return (sign | 0x7f800000 | (mant << 13)) >>> 0;
+  if (exp !== 0) return (sign | ((exp + 112) << 23) | (mant << 13)) >>> 0; // rebias 15 → 127
+  if (mant === 0) return sign >>> 0; // ±0
+  let e = 113; // a subnormal m·2^-24: shift m until its leading bit is the implicit one
+  while (!(mant & 0x400)) {
+    mant <<= 1;
+    e--;
+  }
+  return (sign | (e << 23) | ((mant & 0x3ff) << 13)) >>> 0;
+}
+
+/** bfloat16 → binary32 bits: bfloat16 is the top half of a float32. */
+const bfloat16ToFloatBits = (h: number): number => (h << 16) >>> 0;
+
+/** The safetensors dtypes wgrad reads: its own four, and the 16-bit floats PyTorch checkpoints use (widened to F32). */
+const STORED: Readonly<Record<string, StoredDType>> = {
+  F32: { name: "F32", dtype: "f32", bytes: 4 },
+  F64: { name: "F64", dtype: "f64", bytes: 8 },
+  I32: { name: "I32", dtype: "i32", bytes: 4 },
+  BOOL: { name: "BOOL", dtype: "bool", bytes: 1 },
+  F16: { name: "F16", dtype: "f32", bytes: 2, widen: halfToFloatBits },
+  BF16: { name: "BF16", dtype: "f32", bytes: 2, widen: bfloat16ToFloatBits },
+};
 /** safetensors dtypes wgrad has no storage for: named as such, so the fix (convert) is clear. */
 const OTHER_SAFE_DTYPES: ReadonlySet<string> = new Set([
   "U8",
   "I8",
   "I16",
   "U16",
-  "F16",
-  "BF16",
   "U32",
   "I64",
   "U64",
@@ -112,7 +152,7 @@ export function encodeSafetensors(tensors: Readonly<Record<string, HostTensor>>,
 /** One tensor's header entry once it has passed the per-entry rules. */
 interface Entry {
   readonly name: string;
-  readonly dtype: DType;
+  readonly stored: StoredDType;
   readonly shape: readonly number[];
   readonly begin: number;
   readonly end: number;
@@ -172,15 +212,15 @@ function metadataOf(header: Record<string, unknown>, file: string): Checked<Reco
   return E.right(Object.fromEntries(Object.entries(m).map(([k, v]) => [k, String(v)])));
 }
 
-/** The dtype of an entry: one wgrad can hold; other safetensors dtypes are told apart from unknown ones. */
-function dtypeOf(name: string, v: unknown, file: string): Checked<DType> {
-  if (typeof v === "string" && Object.hasOwn(FROM_SAFE, v)) return E.right(FROM_SAFE[v]);
+/** The dtype of an entry: one wgrad reads; other safetensors dtypes are told apart from unknown ones. */
+function dtypeOf(name: string, v: unknown, file: string): Checked<StoredDType> {
+  if (typeof v === "string" && Object.hasOwn(STORED, v)) return E.right(STORED[v]);
   if (typeof v === "string" && OTHER_SAFE_DTYPES.has(v))
     return E.left(
       new CheckpointError(
         file,
         name,
-        `dtype ${v} is a safetensors dtype wgrad does not load (it loads F32, F64, I32 and BOOL)`,
+        `dtype ${v} is a safetensors dtype wgrad does not load (it loads F32, F64, I32, BOOL, and F16 and BF16 as F32)`,
         "convert the tensor (e.g. tensor.float() in PyTorch) and save the file again",
       ),
     );
@@ -201,7 +241,7 @@ function entryOf(name: string, v: unknown, file: string): Checked<Entry> {
   if (!isRecord(v)) return E.left(new CheckpointError(file, name, `the header entry is ${show(v)}, not an object {dtype, shape, data_offsets}`, DAMAGED));
   return pipe(
     dtypeOf(name, v.dtype, file),
-    E.chain((dtype) => {
+    E.chain((stored) => {
       const shape = v.shape;
       if (!isShape(shape)) return E.left(new CheckpointError(file, name, `shape ${show(shape)} is not a list of non-negative integers`, DAMAGED));
       const count = elementCount(shape);
@@ -210,17 +250,17 @@ function entryOf(name: string, v: unknown, file: string): Checked<Entry> {
         return E.left(new CheckpointError(file, name, `data_offsets ${show(o)} are not two non-negative integers [begin, end]`, DAMAGED));
       const [begin, end] = o;
       if (begin > end) return E.left(new CheckpointError(file, name, `data_offsets [${begin}, ${end}] begin after they end`, DAMAGED));
-      const bytes = count === undefined ? Infinity : count * BYTES[dtype];
+      const bytes = count === undefined ? Infinity : count * stored.bytes;
       if (!Number.isSafeInteger(bytes) || end - begin !== bytes)
         return E.left(
           new CheckpointError(
             file,
             name,
-            `data_offsets [${begin}, ${end}] hold ${end - begin} bytes, but ${SAFE_DTYPE[dtype]}${show(shape)} takes ${Number.isSafeInteger(bytes) ? bytes : "more than 2^53"}`,
+            `data_offsets [${begin}, ${end}] hold ${end - begin} bytes, but ${stored.name}${show(shape)} takes ${Number.isSafeInteger(bytes) ? bytes : "more than 2^53"}`,
             DAMAGED,
           ),
         );
-      return E.right({ name, dtype, shape: [...shape], begin, end });
+      return E.right({ name, stored, shape: [...shape], begin, end });
     }),
   );
 }
@@ -255,22 +295,26 @@ function checkLayout(entries: readonly Entry[], dataBytes: number, file: string)
   return E.right(sorted);
 }
 
-/** Copies one tensor's bytes out of the file (the host is little-endian, like the format). */
+/** Copies one tensor's bytes out of the file (the host is little-endian, like the format), widening 16-bit floats to F32. */
 function tensorOf(bytes: Uint8Array, base: number, e: Entry, alloc: (d: DType, n: number) => HostData, file: string): Checked<HostTensor> {
   const raw = bytes.subarray(base + e.begin, base + e.end);
-  if (e.dtype === "bool") {
+  const { dtype, widen } = e.stored;
+  if (dtype === "bool") {
     const i = raw.findIndex((b) => b > 1);
     if (i >= 0) return E.left(new CheckpointError(file, e.name, `BOOL element ${i} is the byte ${raw[i]}, not 0 or 1`, DAMAGED));
   }
-  const data = alloc(e.dtype, (e.end - e.begin) / BYTES[e.dtype]);
-  new Uint8Array(data.buffer, data.byteOffset, data.byteLength).set(raw);
-  return E.right(new HostTensor(data, e.shape, e.dtype));
+  const data = alloc(dtype, (e.end - e.begin) / e.stored.bytes);
+  if (widen) {
+    const out = new Uint32Array(data.buffer, data.byteOffset, data.length);
+    for (let i = 0; i < out.length; i++) out[i] = widen(raw[2 * i] | (raw[2 * i + 1] << 8));
+  } else new Uint8Array(data.buffer, data.byteOffset, data.byteLength).set(raw);
+  return E.right(new HostTensor(data, e.shape, dtype));
 }
 
 /**
  * Parses safetensors bytes under the format's rules (see the top of this file); a refusal names
  * `file`, the tensor and the fault. `alloc` makes each tensor's storage (tests count what it is
- * asked for: never more than the data section).
+ * asked for: never more than the data section, F16/BF16 tensors counted twice).
  */
 export function decodeSafetensors(
   bytes: Uint8Array,

@@ -58,15 +58,28 @@ function transpose2d(data: HostData, rows: number, cols: number, dtype: DType): 
 }
 
 /** Rank-2 weights we store [in, out] and PyTorch [out, in]; the mask token and codebooks ([K, d], like nn.Embedding) are the same in both. */
-const isTorchLinear = (name: string, t: { rank: number }) => t.rank === 2 && !name.endsWith("masked_embed") && !/vq\.codebooks\./.test(name);
+export const isTorchLinear = (name: string, t: { rank: number }) => t.rank === 2 && !name.endsWith("masked_embed") && !/vq\.codebooks\./.test(name);
+
+/** The patch embedding's geometry, which its PyTorch conv weight spells out: channels C and patch side p (over 2 dims, [D, C, p, p], unless `dims` is 1: [D, C, p]). */
+export interface PatchGeometry {
+  readonly channels: number;
+  readonly size: number;
+  readonly dims?: 1 | 2;
+}
+
+/** The shape PyTorch stores the tensor of official name `name` in, given our shape: [in, out] → [out, in]; the patch embedding [C·p·p, D] → [D, C, p, p]. */
+export function torchShape(name: string, shape: readonly number[], patch: PatchGeometry): number[] {
+  if (!isTorchLinear(name, { rank: shape.length })) return [...shape];
+  const [r, c] = shape;
+  if (name === "backbone.patch_embed.proj.weight") return [c, patch.channels, ...Array<number>(patch.dims ?? 2).fill(patch.size)];
+  return [c, r];
+}
 
 /** Our layout → PyTorch's: [in, out] matrices transposed; the patch embedding as a conv weight. */
-export function toTorchLayout(name: string, t: HostTensor, patch: { channels: number; size: number }): HostTensor {
+export function toTorchLayout(name: string, t: HostTensor, patch: PatchGeometry): HostTensor {
   if (!isTorchLinear(name, t)) return t;
   const [r, c] = t.shape;
-  const data = transpose2d(t.data, r, c, t.dtype);
-  if (name === "backbone.patch_embed.proj.weight") return hostTensor(data, [c, patch.channels, patch.size, patch.size], t.dtype);
-  return hostTensor(data, [c, r], t.dtype);
+  return hostTensor(transpose2d(t.data, r, c, t.dtype), torchShape(name, t.shape, patch), t.dtype);
 }
 
 const toHost = async (x: Leaf): Promise<HostTensor> => (x instanceof GpuArray ? x.toHost() : x);
