@@ -21,6 +21,9 @@ function checkData(data: unknown): void {
     );
 }
 
+/** fast-check's custom-printing hook (its `fc.toStringMethod` is this registered symbol): no import of fast-check here. */
+const FAST_CHECK_TO_STRING: unique symbol = Symbol.for("fast-check/toStringMethod");
+
 /** A tensor's values on the host: a typed array with its shape and dtype (row-major). */
 export class HostTensor {
   constructor(
@@ -73,6 +76,20 @@ export class HostTensor {
 
   toString(): string {
     return `HostTensor<${this.dtype}${formatShape(this.shape)}>`;
+  }
+
+  /**
+   * How fast-check prints this tensor in a counterexample: up to 64 values as the call that rebuilds
+   * it, `hostTensor([...], [2,3], "f64")`; a larger one as its shape, range, mean and first values.
+   */
+  [FAST_CHECK_TO_STRING](): string {
+    const v = Array.from(this.data, (e) => (Object.is(e, -0) ? "-0" : String(e)));
+    const shape = formatShape(this.shape);
+    if (this.size <= 64) return `hostTensor([${v.join(",")}], ${shape}, "${this.dtype}")`;
+    let [min, max, sum] = [Infinity, -Infinity, 0];
+    for (const e of this.data) [min, max, sum] = [Math.min(min, e), Math.max(max, e), sum + e];
+    const short = (e: number) => String(Number(e.toPrecision(6)));
+    return `HostTensor<${this.dtype}${shape}>(${this.size} values in [${short(min)}, ${short(max)}], mean ${short(sum / this.size)}: ${v.slice(0, 8).join(",")},…)`;
   }
 }
 

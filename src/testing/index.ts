@@ -1,5 +1,14 @@
 /** wgrad/testing: gradient checks and fast-check arbitraries for users' own properties. */
-export { checkGrads, GradientCheckError, hostRng, type CheckGradsOptions } from "./checkGrads.js";
+export {
+  assertGradProperty,
+  checkGrads,
+  CHECK_GRADS_DEFAULTS,
+  GradientCheckError,
+  gradProperty,
+  hostRng,
+  type CheckGradsOptions,
+  type GradientCheckDetails,
+} from "./checkGrads.js";
 export { arbShape, arbBroadcastShapes, arbTensor, arbShapedTensor, type ShapeOptions, type TensorOptions } from "./arbitraries.js";
 export {
   arbGraph,
