@@ -15,3 +15,16 @@ test("examples/quickstart.ts trains and prints a falling loss and a Hessian-vect
 test("examples/gradient-property.ts passes its property", () => {
   assert.match(run("examples/gradient-property.ts"), /50 random shapes passed checkGrads to order 2/);
 });
+
+test("examples/optimizers.ts trains an MLP with chain(clipByGlobalNorm, sgd(warmupCosine, momentum)) and its loss falls", () => {
+  const out = run("examples/optimizers.ts");
+  const losses = [...out.matchAll(/loss (\d+\.\d+)/g)].map((m) => Number(m[1]));
+  assert.ok(losses.length >= 5 && losses[losses.length - 1] < losses[0] / 4, out);
+  assert.ok(
+    losses.every((l, i) => i === 0 || l <= losses[i - 1]),
+    `the printed losses fall monotonically: ${out}`,
+  );
+  const accuracy = Number(/training accuracy (\d+\.\d)%/.exec(out)?.[1]);
+  assert.ok(accuracy >= 90, out);
+  assert.match(out, /state count 300\)/);
+});
