@@ -28,3 +28,14 @@ test("examples/optimizers.ts trains an MLP with chain(clipByGlobalNorm, sgd(warm
   assert.ok(accuracy >= 90, out);
   assert.match(out, /state count 300\)/);
 });
+
+test("examples/transforms.ts: vmap per-example gradients sum to the batch gradient, jit caches, jvp equals the gradient's sum, save/load round-trips", () => {
+  const out = run("examples/transforms.ts");
+  assert.match(out, /per-example gradients: w \[8,3,2\], b \[8,2\]/);
+  const gap = Number(/max gap (\S+)/.exec(out)?.[1]);
+  assert.ok(gap < 1e-5, out);
+  assert.match(out, /jit cache: 1 executable after two calls/);
+  const [, jv, gs] = /jvp along ones (-?\d+\.\d+) = sum of the gradient (-?\d+\.\d+)/.exec(out) ?? [];
+  assert.ok(jv !== undefined && Math.abs(Number(jv) - Number(gs)) < 1e-4, out);
+  assert.match(out, /saved and loaded 8 values; equal: true/);
+});
