@@ -8,6 +8,7 @@ import fc from "fast-check";
 import * as w from "../src/internals.js";
 import { DEFAULT_MARKET, seriesViews, simulateMarket, standardise } from "../src/data/index.js";
 import { auroc, normalizedMutualInformation } from "../src/eval/agreement.js";
+import { TINY_REGIMES } from "./tinyRun.js";
 
 test("the market simulator is seeded and its regimes, volatilities, correlations and jumps follow its configuration", () => {
   const m = simulateMarket(3);
@@ -119,17 +120,7 @@ test("wgrad regimes end to end on the CPU backend: a report against the truth an
       assets: 3,
       heldOutAsset: 2,
       steps: 800,
-      window: 16,
-      width: 16,
-      depth: 1,
-      heads: 2,
-      headHidden: 32,
-      headBottleneck: 8,
-      outDim: 16,
-      vqCodebooks: [4, 6],
-      epochs: 1,
-      itersPerEpoch: 3,
-      batchSize: 8,
+      ...TINY_REGIMES,
     };
     const r = await trainRegimes(c, { log: () => {} });
     for (const s of [r.train, r.heldOut, r.baselines.randomInit.train]) {
