@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import fc from "fast-check";
 import * as w from "../src/internals.js";
-import { DEFAULT_MARKET, seriesViews, simulateMarket, standardise } from "../src/data/index.js";
+import { DEFAULT_MARKET, HARD_MARKET, seriesViews, simulateMarket, standardise } from "../src/data/index.js";
 import { auroc, normalizedMutualInformation } from "../src/eval/agreement.js";
 import { TINY_REGIMES } from "./tinyRun.js";
 
@@ -41,6 +41,33 @@ test("the market simulator is seeded and its regimes, volatilities, correlations
   const jumps = m.anomalies.reduce((s, v) => s + v, 0);
   const expected = DEFAULT_MARKET.anomalyRate * A * T;
   assert.ok(Math.abs(jumps - expected) < 4 * Math.sqrt(expected), `${jumps} jumps, expected ≈ ${expected}`);
+});
+
+test("the hard market: regimes of one volatility that differ in autocorrelation and cross-asset correlation, with heavy tails", () => {
+  const m = simulateMarket(5, { ...HARD_MARKET, steps: 30000, anomalyRate: 0 });
+  const T = 30000;
+  HARD_MARKET.regimes.forEach((regime, k) => {
+    let [l, s2, x, s1, f4, n] = [0, 0, 0, 0, 0, 0];
+    for (let t = 1; t < T; t++)
+      if (m.regimes[t] === k && m.regimes[t - 1] === k) {
+        const r0 = m.returns[t] / m.scales[0];
+        const r1 = m.returns[T + t] / m.scales[1];
+        l += r0 * (m.returns[t - 1] / m.scales[0]);
+        s2 += r0 * r0;
+        x += r0 * r1;
+        s1 += r1 * r1;
+        f4 += r0 ** 4;
+        n++;
+      }
+    const vol = Math.sqrt(s2 / n);
+    assert.ok(Math.abs(vol / regime.vol - 1) < 0.1, `${regime.name}: volatility ${vol} against ${regime.vol}`);
+    assert.ok(Math.abs(l / s2 - regime.ar!) < 0.06, `${regime.name}: lag-1 autocorrelation ${l / s2} against ${regime.ar}`);
+    assert.ok(Math.abs(x / Math.sqrt(s2 * s1) - regime.factorLoading! ** 2) < 0.08, `${regime.name}: correlation against ${regime.factorLoading! ** 2}`);
+    // Student-t(4) noise: excess kurtosis well above a Gaussian's 0.
+    assert.ok(f4 / n / (s2 / n) ** 2 > 4, `${regime.name}: kurtosis ${f4 / n / (s2 / n) ** 2}`);
+  });
+  const jumps = simulateMarket(5, HARD_MARKET).anomalies.reduce((a, v) => a + v, 0);
+  assert.ok(Math.abs(jumps / (HARD_MARKET.assets * HARD_MARKET.steps) - HARD_MARKET.anomalyRate) < 0.0015, `jump rate ${jumps}`);
 });
 
 test("series views: G views of B windows, crop-major; the views of one window agree up to shift, scale and noise", () => {
@@ -125,13 +152,14 @@ test("wgrad regimes end to end on the CPU backend: a report against the truth an
     const r = await trainRegimes(c, { log: () => {} });
     for (const s of [r.train, r.heldOut, r.baselines.randomInit.train]) {
       assert.ok(s.nmi >= 0 && s.nmi <= 1, `nmi ${s.nmi}`);
-      assert.ok(Number.isNaN(s.anomalyAuroc) || (s.anomalyAuroc >= 0 && s.anomalyAuroc <= 1));
+      for (const roc of [s.anomalyAuroc, s.tokenSurpriseAuroc]) assert.ok(Number.isNaN(roc) || (roc >= 0 && roc <= 1));
       assert.ok(s.tokensUsed >= 1 && s.tokensUsed <= 4);
     }
     assert.equal(r.heldOut.patches, Math.floor(200 / 16) * 4);
     assert.equal(readFileSync(join(dir, "metrics.jsonl"), "utf8").trim().split("\n").length, 3);
     assert.match(readFileSync(join(dir, "regimes.svg"), "utf8"), /^<svg[\s\S]*true regime/);
     assert.ok(existsSync(join(dir, "report.json")));
+    assert.ok(r.baselines.autocorrelationTerciles >= 0 && r.baselines.autocorrelationTerciles <= 1);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

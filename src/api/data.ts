@@ -16,6 +16,7 @@ export {
   seriesViews,
   standardise,
   DEFAULT_MARKET,
+  HARD_MARKET,
   DEFAULT_SERIES_VIEWS,
   type Market,
   type MarketConfig,

@@ -44,6 +44,7 @@ export {
   teacherOf,
   teacherTokens,
   tokenLogProb,
+  tokenPrediction,
   backbone,
   headOutputs,
   scheduleSpec,

@@ -9,7 +9,7 @@ import { parseArgs } from "node:util";
 import * as E from "fp-ts/lib/Either.js";
 import { SingleBar, Presets } from "cli-progress";
 import { decodeConfig, DEFAULT_CONFIG, ConfigError } from "../train/config.js";
-import { decodeRegimes, DEFAULT_REGIMES, trainRegimes, type PricesRegimesReport, type UnlabelledTokenScores } from "../train/regimes.js";
+import { decodeRegimes, DEFAULT_REGIMES, trainRegimes, type PricesRegimesReport, type TokenScores, type UnlabelledTokenScores } from "../train/regimes.js";
 import { DataError } from "../data/errors.js";
 import { pretrain } from "../train/pretrain.js";
 import { evaluateCheckpoint } from "../train/evaluate.js";
@@ -187,17 +187,18 @@ async function regimesCommand(rest: readonly string[]): Promise<number> {
   }
   if (started) bar.stop();
   if ("prices" in r) return printPricesReport(r, c.outDir);
-  const row = (name: string, s: { nmi: number; anomalyAuroc: number; tokensUsed: number }) =>
+  const roc = (v: number) => (Number.isNaN(v) ? "n/a (no jump)" : v.toFixed(3));
+  const row = (name: string, s: TokenScores) =>
     console.log(
-      `  ${name.padEnd(30)} NMI ${s.nmi.toFixed(3)}   anomaly AUROC ${Number.isNaN(s.anomalyAuroc) ? "n/a (no jump in these patches)" : s.anomalyAuroc.toFixed(3)}   tokens used ${s.tokensUsed}`,
+      `  ${name.padEnd(30)} NMI ${s.nmi.toFixed(3)}   anomaly AUROC ${roc(s.anomalyAuroc)} (token surprise alone ${roc(s.tokenSurpriseAuroc)})   tokens used ${s.tokensUsed}`,
     );
-  console.log(`\npatch tokens against the simulator's truth (held-out period of time):`);
+  console.log(`\npatch tokens against the simulator's truth (held-out period of time; anomaly score −log p(returns | masked context)):`);
   row("random-init, training assets", r.baselines.randomInit.train);
   row("random-init, held-out asset", r.baselines.randomInit.heldOut);
   row("trained, training assets", r.train);
   row("trained, held-out asset", r.heldOut);
   console.log(
-    `  baselines on raw returns: realised-volatility terciles NMI ${r.baselines.volatilityTerciles.toFixed(3)}, max |return| anomaly AUROC ${r.baselines.maxAbsReturnAuroc.toFixed(3)}`,
+    `  baselines on raw returns: realised-volatility terciles NMI ${r.baselines.volatilityTerciles.toFixed(3)}, autocorrelation terciles NMI ${r.baselines.autocorrelationTerciles.toFixed(3)}, max |return| anomaly AUROC ${r.baselines.maxAbsReturnAuroc.toFixed(3)}`,
   );
   console.log(`${r.steps} steps in ${r.seconds.toFixed(0)} s on ${r.backend}; ${c.outDir}/report.json, ${c.outDir}/regimes.svg`);
   return 0;

@@ -29,6 +29,7 @@ export { renderView, sampleViewParams, viewScratch, type ViewParams, type ViewSp
 export { DEFAULT_BLUR_KERNEL, multiCropBatch, multiCropConfig, type MultiCropBatch, type MultiCropConfig, type MultiCropOptions } from "./multicrop.js";
 export {
   DEFAULT_MARKET,
+  HARD_MARKET,
   DEFAULT_SERIES_VIEWS,
   seriesViews,
   simulateMarket,

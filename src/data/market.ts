@@ -12,6 +12,10 @@ export interface Regime {
   /** Per-step mean return and volatility. */
   readonly drift: number;
   readonly vol: number;
+  /** AR(1) coefficient φ of the returns' noise (0: independent steps); `vol` stays the unconditional volatility. */
+  readonly ar?: number;
+  /** This regime's loading on the common factor, overriding the market's `factorLoading`. */
+  readonly factorLoading?: number;
 }
 
 /** The simulated market: size, regimes and their Markov chain, cross-asset correlation, and injected jumps. */
@@ -27,6 +31,10 @@ export interface MarketConfig {
   readonly anomalyRate: number;
   /** Jump size in units of the asset's current volatility (its sign is random). */
   readonly anomalySize: number;
+  /** With this, each jump's size is uniform in [anomalySize, anomalySizeMax]. */
+  readonly anomalySizeMax?: number;
+  /** Degrees of freedom of Student-t noise scaled to unit variance (an integer above 2); absent: Gaussian. */
+  readonly tailDf?: number;
 }
 
 /** Six assets over 6000 steps in three regimes (calm, trending, turbulent) with rare 8σ jumps: the regimes variant's market. */
@@ -42,6 +50,23 @@ export const DEFAULT_MARKET: MarketConfig = {
   factorLoading: 0.7,
   anomalyRate: 0.005,
   anomalySize: 8,
+};
+
+/**
+ * A market where simple statistics fail (`wgrad regimes --market hard`): three regimes of equal
+ * volatility that differ in autocorrelation (mean-reverting, independent, trending) and in
+ * cross-asset correlation, heavy-tailed Student-t noise (4 degrees of freedom), and jumps of 6–12σ.
+ */
+export const HARD_MARKET: MarketConfig = {
+  ...DEFAULT_MARKET,
+  regimes: [
+    { name: "mean-reverting", drift: 0, vol: 0.01, ar: -0.5, factorLoading: 0.3 },
+    { name: "independent", drift: 0, vol: 0.01, ar: 0, factorLoading: 0.6 },
+    { name: "trending", drift: 0, vol: 0.01, ar: 0.5, factorLoading: 0.9 },
+  ],
+  anomalySize: 6,
+  anomalySizeMax: 12,
+  tailDf: 4,
 };
 
 /** A simulated market: its returns and the truth behind them (regime per step, injected jumps, volatility scales). */
@@ -62,6 +87,15 @@ const gaussian = (rng: Rng): number => {
   return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * rng.next());
 };
 
+/** Student-t draws with `df` degrees of freedom scaled to unit variance (df > 2): a Gaussian over √(χ²_df / df). */
+const studentT =
+  (df: number) =>
+  (rng: Rng): number => {
+    let chi = 0;
+    for (let i = 0; i < df; i++) chi += gaussian(rng) ** 2;
+    return (gaussian(rng) / Math.sqrt(chi / df)) * Math.sqrt((df - 2) / df);
+  };
+
 /** Simulates a market; the same seed gives the same market. */
 export function simulateMarket(seed: number, c: MarketConfig = DEFAULT_MARKET): Market {
   const rng = createRng(seed);
@@ -76,15 +110,21 @@ export function simulateMarket(seed: number, c: MarketConfig = DEFAULT_MARKET): 
   const scales = Float32Array.from({ length: A }, () => 0.7 + 0.7 * rng.next());
   const returns = new Float32Array(A * T);
   const anomalies = new Uint8Array(A * T);
-  const idio = Math.sqrt(1 - c.factorLoading ** 2);
+  const noise = c.tailDf === undefined ? gaussian : studentT(c.tailDf);
+  const previous = new Float64Array(A); // each asset's last noise term, for AR(1) regimes
   for (let t = 0; t < T; t++) {
-    const { drift, vol } = c.regimes[regimes[t]];
-    const f = gaussian(rng);
+    const { drift, vol, ar = 0, factorLoading = c.factorLoading } = c.regimes[regimes[t]];
+    const idio = Math.sqrt(1 - factorLoading ** 2);
+    const f = noise(rng);
     for (let a = 0; a < A; a++) {
       const sigma = vol * scales[a];
-      let r = drift + sigma * (c.factorLoading * f + idio * gaussian(rng));
+      // φ·previous + √(1 − φ²)·innovation keeps the unconditional variance at sigma².
+      const e = ar * previous[a] + Math.sqrt(1 - ar * ar) * (factorLoading * f + idio * noise(rng));
+      previous[a] = e;
+      let r = drift + sigma * e;
       if (rng.next() < c.anomalyRate) {
-        r += (rng.next() < 0.5 ? -1 : 1) * c.anomalySize * sigma;
+        const size = c.anomalySizeMax === undefined ? c.anomalySize : c.anomalySize + (c.anomalySizeMax - c.anomalySize) * rng.next();
+        r += (rng.next() < 0.5 ? -1 : 1) * size * sigma;
         anomalies[a * T + t] = 1;
       }
       returns[a * T + t] = r;

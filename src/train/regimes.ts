@@ -20,6 +20,7 @@ import { compile, evaluate, specsOf, type GpuContext, type RunResult } from "../
 import { randomKey, spec, type Tensor } from "../dsl/index.js";
 import {
   DEFAULT_MARKET,
+  HARD_MARKET,
   loadPricesCsv,
   logReturns,
   mixSeeds,
@@ -37,7 +38,7 @@ import {
   maskBatch,
   teacherMomentumSchedule,
   teacherTokens,
-  tokenLogProb,
+  tokenPrediction,
   weightDecaySchedule,
   type IbotModelConfig,
   type IbotState,
@@ -61,6 +62,8 @@ export const RegimesConfig = t.type({
    */
   prices: t.string,
   // The simulated market
+  /** DEFAULT_MARKET (regimes of different volatility) or HARD_MARKET (equal volatility; autocorrelation, correlation, heavy tails). */
+  market: t.keyof({ default: null, hard: null }),
   assets: PositiveInt,
   steps: PositiveInt,
   /** The asset never trained on (its tokens are scored for transfer). */
@@ -99,6 +102,7 @@ export const DEFAULT_REGIMES: RegimesConfig & { readonly prices: "" } = {
   backend: "auto",
   outDir: "runs/regimes",
   prices: "",
+  market: "default",
   assets: DEFAULT_MARKET.assets,
   steps: DEFAULT_MARKET.steps,
   heldOutAsset: DEFAULT_MARKET.assets - 1,
@@ -175,8 +179,14 @@ function pricesProblem(c: RegimesConfig, p: PriceTable): string | undefined {
 export interface TokenScores {
   /** NMI between patch tokens and the true regimes. */
   readonly nmi: number;
-  /** AUROC of −log p(token | context) against the injected anomalies. */
+  /**
+   * AUROC against the injected anomalies of the model's surprise at a hidden patch's returns,
+   * −log p(x | context) = −log Σ_k p(k | context)·N(x; μ_k, σ_k²) (the student's token prediction,
+   * each token's Gaussian fit to the training patches the teacher gave it).
+   */
   readonly anomalyAuroc: number;
+  /** AUROC of the token's surprise alone, −log p(token | context). */
+  readonly tokenSurpriseAuroc: number;
   readonly patches: number;
   readonly tokensUsed: number;
 }
@@ -189,7 +199,11 @@ export interface RegimesReport {
   /** The random-init model and simple statistics of the raw returns, through the same scores. */
   readonly baselines: {
     readonly randomInit: { readonly train: TokenScores; readonly heldOut: TokenScores };
+    /** NMI of each patch's realised-volatility (mean |return|) terciles with the regimes. */
     readonly volatilityTerciles: number;
+    /** NMI of each patch's lag-1 autocorrelation terciles with the regimes. */
+    readonly autocorrelationTerciles: number;
+    /** AUROC of each patch's largest |return| against the jumps. */
     readonly maxAbsReturnAuroc: number;
   };
   /** Assets seen in training (on the held-out period of time) and the held-out asset. */
@@ -280,23 +294,25 @@ function inputChannels(x: Float32Array, length: number, c: RegimesConfig): Float
   return out;
 }
 
-/** Non-overlapping windows of the held-out period for some assets, with per-patch statistics. */
+/** Non-overlapping windows of steps [from, to) for some assets, with per-patch statistics. */
 interface EvalSet {
   readonly inputs: Float32Array; // [W, 1, window]
   readonly count: number;
   readonly realizedVol: Float32Array; // per patch, the mean |standardised return|
   readonly maxAbs: Float32Array; // per patch, the largest |standardised return|
+  readonly autocorrelation: Float32Array; // per patch, Σ r_t·r_{t−1} / Σ r_t² over its steps (r_{t−1} may precede the patch)
   readonly asset: Int32Array; // per window
   readonly start: Int32Array; // per window
 }
 
-function evalSet(T: number, series: Float32Array, assets: readonly number[], from: number, c: RegimesConfig): EvalSet {
-  const per = Math.floor((T - from) / c.window);
+function evalSet(T: number, series: Float32Array, assets: readonly number[], from: number, c: RegimesConfig, to = T): EvalSet {
+  const per = Math.floor((to - from) / c.window);
   const n = c.window / c.patchSize;
   const count = per * assets.length;
   const inputs = new Float32Array(count * c.window);
   const realizedVol = new Float32Array(count * n);
   const maxAbs = new Float32Array(count * n);
+  const autocorrelation = new Float32Array(count * n);
   const asset = new Int32Array(count);
   const start = new Int32Array(count);
   let w = 0;
@@ -309,16 +325,21 @@ function evalSet(T: number, series: Float32Array, assets: readonly number[], fro
       for (let p = 0; p < n; p++) {
         let vol = 0;
         let peak = 0;
+        let [lagged, squares] = [0, 1e-12];
         for (let q = 0; q < c.patchSize; q++) {
           const step = s + p * c.patchSize + q;
-          vol += Math.abs(series[a * T + step]) / c.patchSize;
-          peak = Math.max(peak, Math.abs(series[a * T + step]));
+          const r = series[a * T + step];
+          vol += Math.abs(r) / c.patchSize;
+          peak = Math.max(peak, Math.abs(r));
+          lagged += step > 0 ? r * series[a * T + step - 1] : 0;
+          squares += r * r;
         }
         realizedVol[w * n + p] = vol;
         maxAbs[w * n + p] = peak;
+        autocorrelation[w * n + p] = lagged / squares;
       }
     }
-  return { inputs, count, realizedVol, maxAbs, asset, start };
+  return { inputs, count, realizedVol, maxAbs, autocorrelation, asset, start };
 }
 
 /** The simulator's truth per patch of an EvalSet. */
@@ -345,27 +366,112 @@ function patchLabels(m: Market, e: EvalSet, c: RegimesConfig): PatchLabels {
   return { regimes, anomalies };
 }
 
-/** Teacher tokens of every patch, and −log p of each under masking (every 4th patch hidden per pass, 4 passes). */
+/**
+ * Teacher tokens of every patch; −log p of each under masking (every 4th patch hidden per pass,
+ * 4 passes); and the student's whole prediction log p(k | context) [patches, K] of each hidden patch.
+ */
 async function tokenEval(state: Pick<RunResult<IbotState>, "student" | "teacher">, e: EvalSet, mc: IbotModelConfig, gpu: GpuContext | null, c: RegimesConfig) {
   const inputs = inputChannels(e.inputs, c.window, c);
   const n = mc.vit.imageSize / mc.vit.patchSize;
   const x = spec([e.count, mc.vit.channels, mc.vit.imageSize]);
   const backend = gpu ?? "cpu";
-  const tokensExe = compile((tp: TeacherParams, inputs: Tensor) => teacherTokens(inputs, tp, mc), [specsOf(state.teacher), x], { backend });
-  const tokens = Int32Array.from(await toHostValues(tokensExe.run(state.teacher, inputs)));
-  const logpExe = compile(
-    (sp: StudentParams, tp: TeacherParams, inputs: Tensor, masks: Tensor) => tokenLogProb(inputs, masks, sp, tp, mc),
-    [specsOf(state.student), specsOf(state.teacher), x, spec([e.count, n])],
+  const tokens = await tokensOf(state.teacher, e, mc, gpu, c);
+  const predictExe = compile(
+    (sp: StudentParams, inputs: Tensor, masks: Tensor) => tokenPrediction(inputs, masks, sp, mc),
+    [specsOf(state.student), x, spec([e.count, n])],
     { backend },
   );
+  const k = vocabularyOf(mc);
+  const prediction = new Float32Array(e.count * n * k);
   const surprise = new Float32Array(e.count * n);
   const passes = 4;
   for (let r = 0; r < passes; r++) {
     const masks = Float32Array.from({ length: e.count * n }, (_, i) => ((i % n) % passes === r ? 1 : 0));
-    const logp = await toHostValues(logpExe.run(state.student, state.teacher, inputs, masks));
-    for (let i = 0; i < masks.length; i++) if (masks[i]) surprise[i] = -logp[i];
+    const logp = await toHostValues(predictExe.run(state.student, inputs, masks));
+    for (let i = 0; i < masks.length; i++)
+      if (masks[i]) {
+        for (let j = i * k; j < (i + 1) * k; j++) prediction[j] = logp[j];
+        surprise[i] = -logp[i * k + tokens[i]];
+      }
   }
-  return { tokens, surprise };
+  return { tokens, surprise, prediction };
+}
+
+/** The teacher's token of every patch of `e`. */
+async function tokensOf(
+  teacher: RunResult<IbotState>["teacher"],
+  e: EvalSet,
+  mc: IbotModelConfig,
+  gpu: GpuContext | null,
+  c: RegimesConfig,
+): Promise<Int32Array> {
+  const x = spec([e.count, mc.vit.channels, mc.vit.imageSize]);
+  const exe = compile((tp: TeacherParams, inputs: Tensor) => teacherTokens(inputs, tp, mc), [specsOf(teacher), x], { backend: gpu ?? "cpu" });
+  return Int32Array.from(await toHostValues(exe.run(teacher, inputChannels(e.inputs, c.window, c))));
+}
+
+/** The number of tokens the model predicts over: the first codebook's (VQ) or the prototypes (iBOT). */
+const vocabularyOf = (mc: IbotModelConfig) => mc.vq?.codebooks[0] ?? mc.head.outDim;
+
+/** What each token says of a patch's standardised returns: a Gaussian per token, fit to the patches the teacher gave it. */
+interface Emission {
+  readonly mean: Float64Array;
+  readonly variance: Float64Array;
+}
+
+/**
+ * Each token's Gaussian over the returns of its patches (of `e`, by `tokens`), shrunk towards the
+ * pooled Gaussian with the weight of one window's steps so a rare token gets a sane variance.
+ */
+function fitEmission(e: EvalSet, tokens: Int32Array, k: number, c: RegimesConfig): Emission {
+  const n = c.window / c.patchSize;
+  const [count, sum, sq] = [new Float64Array(k), new Float64Array(k), new Float64Array(k)];
+  for (let i = 0; i < e.count * n; i++)
+    for (let q = 0; q < c.patchSize; q++) {
+      const v = e.inputs[Math.floor(i / n) * c.window + (i % n) * c.patchSize + q];
+      count[tokens[i]]++;
+      sum[tokens[i]] += v;
+      sq[tokens[i]] += v * v;
+    }
+  const total = count.reduce((a, v) => a + v, 0);
+  const mean0 = sum.reduce((a, v) => a + v, 0) / total;
+  const second0 = sq.reduce((a, v) => a + v, 0) / total;
+  const prior = c.window;
+  const mean = Float64Array.from(sum, (s, j) => (s + prior * mean0) / (count[j] + prior));
+  const variance = Float64Array.from(sq, (s, j) => Math.max(1e-4, (s + prior * second0) / (count[j] + prior) - mean[j] ** 2));
+  return { mean, variance };
+}
+
+/**
+ * The model's surprise at each hidden patch's returns, −log p(x | context) = −log Σ_k p(k | context)·N(x; μ_k, σ_k²):
+ * the student's token prediction from the visible patches, each token emitting returns by `emission`.
+ * A jump is surprising against the volatility its context predicts, not against the whole series'.
+ */
+function predictiveSurprise(e: EvalSet, prediction: Float32Array, emission: Emission, c: RegimesConfig): Float32Array {
+  const n = c.window / c.patchSize;
+  const k = emission.mean.length;
+  const out = new Float32Array(e.count * n);
+  const terms = new Float64Array(k);
+  for (let i = 0; i < out.length; i++) {
+    for (let j = 0; j < k; j++) {
+      let ll = 0;
+      for (let q = 0; q < c.patchSize; q++) {
+        const v = e.inputs[Math.floor(i / n) * c.window + (i % n) * c.patchSize + q];
+        ll -= 0.5 * (Math.log(2 * Math.PI * emission.variance[j]) + (v - emission.mean[j]) ** 2 / emission.variance[j]);
+      }
+      terms[j] = prediction[i * k + j] + ll;
+    }
+    const top = terms.reduce((a, v) => Math.max(a, v), -Infinity);
+    out[i] = -(top + Math.log(terms.reduce((a, v) => a + Math.exp(v - top), 0)));
+  }
+  return out;
+}
+
+/** tokenEval's result with the predictive surprise of every hidden patch's returns. */
+interface TokenEval {
+  readonly tokens: Int32Array;
+  readonly surprise: Float32Array;
+  readonly predictiveSurprise: Float32Array;
 }
 
 /** The patch indices of the windows `select` picks. */
@@ -375,15 +481,17 @@ function patchesOf(e: EvalSet, select: (window: number) => boolean, n: number): 
   return idx;
 }
 
-function scores(e: EvalSet, l: PatchLabels, tokens: Int32Array, surprise: Float32Array, select: (window: number) => boolean, n: number): TokenScores {
+function scores(e: EvalSet, l: PatchLabels, r: TokenEval, select: (window: number) => boolean, n: number): TokenScores {
   const idx = patchesOf(e, select, n);
   const pick = <A extends ArrayLike<number>>(a: A) => idx.map((i) => a[i]);
   const anomalies = pick(l.anomalies);
+  const rocOf = (score: Float32Array) => (anomalies.some((v) => v) && anomalies.some((v) => !v) ? auroc(pick(score), anomalies) : NaN);
   return {
-    nmi: normalizedMutualInformation(pick(tokens), pick(l.regimes)),
-    anomalyAuroc: anomalies.some((v) => v) && anomalies.some((v) => !v) ? auroc(pick(surprise), anomalies) : NaN,
+    nmi: normalizedMutualInformation(pick(r.tokens), pick(l.regimes)),
+    anomalyAuroc: rocOf(r.predictiveSurprise),
+    tokenSurpriseAuroc: rocOf(r.surprise),
     patches: idx.length,
-    tokensUsed: new Set(pick(tokens)).size,
+    tokensUsed: new Set(pick(r.tokens)).size,
   };
 }
 
@@ -509,7 +617,7 @@ async function trainLoop(
 
 async function trainSimulated(c: RegimesConfig, hooks: RegimesHooks, log: (line: string) => void): Promise<RegimesReport> {
   const t0 = performance.now();
-  const market = simulateMarket(c.seed, { ...DEFAULT_MARKET, assets: c.assets, steps: c.steps });
+  const market = simulateMarket(c.seed, { ...(c.market === "hard" ? HARD_MARKET : DEFAULT_MARKET), assets: c.assets, steps: c.steps });
   const trainEnd = Math.floor(c.steps * c.trainFraction);
   const series = standardise(market, 0, trainEnd); // statistics of the training period only
   const trainAssets = Array.from({ length: c.assets }, (_, a) => a).filter((a) => a !== c.heldOutAsset);
@@ -525,19 +633,23 @@ async function trainSimulated(c: RegimesConfig, hooks: RegimesHooks, log: (line:
   const test = evalSet(c.steps, series, [...trainAssets, c.heldOutAsset], trainEnd, c);
   const labels = patchLabels(market, test, c);
   const isHeldOut = (w: number) => test.asset[w] === c.heldOutAsset;
+  const fit = evalSet(c.steps, series, trainAssets, 0, c, trainEnd); // where each token's emission is fit
   const both = async (st: Pick<RunResult<IbotState>, "student" | "teacher">) => {
-    const r = await tokenEval(st, test, mc, gpu, c);
+    const t = await tokenEval(st, test, mc, gpu, c);
+    const emission = fitEmission(fit, await tokensOf(st.teacher, fit, mc, gpu, c), vocabularyOf(mc), c);
+    const r: TokenEval = { ...t, predictiveSurprise: predictiveSurprise(test, t.prediction, emission, c) };
     return {
       r,
-      train: scores(test, labels, r.tokens, r.surprise, (w) => !isHeldOut(w), n),
-      heldOut: scores(test, labels, r.tokens, r.surprise, isHeldOut, n),
+      train: scores(test, labels, r, (w) => !isHeldOut(w), n),
+      heldOut: scores(test, labels, r, isHeldOut, n),
     };
   };
   const before = await both(init);
   const volatilityTerciles = normalizedMutualInformation(terciles(test.realizedVol), labels.regimes);
+  const autocorrelationTerciles = normalizedMutualInformation(terciles(test.autocorrelation), labels.regimes);
   const maxAbsReturnAuroc = auroc(test.maxAbs, labels.anomalies);
   log(
-    `baselines: random-init tokens NMI ${before.train.nmi.toFixed(3)} (held-out asset ${before.heldOut.nmi.toFixed(3)}); realised-volatility terciles NMI ${volatilityTerciles.toFixed(3)}; max |return| anomaly AUROC ${maxAbsReturnAuroc.toFixed(3)}`,
+    `baselines: random-init tokens NMI ${before.train.nmi.toFixed(3)} (held-out asset ${before.heldOut.nmi.toFixed(3)}); realised-volatility terciles NMI ${volatilityTerciles.toFixed(3)}, autocorrelation terciles NMI ${autocorrelationTerciles.toFixed(3)}; max |return| anomaly AUROC ${maxAbsReturnAuroc.toFixed(3)}`,
   );
 
   const trained = await trainLoop(c, mc, init, series, c.steps, trainAssets, trainEnd, gpu, hooks);
@@ -546,7 +658,7 @@ async function trainSimulated(c: RegimesConfig, hooks: RegimesHooks, log: (line:
     backend: gpu ? `webgpu (${gpu.adapterName})` : "cpu",
     steps: trained.total,
     seconds: (performance.now() - t0) / 1000,
-    baselines: { randomInit: { train: before.train, heldOut: before.heldOut }, volatilityTerciles, maxAbsReturnAuroc },
+    baselines: { randomInit: { train: before.train, heldOut: before.heldOut }, volatilityTerciles, autocorrelationTerciles, maxAbsReturnAuroc },
     train: after.train,
     heldOut: after.heldOut,
   };

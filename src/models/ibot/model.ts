@@ -400,15 +400,22 @@ function zipTrees<T>(a: T, b: T, f: (x: Tensor, y: Tensor) => Tensor): T {
 }
 
 /**
- * How expected each patch's token is from its context: the student, with `masks` [B, N] hiding
- * patches, predicts the teacher's token of every patch; returns log p(token) [B, N] (meaningful
- * where masked). iBOT mode reads the prototypes at the student temperature 0.1, VQ mode the first
- * prediction head.
+ * The student's prediction of every patch's token from its context: with `masks` [B, N] hiding
+ * patches, log p(k | visible patches) [B, N, K] over the K tokens (meaningful where masked). iBOT
+ * mode reads the prototypes at the student temperature 0.1, VQ mode the first prediction head.
+ */
+export function tokenPrediction(inputs: Tensor, masks: Tensor, student: StudentParams, cfg: IbotModelConfig): Tensor {
+  const z = patchTokens(bottleneck(backbone(inputs, student.backbone, cfg.vit, { mask: masks, maskedEmbed: student.maskedEmbed }), student.head));
+  const logits = student.vq ? linear(z, student.vq.predictors[0].w, student.vq.predictors[0].b) : div(prototypeLogits(z, student.head), 0.1);
+  return logSoftmax(logits, -1);
+}
+
+/**
+ * How expected each patch's token is from its context: log p(teacher's token | visible patches)
+ * [B, N] under tokenPrediction (meaningful where masked).
  */
 export function tokenLogProb(inputs: Tensor, masks: Tensor, student: StudentParams, teacher: TeacherParams, cfg: IbotModelConfig): Tensor {
   const target = teacherTokens(inputs, teacher, cfg);
-  const z = patchTokens(bottleneck(backbone(inputs, student.backbone, cfg.vit, { mask: masks, maskedEmbed: student.maskedEmbed }), student.head));
-  const logits = student.vq ? linear(z, student.vq.predictors[0].w, student.vq.predictors[0].b) : div(prototypeLogits(z, student.head), 0.1);
-  const logp = logSoftmax(logits, -1);
+  const logp = tokenPrediction(inputs, masks, student, cfg);
   return sum(mul(logp, oneHot(target, logp.shape[2], logp.dtype)), -1);
 }
