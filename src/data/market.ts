@@ -55,7 +55,7 @@ export const DEFAULT_MARKET: MarketConfig = {
 /**
  * A market where simple statistics fail (`wgrad regimes --market hard`): three regimes of equal
  * volatility that differ in autocorrelation (mean-reverting, independent, trending) and in
- * cross-asset correlation, heavy-tailed Student-t noise (4 degrees of freedom), and jumps of 6–12σ.
+ * cross-asset correlation, heavy-tailed Student-t noise (4 degrees of freedom), and jumps of 3–6σ.
  */
 export const HARD_MARKET: MarketConfig = {
   ...DEFAULT_MARKET,
@@ -64,8 +64,8 @@ export const HARD_MARKET: MarketConfig = {
     { name: "independent", drift: 0, vol: 0.01, ar: 0, factorLoading: 0.6 },
     { name: "trending", drift: 0, vol: 0.01, ar: 0.5, factorLoading: 0.9 },
   ],
-  anomalySize: 6,
-  anomalySizeMax: 12,
+  anomalySize: 3,
+  anomalySizeMax: 6,
   tailDf: 4,
 };
 
