@@ -58,7 +58,7 @@ export const RegimesConfig = t.type({
   outDir: t.string,
   /**
    * A CSV of closes (columns date, asset, close; src/data/prices.ts) to train and score on instead of
-   * the simulator; "" simulates. With a file, `assets` and `steps` are ignored: the file sets them.
+   * the simulator; "" simulates. With a file, `market`, `assets` and `steps` are ignored: the file sets them.
    */
   prices: t.string,
   // The simulated market
@@ -375,7 +375,7 @@ async function tokenEval(state: Pick<RunResult<IbotState>, "student" | "teacher"
   const n = mc.vit.imageSize / mc.vit.patchSize;
   const x = spec([e.count, mc.vit.channels, mc.vit.imageSize]);
   const backend = gpu ?? "cpu";
-  const tokens = await tokensOf(state.teacher, e, mc, gpu, c);
+  const tokens = await tokensOf(state.teacher, inputs, e.count, mc, gpu);
   const predictExe = compile(
     (sp: StudentParams, inputs: Tensor, masks: Tensor) => tokenPrediction(inputs, masks, sp, mc),
     [specsOf(state.student), x, spec([e.count, n])],
@@ -397,17 +397,17 @@ async function tokenEval(state: Pick<RunResult<IbotState>, "student" | "teacher"
   return { tokens, surprise, prediction };
 }
 
-/** The teacher's token of every patch of `e`. */
+/** The teacher's token of every patch of `count` windows of model inputs (inputChannels' output). */
 async function tokensOf(
   teacher: RunResult<IbotState>["teacher"],
-  e: EvalSet,
+  inputs: Float32Array,
+  count: number,
   mc: IbotModelConfig,
   gpu: GpuContext | null,
-  c: RegimesConfig,
 ): Promise<Int32Array> {
-  const x = spec([e.count, mc.vit.channels, mc.vit.imageSize]);
+  const x = spec([count, mc.vit.channels, mc.vit.imageSize]);
   const exe = compile((tp: TeacherParams, inputs: Tensor) => teacherTokens(inputs, tp, mc), [specsOf(teacher), x], { backend: gpu ?? "cpu" });
-  return Int32Array.from(await toHostValues(exe.run(teacher, inputChannels(e.inputs, c.window, c))));
+  return Int32Array.from(await toHostValues(exe.run(teacher, inputs)));
 }
 
 /** The number of tokens the model predicts over: the first codebook's (VQ) or the prototypes (iBOT). */
@@ -428,7 +428,7 @@ function fitEmission(e: EvalSet, tokens: Int32Array, k: number, c: RegimesConfig
   const [count, sum, sq] = [new Float64Array(k), new Float64Array(k), new Float64Array(k)];
   for (let i = 0; i < e.count * n; i++)
     for (let q = 0; q < c.patchSize; q++) {
-      const v = e.inputs[Math.floor(i / n) * c.window + (i % n) * c.patchSize + q];
+      const v = e.inputs[i * c.patchSize + q]; // patch i's q-th return: a window is its patches end to end
       count[tokens[i]]++;
       sum[tokens[i]] += v;
       sq[tokens[i]] += v * v;
@@ -456,7 +456,7 @@ function predictiveSurprise(e: EvalSet, prediction: Float32Array, emission: Emis
     for (let j = 0; j < k; j++) {
       let ll = 0;
       for (let q = 0; q < c.patchSize; q++) {
-        const v = e.inputs[Math.floor(i / n) * c.window + (i % n) * c.patchSize + q];
+        const v = e.inputs[i * c.patchSize + q];
         ll -= 0.5 * (Math.log(2 * Math.PI * emission.variance[j]) + (v - emission.mean[j]) ** 2 / emission.variance[j]);
       }
       terms[j] = prediction[i * k + j] + ll;
@@ -634,9 +634,10 @@ async function trainSimulated(c: RegimesConfig, hooks: RegimesHooks, log: (line:
   const labels = patchLabels(market, test, c);
   const isHeldOut = (w: number) => test.asset[w] === c.heldOutAsset;
   const fit = evalSet(c.steps, series, trainAssets, 0, c, trainEnd); // where each token's emission is fit
+  const fitInputs = inputChannels(fit.inputs, c.window, c);
   const both = async (st: Pick<RunResult<IbotState>, "student" | "teacher">) => {
     const t = await tokenEval(st, test, mc, gpu, c);
-    const emission = fitEmission(fit, await tokensOf(st.teacher, fit, mc, gpu, c), vocabularyOf(mc), c);
+    const emission = fitEmission(fit, await tokensOf(st.teacher, fitInputs, fit.count, mc, gpu), vocabularyOf(mc), c);
     const r: TokenEval = { ...t, predictiveSurprise: predictiveSurprise(test, t.prediction, emission, c) };
     return {
       r,
