@@ -31,6 +31,12 @@ export interface WebGpuCompileOptions {
   readonly dumpWgsl?: string;
   /** false: one kernel per primitive, for measuring what fusion buys. Default true. */
   readonly fusion?: boolean;
+  /**
+   * Whether a matmul stores an elementwise consumer fused after it (bias + GELU in one kernel).
+   * Default: not on CPU adapters, where a kernel's first run compiles it and plain matmuls share
+   * pipelines (kernels.ts); on every other adapter.
+   */
+  readonly matmulEpilogues?: boolean;
 }
 
 /** Outputs that are inputs, constants or repeated get an identity node, so each output has a kernel writing it. */
@@ -44,8 +50,8 @@ function ownOutputs(outputs: readonly Tensor[]): Tensor[] {
 }
 
 /** The Target a compile generates for: the device's facts and limits, and the tiles chosen for it. */
-export function targetOf(ctx: GpuContext, opts: Pick<WebGpuCompileOptions, "matmul" | "tuning"> = {}): Target {
-  return makeTarget(ctx, ctx.limits, opts.tuning ?? new Map(), opts.matmul);
+export function targetOf(ctx: GpuContext, opts: Pick<WebGpuCompileOptions, "matmul" | "tuning" | "matmulEpilogues"> = {}): Target {
+  return makeTarget(ctx, ctx.limits, opts.tuning ?? new Map(), opts.matmul, opts.matmulEpilogues);
 }
 
 /** The matmul shape classes a graph compiles to (as scheduled, so layouts are the real ones). */

@@ -35,6 +35,8 @@ interface Kernel {
   readonly key: string;
   readonly pipeline: GPUComputePipeline;
   readonly layout: GPUBindGroupLayout;
+  /** Its `sizes` uniform (KernelBody.sizes), written once, where the kernel reads sizes at run time. */
+  readonly sizes?: GPUBuffer;
   /**
    * The bind group of the last run and the buffers it binds. A training step that donates its
    * parameters binds the same buffers every run; remaking ~400 bind groups cost 10-30 ms a step.
@@ -90,7 +92,7 @@ export class GpuExecutable {
     this.donation = buffers.donation;
     this.kernels = sources.map((src) => {
       const pipeline = acquirePipeline(ctx, src.body, src.name);
-      return { src, key: src.body, pipeline, layout: pipeline.getBindGroupLayout(0) };
+      return { src, key: src.body, pipeline, layout: pipeline.getBindGroupLayout(0), ...(src.sizes ? { sizes: this.uniformOf(src.sizes) } : {}) };
     });
     this.pool = this.plan.slots.map((sz, i) => ctx.createBuffer(sz, GPUBufferUsage.STORAGE, `pool${i}`));
     for (const k of this.kernels)
@@ -101,6 +103,15 @@ export class GpuExecutable {
           this.constants.set(r, buf);
         }
     ctx.checkErrors();
+  }
+
+  /** A uniform buffer holding a kernel's run-time sizes (rounded up to the 16 bytes a uniform needs). */
+  private uniformOf(sizes: ReadonlyMap<string, number>): GPUBuffer {
+    const data = new Uint32Array(4 * Math.ceil(sizes.size / 4));
+    data.set([...sizes.values()]);
+    const buf = this.ctx.createBuffer(data.byteLength, GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST, "sizes");
+    this.ctx.device.queue.writeBuffer(buf, 0, data);
+    return buf;
   }
 
   /** Runs on GpuArrays or host values shaped like the specs; returns GpuArrays in the output's structure. */
@@ -184,7 +195,7 @@ export class GpuExecutable {
     });
     const buffers = bound.filter((b) => b !== null);
     if (!k.last || k.last.buffers.some((b, i) => b !== buffers[i])) {
-      const entries = bound.flatMap((buffer, binding) => (buffer ? [{ binding, resource: { buffer } }] : []));
+      const entries = [...bound, k.sizes ?? null].flatMap((buffer, binding) => (buffer ? [{ binding, resource: { buffer } }] : []));
       k.last = { buffers, group: this.ctx.device.createBindGroup({ layout: k.layout, entries }) };
     }
     pass.setPipeline(k.pipeline);
@@ -259,7 +270,8 @@ export class GpuExecutable {
   dispose(): void {
     if (this.disposedFlag) return;
     this.disposedFlag = true;
-    for (const b of [...this.pool, ...this.constants.values(), ...this.uploads.values()]) this.ctx.destroyBuffer(b);
+    const sizes = this.kernels.flatMap((k) => (k.sizes ? [k.sizes] : []));
+    for (const b of [...this.pool, ...this.constants.values(), ...this.uploads.values(), ...sizes]) this.ctx.destroyBuffer(b);
     for (const k of this.kernels) {
       pipelinesOf(this.ctx).release(k.key);
       k.last = undefined;

@@ -69,6 +69,12 @@ export class KernelGen {
    * one vec4, and the output binding is an array of vec4s.
    */
   readonly vec4Lanes = new Map<string, { vec: string; lane: number }>();
+  /**
+   * Sizes read at run time from the kernel's uniform (`sizes.<name>`) instead of written into its
+   * source, in order of first use: kernels that differ only in these share one pipeline (see
+   * `size`). Empty unless a template asks.
+   */
+  readonly sizes = new Map<string, number>();
 
   constructor(
     private readonly ids: ReadonlyMap<Tensor, number>,
@@ -80,6 +86,20 @@ export class KernelGen {
      */
     readonly alias?: Tensor,
   ) {}
+
+  /**
+   * A u32 size of the kernel as WGSL: the literal, or with `runtime` a field of its uniform. On
+   * lavapipe every distinct pipeline costs a compile of 0.1-0.8 s at its first dispatch, and a
+   * training step's matmuls differ mostly in their sizes (teacher and student crops, forward and
+   * backward), so a template that reads them at run time lets those matmuls share a pipeline.
+   */
+  size(name: string, value: number, runtime: boolean): string {
+    if (!runtime) return `${value}u`;
+    const known = this.sizes.get(name);
+    if (known !== undefined && known !== value) throw new Error(`webgpu: internal error: size ${name} is both ${known} and ${value}`);
+    this.sizes.set(name, value);
+    return `sizes.${name}`;
+  }
 
   fresh(prefix = "v"): string {
     return `${prefix}${this.counter++}`;

@@ -68,6 +68,21 @@ export function vec4Applicable(root: Tensor, p: MatmulParams, isMat: (n: Tensor)
   return true;
 }
 
+/**
+ * Whether a vec4 matmul reads its sizes at run time (KernelGen.size): a plain product (no fused
+ * epilogue, whose index arithmetic would keep its own sizes) whose operands are each batched like
+ * the output or not batched, so every size is one of M, N, K and the batch strides. Matmuls of a
+ * step that differ only in those then share one pipeline.
+ */
+export function runtimeSizes(root: Tensor, epilogue: Tensor): boolean {
+  const batch = root.shape.slice(0, -2);
+  const simple = (x: Tensor) => {
+    const xb = x.shape.slice(0, -2);
+    return sizeOf(xb) <= 1 || (xb.length === batch.length && xb.every((d, i) => d === batch[i]));
+  };
+  return epilogue === root && root.inputs.every(simple);
+}
+
 export function matmulVec4Kernel(g: KernelGen, root: Tensor, epilogue: Tensor, p: MatmulParams, isMat: (n: Tensor) => boolean): KernelBody {
   const [a, b] = root.inputs;
   const la = operandLayout(a, isMat)!;
@@ -75,6 +90,8 @@ export function matmulVec4Kernel(g: KernelGen, root: Tensor, epilogue: Tensor, p
   const batch = root.shape.slice(0, -2);
   const [M, N] = root.shape.slice(-2);
   const K = a.shape[a.rank - 1];
+  const rt = runtimeSizes(root, epilogue);
+  const size = (name: string, value: number) => g.size(name, value, rt);
   const A = g.buffer(la.buf, true);
   const B = g.buffer(lb.buf, true);
   // Read at many elements per thread: never a candidate for an in-place update.
@@ -82,64 +99,69 @@ export function matmulVec4Kernel(g: KernelGen, root: Tensor, epilogue: Tensor, p
   const { tm, tn } = p;
   const nv = tn / 4;
   // Batch offsets (in vec4 units) from the output's batch coordinates, through broadcasting.
-  const bC = g.coords(g.idx(batch, "bz", null));
-  const offset = (x: Tensor, rows: number, cols: number) => {
+  const bC = rt ? [] : g.coords(g.idx(batch, "bz", null));
+  const offset = (x: Tensor, rows: number, cols: number, name: string) => {
     const xb = x.shape.slice(0, -2);
     if (sizeOf(xb) <= 1) return "0u";
+    if (rt) return g.let(`bz * ${size(name, (rows * cols) / 4)}`, "bo");
     const lead = batch.length - xb.length;
     const s = stridesOf(xb);
     const terms = xb.flatMap((d, i) => (d === 1 ? [] : [`${bC[lead + i]} * ${s[i] * ((rows * cols) / 4)}u`]));
     return terms.length ? g.let(terms.join(" + "), "bo") : "0u";
   };
-  const aOff = offset(a, M, K);
-  const bOff = offset(b, K, N);
+  const aOff = offset(a, M, K, "a_batch");
+  const bOff = offset(b, K, N, "b_batch");
   // Column base of vec4 v: interleaved, neighbouring threads read neighbouring vec4s.
   const colOf = (v: number) => (p.interleave ? g.let(`(wid.x * ${nv * p.wx}u + ${v * p.wx}u + lid.x) * 4u`, "cb") : g.let(`col0 + ${4 * v}u`, "cb"));
   const cols = Array.from({ length: nv }, (_, v) => colOf(v));
   for (let t = 0; t < tm; t++) for (let v = 0; v < nv; v++) g.line(`var acc${t}_${v} = vec4<f32>(0.0);`);
-  const K4 = K / 4;
+  const K4 = size("k4", K / 4);
+  /** j rows (or columns) of `n4` vec4s further on: 0, or j·n4. */
+  const times = (j: number, name: string, n4: number) => (j === 0 ? "0u" : rt ? `${j}u * ${size(name, n4)}` : `${j * n4}u`);
   const loop: string[] = [];
   // Row and column base offsets (vec4 units) are computed once; the loop only adds k.
   let aElem: (t: number, j: number) => string;
   const S = p.subgroup;
   if (!la.transposed) {
+    const lastRow = size("m_last", M - 1);
     if (S) {
-      const aRow = Array.from({ length: tm / S }, (_, q) => g.let(`${aOff} + min(row0 + sg + ${q * S}u, ${M - 1}u) * ${K4}u`, "ar"));
+      const aRow = Array.from({ length: tm / S }, (_, q) => g.let(`${aOff} + min(row0 + sg + ${q * S}u, ${lastRow}) * ${K4}`, "ar"));
       aRow.forEach((base, q) => loop.push(`let al${q} = ${A}[${base} + k4];`));
       for (let t = 0; t < tm; t++) loop.push(`let a${t} = subgroupBroadcast(al${Math.floor(t / S)}, ${t % S}u);`);
     } else {
-      const aRow = Array.from({ length: tm }, (_, t) => g.let(`${aOff} + min(row0 + ${t}u, ${M - 1}u) * ${K4}u`, "ar"));
+      const aRow = Array.from({ length: tm }, (_, t) => g.let(`${aOff} + min(row0 + ${t}u, ${lastRow}) * ${K4}`, "ar"));
       aRow.forEach((base, t) => loop.push(`let a${t} = ${A}[${base} + k4];`));
     }
     aElem = (t, j) => `a${t}[${j}]`;
   } else {
     // at{j}_{q}: rows 4q..4q+3 of the block at k = 4·k4 + j.
     const M4 = M / 4;
-    loop.push(`let ka = k4 * ${4 * M4}u;`);
+    const lastRow4 = size("m4_last", M4 - 1);
+    loop.push(`let ka = k4 * ${size("m", M)};`);
     if (S) {
-      const aCol = Array.from({ length: tm / (4 * S) }, (_, q) => g.let(`${aOff} + min(row0 / 4u + sg + ${q * S}u, ${M4 - 1}u)`, "ac"));
-      for (let j = 0; j < 4; j++) aCol.forEach((base, q) => loop.push(`let al${j}_${q} = ${A}[${base} + ka + ${j * M4}u];`));
+      const aCol = Array.from({ length: tm / (4 * S) }, (_, q) => g.let(`${aOff} + min(row0 / 4u + sg + ${q * S}u, ${lastRow4})`, "ac"));
+      for (let j = 0; j < 4; j++) aCol.forEach((base, q) => loop.push(`let al${j}_${q} = ${A}[${base} + ka + ${times(j, "m4", M4)}];`));
       for (let j = 0; j < 4; j++) for (let q = 0; q < tm / 4; q++) loop.push(`let at${j}_${q} = subgroupBroadcast(al${j}_${Math.floor(q / S)}, ${q % S}u);`);
     } else {
-      const aCol = Array.from({ length: tm / 4 }, (_, q) => g.let(`${aOff} + min(row0 / 4u + ${q}u, ${M4 - 1}u)`, "ac"));
-      for (let j = 0; j < 4; j++) aCol.forEach((base, q) => loop.push(`let at${j}_${q} = ${A}[${base} + ka + ${j * M4}u];`));
+      const aCol = Array.from({ length: tm / 4 }, (_, q) => g.let(`${aOff} + min(row0 / 4u + ${q}u, ${lastRow4})`, "ac"));
+      for (let j = 0; j < 4; j++) aCol.forEach((base, q) => loop.push(`let at${j}_${q} = ${A}[${base} + ka + ${times(j, "m4", M4)}];`));
     }
     aElem = (t, j) => `at${j}_${t >> 2}[${t & 3}]`;
   }
   if (!lb.transposed) {
     const N4 = N / 4;
-    const bCol = cols.map((c) => g.let(`${bOff} + min(${c} / 4u, ${N4 - 1}u)`, "bc"));
-    loop.push(`let kb = k4 * ${4 * N4}u;`);
-    for (let j = 0; j < 4; j++) bCol.forEach((base, v) => loop.push(`let b${j}_${v} = ${B}[${base} + kb + ${j * N4}u];`));
+    const bCol = cols.map((c) => g.let(`${bOff} + min(${c} / 4u, ${size("n4_last", N4 - 1)})`, "bc"));
+    loop.push(`let kb = k4 * ${size("n", N)};`);
+    for (let j = 0; j < 4; j++) bCol.forEach((base, v) => loop.push(`let b${j}_${v} = ${B}[${base} + kb + ${times(j, "n4", N4)}];`));
   } else {
-    const bRow = cols.map((c) => [0, 1, 2, 3].map((q) => g.let(`${bOff} + min(${c} + ${q}u, ${N - 1}u) * ${K4}u`, "br")));
+    const bRow = cols.map((c) => [0, 1, 2, 3].map((q) => g.let(`${bOff} + min(${c} + ${q}u, ${size("n_last", N - 1)}) * ${K4}`, "br")));
     for (let v = 0; v < nv; v++) for (let c = 0; c < 4; c++) loop.push(`let bt${v}_${c} = ${B}[${bRow[v][c]} + k4];`);
     for (let j = 0; j < 4; j++)
       for (let v = 0; v < nv; v++) loop.push(`let b${j}_${v} = vec4<f32>(bt${v}_0[${j}], bt${v}_1[${j}], bt${v}_2[${j}], bt${v}_3[${j}]);`);
   }
   for (let t = 0; t < tm; t++) for (let v = 0; v < nv; v++) loop.push(`acc${t}_${v} += ${[0, 1, 2, 3].map((j) => `${aElem(t, j)} * b${j}_${v}`).join(" + ")};`);
-  g.line(`for (var k4 = 0u; k4 < ${K4}u; k4++) {\n${indent(loop, 2)}\n  }`);
-  storeVec4Tile(g, root, epilogue, tm, cols);
+  g.line(`for (var k4 = 0u; k4 < ${K4}; k4++) {\n${indent(loop, 2)}\n  }`);
+  storeVec4Tile(g, root, epilogue, tm, cols, rt);
   const gx = Math.ceil(N / (tn * p.wx));
   const gy = Math.ceil(M / (tm * p.wy));
   const main = `@compute @workgroup_size(${p.wx}, ${p.wy}, 1)
@@ -157,8 +179,9 @@ ${indent(g.body())}
  * acc{t}_{v}, through the epilogue. Shared by the register-blocked and the workgroup-memory
  * kernels, whose threads own the same outputs.
  */
-export function storeVec4Tile(g: KernelGen, root: Tensor, epilogue: Tensor, tm: number, cols: readonly string[]): void {
+export function storeVec4Tile(g: KernelGen, root: Tensor, epilogue: Tensor, tm: number, cols: readonly string[], runtime = false): void {
   const [M, N] = root.shape.slice(-2);
+  const [Ms, Ns, MNs] = [g.size("m", M, runtime), g.size("n", N, runtime), g.size("mn", M * N, runtime)];
   const nv = cols.length;
   g.line(`var res: array<vec4<f32>, ${tm * nv}>;`);
   for (let t = 0; t < tm; t++) for (let v = 0; v < nv; v++) g.line(`res[${t * nv + v}u] = acc${t}_${v};`);
@@ -171,18 +194,18 @@ export function storeVec4Tile(g: KernelGen, root: Tensor, epilogue: Tensor, tm: 
       const res = `res[t * ${nv}u + ${v}u]`;
       if (wide) {
         const body = g.nested(() => {
-          const o4 = g.let(`(bz * ${M * N}u + r * ${N}u + ${cols[v]}) / 4u`, "o");
+          const o4 = g.let(`(bz * ${MNs} + r * ${Ns} + ${cols[v]}) / 4u`, "o");
           storeFourLanes(g, o4, (e, j) => laneWithEpilogue(g, root, epilogue, e, `${res}[${j}]`));
         });
-        [`if (${cols[v]} < ${N}u) {`, ...body.map((l) => `  ${l}`), "}"].forEach((l) => g.line(l));
+        [`if (${cols[v]} < ${Ns}) {`, ...body.map((l) => `  ${l}`), "}"].forEach((l) => g.line(l));
         continue;
       }
       const body = g.nested(() => {
-        const o = g.let(`bz * ${M * N}u + r * ${N}u + ${cols[v]} + c`, "o");
+        const o = g.let(`bz * ${MNs} + r * ${Ns} + ${cols[v]} + c`, "o");
         storeWithEpilogue(g, root, epilogue, o, `${res}[c]`);
       });
-      [`for (var c = 0u; c < 4u; c++) {`, `  if (${cols[v]} + c < ${N}u) {`, ...body.map((l) => `    ${l}`), "  }", "}"].forEach((l) => g.line(l));
+      [`for (var c = 0u; c < 4u; c++) {`, `  if (${cols[v]} + c < ${Ns}) {`, ...body.map((l) => `    ${l}`), "  }", "}"].forEach((l) => g.line(l));
     }
   });
-  storeRows(g, tm, M, store);
+  storeRows(g, tm, Ms, store);
 }

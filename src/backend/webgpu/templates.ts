@@ -22,6 +22,8 @@ export interface KernelBody {
   readonly dispatch: readonly [number, number, number];
   /** A read binding served by the output binding instead (an in-place update of a donated input). */
   readonly aliased?: number;
+  /** The fields of the kernel's `sizes` uniform (bound after the output) and their values, in order, where it reads sizes at run time. */
+  readonly sizes?: ReadonlyMap<string, number>;
 }
 
 /** A kernel of an executable: its body, named after what it fuses, and the node it is built around. */
@@ -34,7 +36,10 @@ export interface KernelSource extends KernelBody {
 }
 
 /** Names a kernel body. */
-export const named = (k: KernelBody, name: string, core: Tensor): KernelSource => ({ ...k, name, wgsl: `// ${name}\n${k.body}`, core });
+export const named = (k: KernelBody, name: string, core: Tensor): KernelSource => ({ ...k, name, wgsl: `// ${name}${sizesComment(k)}\n${k.body}`, core });
+
+/** The run-time sizes a kernel is dispatched with, for the reader of its WGSL. */
+const sizesComment = (k: KernelBody): string => (k.sizes ? `\n// sizes: ${[...k.sizes].map(([n, v]) => `${n} = ${v}`).join(", ")}` : "");
 
 export const WG = 64;
 /** Elementwise kernels this large or larger take four elements per thread. */
@@ -57,11 +62,15 @@ export function assembleKernel(g: KernelGen, output: Tensor, main: string, dispa
       ? `@group(0) @binding(${reads.length}) var<storage, read_write> out: array<vec4<f32>>;`
       : bindingDecl(reads.length, "out", output.dtype, "read_write"),
   );
+  const names = [...g.sizes.keys()];
+  if (names.length)
+    decls.push(`struct Sizes { ${names.map((n) => `${n}: u32`).join(", ")} }`, `@group(0) @binding(${reads.length + 1}) var<uniform> sizes: Sizes;`);
   const helpers = g.helperSource();
   const usesBits = (helpers + main).includes(`${F32_BITS}(`);
   const enables = /\bsubgroup[A-Z]/.test(main) ? "enable subgroups;" : "";
   const body = [enables, ...decls, extraDecls, usesBits ? F32_BITS_SOURCE : "", helpers, main].filter((s) => s).join("\n");
-  return { body, reads, readKeys: g.readKeys, storeKeys: g.storeKeys, output, dispatch, ...(aliased >= 0 ? { aliased } : {}) };
+  const sizes = names.length ? { sizes: new Map(g.sizes) } : {};
+  return { body, reads, readKeys: g.readKeys, storeKeys: g.storeKeys, output, dispatch, ...(aliased >= 0 ? { aliased } : {}), ...sizes };
 }
 
 export const indent = (lines: readonly string[], n = 1) => lines.map((l) => "  ".repeat(n) + l).join("\n");
@@ -71,8 +80,8 @@ function threadPerItem(g: KernelGen, index: string, n: number): { main: string; 
   const [x, y] = grid(Math.ceil(n / WG));
   const main = `@compute @workgroup_size(${WG})
 fn main(@builtin(global_invocation_id) gid: vec3u) {
-  let ${index} = gid.x + gid.y * ${x * WG}u;
-  if (${index} >= ${n}u) { return; }
+  let ${index} = gid.x + gid.y * ${g.size("pitch", x * WG, true)};
+  if (${index} >= ${g.size("count", n, true)}) { return; }
 ${indent(g.body())}
 }`;
   return { main, dispatch: [x, y, 1] };
@@ -134,8 +143,8 @@ export function storeWithEpilogue(g: KernelGen, core: Tensor, epilogue: Tensor, 
  * once per output element and lavapipe took seconds to compile such a kernel; the trip count
  * depends on row0 so that the shader compiler cannot unroll it either.
  */
-export function storeRows(g: KernelGen, tm: number, M: number, store: readonly string[]): void {
-  g.line(`let rows = select(0u, min(${tm}u, ${M}u - row0), row0 < ${M}u);`);
+export function storeRows(g: KernelGen, tm: number, M: string, store: readonly string[]): void {
+  g.line(`let rows = select(0u, min(${tm}u, ${M} - row0), row0 < ${M});`);
   g.line(`for (var t = 0u; t < rows; t++) {\n${indent(store, 2)}\n  }`);
 }
 
@@ -374,7 +383,7 @@ export function matmulKernel(g: KernelGen, root: Tensor, epilogue: Tensor, p: Ma
       g.line(`if (col0 + ${u}u < ${N}u) {\n${indent(body)}\n}`);
     }
   });
-  storeRows(g, p.tm, M, store);
+  storeRows(g, p.tm, `${M}u`, store);
   const gx = Math.ceil(N / (p.tn * p.wx));
   const gy = Math.ceil(M / (p.tm * p.wy));
   // Subgroup operations need every lane: no early return, the loads are clamped and the stores guarded.
