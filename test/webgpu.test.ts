@@ -255,7 +255,7 @@ describe("webgpu agrees with the CPU float64 reference", () => {
           shapes.map((s) => w.spec(s)),
         )
         .run(...xs) as HostTensor;
-      // Fused epilogues, as other adapters run them; then lavapipe's default, an epilogue as a kernel of its own.
+      // Fused epilogues, then the default tiles with the epilogue as a kernel of its own.
       for (const [matmul, matmulEpilogues] of [...configs.map((c) => [c, true] as const), [defaultMatmul(ctx), false] as const]) {
         const exe = w.compile(
           f,
@@ -472,23 +472,20 @@ describe("compiler", () => {
       { backend: ctx },
     );
     assert.equal(chain.stats().kernels, 1);
-    const lin = w.compile((t: Tensor, a: Tensor, b: Tensor) => w.gelu(w.linear(t, a, b)), [w.spec([64, 32]), w.spec([32, 48]), w.spec([48])], {
-      backend: ctx,
-      matmulEpilogues: true,
-    });
+    const lin = w.compile((t: Tensor, a: Tensor, b: Tensor) => w.gelu(w.linear(t, a, b)), [w.spec([64, 32]), w.spec([32, 48]), w.spec([48])], { backend: ctx });
     assert.equal(lin.kernelNames().length, 1);
     assert.match(lin.kernelNames()[0], /^k0_matmul_.*erf/);
     assert.match(lin.wgsl(), /fn erf_/);
   });
 
-  test("on a CPU adapter, matmuls that differ only in their sizes share one pipeline, reading them from a uniform; an epilogue runs as a kernel of its own", async () => {
+  test("matmuls that differ only in their sizes share one pipeline, reading them from a uniform; with matmulEpilogues off an epilogue runs as a kernel of its own", async () => {
     const specs = [w.spec([72, 36]), w.spec([36, 44]), w.spec([130, 64]), w.spec([64, 20]), w.spec([72])];
     const f = (a: Tensor, b: Tensor, c: Tensor, d: Tensor, bias: Tensor) => [
       w.matmul(a, b),
       w.matmul(c, d),
       w.gelu(w.add(w.matmul(w.transpose(b), w.transpose(a)), bias)),
     ];
-    const exe = w.compile(f, specs, { backend: ctx });
+    const exe = w.compile(f, specs, { backend: ctx, matmulEpilogues: false });
     const names = exe.kernelNames();
     assert.equal(names.filter((n) => /_matmul$/.test(n)).length, 3, `matmuls stored plain: ${names.join(", ")}`);
     assert.ok(
@@ -509,13 +506,21 @@ describe("compiler", () => {
     for (let i = 0; i < 3; i++) assertClose(await read(outs[i]), ref[i].data, `output ${i}`, 1e-4, 1e-5);
     outs.forEach((o) => o.dispose());
     exe.dispose();
+    // With epilogues fused (the default) the depth is still read at run time: two layers of other widths share.
+    const fused = w.compile(
+      (a: Tensor, b: Tensor, c: Tensor, d: Tensor, bias: Tensor) => [w.gelu(w.add(w.matmul(a, b), bias)), w.gelu(w.add(w.matmul(c, d), bias))],
+      [w.spec([72, 36]), w.spec([36, 44]), w.spec([72, 64]), w.spec([64, 44]), w.spec([44])],
+      { backend: ctx },
+    );
+    assert.deepEqual([fused.stats().kernels, fused.stats().pipelines], [2, 1], fused.kernelNames().join(", "));
+    fused.dispose();
   });
 
   test("a matmul epilogue over rows of 4k columns stores vec4s and loads its operands as vec4s", async () => {
     // SGD on a weight: p − 0.1·(xᵀ·g) · s, with p donated: updated in place through the output binding.
     const f = (p: Tensor, x: Tensor, g: Tensor, s: Tensor) => w.sub(p, w.mul(w.mul(w.matmul(w.transpose(x), g), s), 0.1));
     const specs = [w.spec([24, 36]), w.spec([40, 24]), w.spec([40, 36]), w.spec([24, 36])];
-    const exe = w.compile(f, specs, { backend: ctx, donate: [0], matmulEpilogues: true });
+    const exe = w.compile(f, specs, { backend: ctx, donate: [0] });
     assert.equal(exe.stats().kernels, 1);
     assert.match(exe.wgsl(), /var<storage, read_write> out: array<vec4<f32>>/);
     assert.match(exe.wgsl(), /var<storage, read> in\d: array<vec4<f32>>;[\s\S]*let q\d+ = in\d\[o\d+\]/, "s is loaded a vec4 at a time");

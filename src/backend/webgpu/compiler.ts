@@ -33,8 +33,9 @@ export interface WebGpuCompileOptions {
   readonly fusion?: boolean;
   /**
    * Whether a matmul stores an elementwise consumer fused after it (bias + GELU in one kernel).
-   * Default: not on CPU adapters, where a kernel's first run compiles it and plain matmuls share
-   * pipelines (kernels.ts); on every other adapter.
+   * Default true. false makes every matmul a plain one, which on lavapipe share pipelines across
+   * sizes: the default iBOT step's cold first step fell by another 1-5 s, its steady step rose by
+   * 6-12% (BENCHMARKS.md).
    */
   readonly matmulEpilogues?: boolean;
 }

@@ -61,15 +61,6 @@ function matmulTemplate({ g, node, epilogue, target, isMat }: KernelRequest<"mat
   return matmulKernel(g, node, epilogue, forced && !forced.subgroup && !forced.bk ? forced : scalarTiles(node, target));
 }
 
-/*
- * Matmul epilogues are not fused on CPU adapters by default (Target.matmulEpilogues). There a kernel's first dispatch compiles it
- * (0.2-0.8 s a matmul on lavapipe) and a plain matmul reads its sizes at run time, so a step's
- * matmuls share a few pipelines, while each fused epilogue made a pipeline of its own. The
- * epilogue as an elementwise kernel compiles in tens of milliseconds and its extra pass over the
- * output did not slow the iBOT step measurably (BENCHMARKS.md); the default run's first step fell
- * from 37 to 17 s.
- */
-
 /** A reduction: a thread per output or a workgroup per output; only the first can take an epilogue. */
 const reduction = <P extends ReducePrim>(epilogue: boolean): OwnKernel<P> => ({
   template: (r) => reduceKernel(r.g, r.node, r.epilogue, r.target.cpu),

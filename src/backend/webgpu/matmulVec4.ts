@@ -115,7 +115,9 @@ export function matmulVec4Kernel(g: KernelGen, root: Tensor, epilogue: Tensor, p
   const colOf = (v: number) => (p.interleave ? g.let(`(wid.x * ${nv * p.wx}u + ${v * p.wx}u + lid.x) * 4u`, "cb") : g.let(`col0 + ${4 * v}u`, "cb"));
   const cols = Array.from({ length: nv }, (_, v) => colOf(v));
   for (let t = 0; t < tm; t++) for (let v = 0; v < nv; v++) g.line(`var acc${t}_${v} = vec4<f32>(0.0);`);
-  const K4 = size("k4", K / 4);
+  // The depth never reaches the epilogue: read at run time always, so the products of one layer's
+  // forward and backward with other depths (a 64- or 256-wide hidden layer) share a pipeline.
+  const K4 = g.size("k4", K / 4, true);
   /** j rows (or columns) of `n4` vec4s further on: 0, or j·n4. */
   const times = (j: number, name: string, n4: number) => (j === 0 ? "0u" : rt ? `${j}u * ${size(name, n4)}` : `${j * n4}u`);
   const loop: string[] = [];

@@ -21,7 +21,7 @@ export interface Target {
   readonly matmulFor: (cls: MatmulClass) => MatmulParams;
   /** Tiles forced by the caller (compile's `matmul` option), which also pick the scalar template's tiles. */
   readonly forcedMatmul?: MatmulParams;
-  /** Whether matmuls take fused elementwise epilogues (compile's `matmulEpilogues`; default: not on CPU adapters, kernels.ts says why). */
+  /** Whether matmuls take fused elementwise epilogues (compile's `matmulEpilogues`, default true). */
   readonly matmulEpilogues: boolean;
 }
 
@@ -55,7 +55,7 @@ export function defaultMatmul(a: AdapterKind): MatmulParams {
 export const defaultMatmulFor = (a: AdapterKind, n: number): MatmulParams => fitColumns(defaultMatmul(a), n);
 
 /** The Target of an adapter, with the caller's forced tiles or the autotuner's choices. */
-export function makeTarget(a: AdapterKind, limits: Target["limits"], tuning: MatmulTuning, forcedMatmul?: MatmulParams, matmulEpilogues = !a.cpu): Target {
+export function makeTarget(a: AdapterKind, limits: Target["limits"], tuning: MatmulTuning, forcedMatmul?: MatmulParams, matmulEpilogues = true): Target {
   const matmulFor = (c: MatmulClass) => forcedMatmul ?? tuning.get(c.key) ?? defaultMatmulFor(a, c.n);
   return { cpu: a.cpu, subgroupSize: a.subgroupSize, limits, matmulFor, matmulEpilogues, ...(forcedMatmul ? { forcedMatmul } : {}) };
 }
