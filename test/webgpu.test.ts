@@ -516,6 +516,32 @@ describe("compiler", () => {
     fused.dispose();
   });
 
+  test("reductions over leading or trailing axes read their input at a flat index: the same one over other kept extents shares a pipeline; a broadcast operand keeps coordinates", async () => {
+    const specs = [w.spec([5, 7, 8]), w.spec([3, 11, 8]), w.spec([5, 7, 1])];
+    const f = (a: Tensor, b: Tensor, c: Tensor) => [
+      w.sum(w.neg(a), [2]), // trailing, 35 outputs
+      w.sum(w.neg(b), [2]), // trailing, 33 outputs: the same WGSL
+      w.sum(w.exp(a), [0, 1]), // leading, 35 rows
+      w.sum(w.exp(b), [0, 1]), // leading, 33 rows: the same WGSL, its row count read at run time
+      w.sum(w.mul(a, c), [2]), // c broadcast over the last axis: coordinates
+    ];
+    const exe = w.compile(f, specs, { backend: ctx });
+    assert.deepEqual([exe.stats().kernels, exe.stats().pipelines], [5, 3], exe.kernelNames().join(", "));
+    assert.match(exe.wgsl(), /let ix\d+ = o \* 8u \+ r;/);
+    assert.match(exe.wgsl(), /let ix\d+ = r \* 8u \+ o;/);
+    const xs = specs.map((sp, k) =>
+      w.hostTensor(
+        Float32Array.from({ length: sp.shape.reduce((p, q) => p * q, 1) }, (_, i) => Math.sin(i * 0.53 + k)),
+        sp.shape,
+      ),
+    );
+    const ref = w.compile(f, specs).run(...xs) as HostTensor[];
+    const outs = exe.run(...xs) as GpuArray[];
+    for (let i = 0; i < outs.length; i++) assertClose(await read(outs[i]), ref[i].data, `output ${i}`, 1e-5, 1e-5);
+    outs.forEach((o) => o.dispose());
+    exe.dispose();
+  });
+
   test("a matmul epilogue over rows of 4k columns stores vec4s and loads its operands as vec4s", async () => {
     // SGD on a weight: p − 0.1·(xᵀ·g) · s, with p donated: updated in place through the output binding.
     const f = (p: Tensor, x: Tensor, g: Tensor, s: Tensor) => w.sub(p, w.mul(w.mul(w.matmul(w.transpose(x), g), s), 0.1));

@@ -75,6 +75,8 @@ export class KernelGen {
    * `size`). Empty unless a template asks.
    */
   readonly sizes = new Map<string, number>();
+  /** How many times per-axis coordinates were derived from a flat index (each a division and remainder per axis). */
+  coordsDerived = 0;
 
   constructor(
     private readonly ids: ReadonlyMap<Tensor, number>,
@@ -268,6 +270,7 @@ export class KernelGen {
   /** Per-axis coordinates of an index. */
   coords(idx: Idx): readonly string[] {
     if (idx.coordExprs !== null) return idx.coordExprs;
+    this.coordsDerived++;
     const s = stridesOf(idx.shape);
     const f = idx.flatExpr!;
     const c = idx.shape.map((d, k) => {

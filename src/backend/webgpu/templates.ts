@@ -214,6 +214,38 @@ function inputIdx(g: KernelGen, x: Tensor, axes: readonly number[], oCoords: rea
   );
 }
 
+/**
+ * The loop body of a reduction over x's trailing axes (input element (o, r) at o·R + r) or its
+ * leading ones (at r·nOut + o), reading x at that flat index, and the loop's trip count: R, read
+ * at run time where the kept axes lead, where it is all that differs between the teacher's and
+ * the student's crops. Such a body names no extent of the axes kept, so the same reduction over
+ * 2176 or 1280 rows is one pipeline (lavapipe compiles each at its first dispatch). Undefined,
+ * with nothing emitted, where the axes are neither, or a fused operand would derive coordinates
+ * from the flat index inside the loop (a division per axis and element): the caller then makes
+ * the output coordinates once, outside it.
+ */
+function flatReduction(
+  g: KernelGen,
+  x: Tensor,
+  axes: readonly number[],
+  R: number,
+  nOut: number,
+  fold: (idx: Idx) => void,
+): { loop: string[]; R: string } | undefined {
+  const k = axes.length;
+  const sorted = [...axes].sort((a, b) => a - b);
+  const trailing = sorted.every((a, i) => a === x.rank - k + i);
+  if (!trailing && !sorted.every((a, i) => a === i)) return undefined;
+  const Rs = trailing ? `${R}u` : g.size("r", R, true);
+  const derived = g.coordsDerived;
+  const loop = g.nested(() => fold(g.idx(x.shape, g.let(trailing ? `o * ${Rs} + r` : `r * ${nOut}u + o`, "ix"), null)));
+  if (g.coordsDerived !== derived) {
+    if (!trailing) g.sizes.delete("r");
+    return undefined;
+  }
+  return { loop, R: Rs };
+}
+
 function reductionCoords(g: KernelGen, r: string, rShape: Shape): string[] {
   return g.coords(g.idx(rShape, r, null)) as string[];
 }
@@ -237,15 +269,22 @@ export function reduceKernel(g: KernelGen, root: Node<ReducePrim>, epilogue: Ten
   const R = sizeOf(rShape);
   const nOut = root.size;
   const red = reducer(kind, t);
-  // The loop body folding input element (o, r) into the accumulator; output coordinates are made outside it.
-  const oCoords = g.coords(g.idx(root.shape, "o", null));
-  const loop = g.nested(() => {
-    const v = g.val(x, inputIdx(g, x, axes, oCoords, reductionCoords(g, "r", rShape)));
+  const fold = (idx: Idx) => {
+    const v = g.val(x, idx);
     for (const s of red.step(v, "r")) g.line(s);
-  });
+  };
+  // The loop body folding input element (o, r) into the accumulator: at a flat index where it
+  // can, else from output coordinates made outside it.
+  const flat = flatReduction(g, x, axes, R, nOut, fold);
+  const coordLoop = () => {
+    const oCoords = g.coords(g.idx(root.shape, "o", null));
+    return g.nested(() => fold(inputIdx(g, x, axes, oCoords, reductionCoords(g, "r", rShape))));
+  };
+  const loop = flat?.loop ?? coordLoop();
+  const Rs = flat?.R ?? `${R}u`;
   if (threadPerOutput(root, cpu)) {
     for (const s of red.init) g.line(s);
-    g.line(`for (var r = 0u; r < ${R}u; r++) {\n${indent(loop, 2)}\n  }`);
+    g.line(`for (var r = 0u; r < ${Rs}; r++) {\n${indent(loop, 2)}\n  }`);
     storeWithEpilogue(g, root, epilogue, "o", red.result);
     const k = threadPerItem(g, "o", nOut);
     return assembleKernel(g, epilogue, k.main, k.dispatch);
@@ -268,7 +307,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   if (o >= ${nOut}u) { return; }
 ${indent(g.body())}
 ${indent(red.init)}
-  for (var r = lid; r < ${R}u; r += ${WG}u) {
+  for (var r = lid; r < ${Rs}; r += ${WG}u) {
 ${indent(loop, 2)}
   }
   shv[lid] = ${isArg ? "best" : "acc"};
