@@ -91,9 +91,9 @@ export class KernelGen {
 
   /**
    * A u32 size of the kernel as WGSL: the literal, or with `runtime` a field of its uniform. On
-   * lavapipe every distinct pipeline costs a compile of 0.1-0.8 s at its first dispatch, and a
-   * training step's matmuls differ mostly in their sizes (teacher and student crops, forward and
-   * backward), so a template that reads them at run time lets those matmuls share a pipeline.
+   * lavapipe every distinct pipeline costs a compile of 0.03-0.8 s at its first dispatch, and a
+   * training step's kernels often differ only in sizes (teacher and student crops, forward and
+   * backward), so a template that reads them at run time lets those kernels share a pipeline.
    */
   size(name: string, value: number, runtime: boolean): string {
     if (!runtime) return `${value}u`;
