@@ -52,6 +52,27 @@ function assertClose(gpu: ArrayLike<number>, ref: ArrayLike<number>, what: strin
 
 const asF64 = (x: HostTensor) => w.hostTensor(Float64Array.from(x.data), x.shape, "f64");
 
+/** Runs a compiled list of outputs on smooth inputs for `specs` and checks each output against the CPU's, then frees both. */
+async function assertOutputsMatchCpu(
+  exe: { run(...args: HostTensor[]): unknown; dispose(): void },
+  f: (...t: Tensor[]) => Tensor[],
+  specs: w.TensorSpec[],
+  rtol: number,
+  atol: number,
+) {
+  const xs = specs.map((sp, k) =>
+    w.hostTensor(
+      Float32Array.from({ length: sp.shape.reduce((p, q) => p * q, 1) }, (_, i) => Math.sin(i * 0.53 + k)),
+      sp.shape,
+    ),
+  );
+  const ref = w.compile(f, specs).run(...xs) as HostTensor[];
+  const outs = exe.run(...xs) as GpuArray[];
+  for (let i = 0; i < outs.length; i++) assertClose(await read(outs[i]), ref[i].data, `output ${i}`, rtol, atol);
+  outs.forEach((o) => o.dispose());
+  exe.dispose();
+}
+
 /** Runs a random graph on the GPU (f32) and on the CPU (f64) and compares every output. */
 async function checkGraph(g: RandomGraph) {
   const specs32 = g.inputs.map((x) => w.spec(x.shape, "f32"));
@@ -495,17 +516,7 @@ describe("compiler", () => {
     assert.equal(exe.stats().pipelines, exe.stats().kernels - 1, "the first two matmuls share a pipeline");
     assert.match(exe.wgsl(), /var<uniform> sizes: Sizes;/);
     assert.match(exe.wgsl(), /\/\/ sizes: k4 = 9, m_last = 71, n4_last = 10, n = 44, n4 = 11, m = 72, mn = 3168/, "the sizes a kernel runs with are shown");
-    const xs = specs.map((sp, k) =>
-      w.hostTensor(
-        Float32Array.from({ length: sp.shape.reduce((p, q) => p * q, 1) }, (_, i) => Math.cos(i * 0.37 + k)),
-        sp.shape,
-      ),
-    );
-    const ref = w.compile(f, specs).run(...xs) as HostTensor[];
-    const outs = exe.run(...xs) as GpuArray[];
-    for (let i = 0; i < 3; i++) assertClose(await read(outs[i]), ref[i].data, `output ${i}`, 1e-4, 1e-5);
-    outs.forEach((o) => o.dispose());
-    exe.dispose();
+    await assertOutputsMatchCpu(exe, f, specs, 1e-4, 1e-5);
     // With epilogues fused (the default) the depth is still read at run time: two layers of other widths share.
     const fused = w.compile(
       (a: Tensor, b: Tensor, c: Tensor, d: Tensor, bias: Tensor) => [w.gelu(w.add(w.matmul(a, b), bias)), w.gelu(w.add(w.matmul(c, d), bias))],
@@ -529,17 +540,7 @@ describe("compiler", () => {
     assert.deepEqual([exe.stats().kernels, exe.stats().pipelines], [5, 3], exe.kernelNames().join(", "));
     assert.match(exe.wgsl(), /let ix\d+ = o \* 8u \+ r;/);
     assert.match(exe.wgsl(), /let ix\d+ = r \* 8u \+ o;/);
-    const xs = specs.map((sp, k) =>
-      w.hostTensor(
-        Float32Array.from({ length: sp.shape.reduce((p, q) => p * q, 1) }, (_, i) => Math.sin(i * 0.53 + k)),
-        sp.shape,
-      ),
-    );
-    const ref = w.compile(f, specs).run(...xs) as HostTensor[];
-    const outs = exe.run(...xs) as GpuArray[];
-    for (let i = 0; i < outs.length; i++) assertClose(await read(outs[i]), ref[i].data, `output ${i}`, 1e-5, 1e-5);
-    outs.forEach((o) => o.dispose());
-    exe.dispose();
+    await assertOutputsMatchCpu(exe, f, specs, 1e-5, 1e-5);
   });
 
   test("a matmul epilogue over rows of 4k columns stores vec4s and loads its operands as vec4s", async () => {
