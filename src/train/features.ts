@@ -27,13 +27,7 @@ export function normalise(d: ImageDataset, start: number, n: number, mean: numbe
   return out;
 }
 
-/**
- * [CLS] features of a dataset's first `count` images through a backbone (a teacher's or a
- * student's), `chunk` images a run (the last chunk padded, so one executable serves them all).
- * Pre-training passes its step's global-crop batch: the forward then has the shapes of the step's
- * teacher forward, and on lavapipe, which compiles a pipeline at its first dispatch, the random-init
- * baseline compiles what the first step would otherwise compile again.
- */
+/** [CLS] features of a dataset's first `count` images through a backbone (a teacher's or a student's). */
 export async function features(
   net: RunResult<ViTParams>,
   d: ImageDataset,
@@ -41,21 +35,19 @@ export async function features(
   mc: IbotModelConfig,
   stats: { mean: number; std: number },
   gpu: GpuContext | null,
-  chunk = 500,
 ): Promise<Float32Array> {
-  const width = mc.vit.width;
-  const out = new Float32Array(count * width);
-  const f = (p: ViTParams, x: Tensor) => reshape(sliceAxis(backbone(x, p, mc.vit), 1, 0, 1), [x.shape[0], width]);
-  const exe = compile(f, [specsOf(net), spec([chunk, mc.vit.channels, d.height, d.width])], { backend: gpu ?? "cpu" });
-  const px = d.height * d.width;
+  const chunk = 500;
+  const out = new Float32Array(count * mc.vit.width);
+  const f = (p: ViTParams, x: Tensor) => reshape(sliceAxis(backbone(x, p, mc.vit), 1, 0, 1), [x.shape[0], mc.vit.width]);
+  const compileFor = (n: number) => compile(f, [specsOf(net), spec([n, mc.vit.channels, d.height, d.width])], { backend: gpu ?? "cpu" });
+  // One executable per chunk size (every chunk but the last shares one).
+  const exes = new Map<number, ReturnType<typeof compileFor>>();
+  const exeFor = (n: number) => exes.get(n) ?? exes.set(n, compileFor(n)).get(n)!;
   for (let s = 0; s < count; s += chunk) {
     const n = Math.min(chunk, count - s);
-    const x = new Float32Array(chunk * px);
-    x.set(normalise(d, s, n, stats.mean, stats.std));
-    const y = await toHostValues(exe.run(net, x));
-    for (let i = 0; i < n * width; i++) out[s * width + i] = y[i];
+    const x = normalise(d, s, n, stats.mean, stats.std);
+    out.set(await toHostValues(exeFor(n).run(net, x)), s * mc.vit.width);
   }
-  exe.dispose();
   return out;
 }
 

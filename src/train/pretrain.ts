@@ -302,12 +302,9 @@ function knnEvaluator(c: PretrainConfig, d: RunData, mc: IbotModelConfig, gpu: G
   const pixels = async () =>
     (await knn(normalise(bank, 0, bank.count, stats.mean, stats.std), normalise(queries, 0, queries.count, stats.mean, stats.std), bank.height * bank.width))
       .accuracy;
-  // The student is evaluated through the same backbone function (its mask token is unused without
-  // masks), in chunks of the step's global crops (see `features`).
-  const chunk = 2 * c.batchSize;
-  const featuresOf = (net: RunResult<ViTParams>, split: typeof bank) => features(net, split, split.count, mc, stats, gpu, chunk);
+  // The student is evaluated through the same backbone function (its mask token is unused without masks).
   const network = async ({ backbone }: { readonly backbone: RunResult<ViTParams> }) =>
-    (await knn(await featuresOf(backbone, bank), await featuresOf(backbone, queries), c.width)).accuracy;
+    (await knn(await features(backbone, bank, bank.count, mc, stats, gpu), await features(backbone, queries, queries.count, mc, stats, gpu), c.width)).accuracy;
   return { pixels, network };
 }
 
